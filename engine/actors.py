@@ -1,0 +1,109 @@
+"""Who acts: a user with a role, an organisation, and the scope that organisation gives.
+
+The scope is derived from the user's organisation in the directory: a hospital for the
+establishment role, a GHT, a defence zone (UMAC, ARS de zone), a region (ARS, a regional
+auditor) or the whole country (CCS, SpF, national auditor, admin). ``SYSTEM`` is the deadline
+sweeper.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from engine.errors import NotFound, NotPermitted
+from engine.models import Organisation, User
+
+__all__ = ["SYSTEM", "Actor", "Scope", "load_actor", "load_org"]
+
+_USER = User.__table__  # type: ignore[attr-defined]
+_ORG = Organisation.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What part of the country an actor may see: a kind and a code (or national)."""
+
+    kind: str  # hospital | ght | zone | region | national
+    code: str | None = None
+
+    def __str__(self) -> str:
+        return "national" if self.kind == "national" else f"{self.kind} {self.code}"
+
+
+@dataclass(frozen=True)
+class Actor:
+    login: str
+    name: str
+    role: str
+    org: str
+    org_kind: str
+    region: str | None
+    zone: str | None
+    ght: str | None
+
+    @property
+    def scope(self) -> Scope:
+        if self.role == "establishment":
+            return Scope("hospital", self.org)
+        if self.role == "ght":
+            return Scope("ght", self.ght)
+        if self.role in {"umac", "ars_zone"}:
+            return Scope("zone", self.zone)
+        if self.role == "ars" or (self.role == "auditor" and self.org_kind == "ars"):
+            return Scope("region", self.region)
+        return Scope("national")
+
+
+SYSTEM = Actor(
+    login="system",
+    name="Échéancier Régul",
+    role="system",
+    org="REGUL",
+    org_kind="system",
+    region=None,
+    zone=None,
+    ght=None,
+)
+
+
+def load_actor(conn: Connection, login: str) -> Actor:
+    """The active user named ``login``, with their organisation's place in the directory."""
+    if login == SYSTEM.login:
+        return SYSTEM
+    row = conn.execute(
+        sa.select(_USER, _ORG.c.kind, _ORG.c.region, _ORG.c.zone, _ORG.c.ght)
+        .join(_ORG, _ORG.c.id == _USER.c.org)
+        .where(_USER.c.login == login)
+    ).first()
+    if row is None:
+        raise NotFound(
+            f"unknown user {login!r}: check the login, or list users in the directory "
+            "(regul init --demo loads the demo users)",
+            user=login,
+        )
+    if not row.active:
+        raise NotPermitted(f"user {login!r} is disabled: ask an administrator", user=login)
+    return Actor(
+        login=row.login,
+        name=row.name,
+        role=row.role,
+        org=row.org,
+        org_kind=row.kind,
+        region=row.region,
+        zone=row.zone,
+        ght=row.ght,
+    )
+
+
+def load_org(conn: Connection, org_id: str) -> sa.Row[tuple[object, ...]]:
+    row = conn.execute(sa.select(_ORG).where(_ORG.c.id == org_id)).first()
+    if row is None:
+        raise NotFound(
+            f"unknown organisation {org_id!r}: hospitals go by their FINESS number, "
+            "others by codes such as ARS-OCC or UMAC-SUD",
+            org=org_id,
+        )
+    return row

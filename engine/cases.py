@@ -1,0 +1,223 @@
+"""Cases as the engine reads them: an immutable view of a row, references, and queries.
+
+A case's public reference is its workflow prefix and number (``ECMO-000042``); the bare
+number works too. Queries take a connection and keyword-only filters and return plain views,
+so that nothing per case outlives the call.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from engine.errors import InputError, NotFound
+from engine.models import AuditEvent, Case, Deadline
+from engine.workflow import WorkflowRegistry
+
+__all__ = [
+    "CASE_TABLE",
+    "CaseFilter",
+    "CaseView",
+    "OpenDeadline",
+    "get_case",
+    "history",
+    "list_cases",
+    "lock_case",
+    "parse_reference",
+]
+
+CASE_TABLE = Case.__table__  # type: ignore[attr-defined]
+_DEADLINE = Deadline.__table__  # type: ignore[attr-defined]
+_AUDIT = AuditEvent.__table__  # type: ignore[attr-defined]
+_REFERENCE = re.compile(r"^(?:([A-Za-z]+)-)?0*(\d+)$")
+
+
+@dataclass(frozen=True)
+class OpenDeadline:
+    state: str
+    due_at: datetime
+    action: str
+
+
+@dataclass(frozen=True)
+class CaseView:
+    id: int
+    reference: str
+    kind: str
+    state: str
+    level: str | None
+    final: bool
+    version: int
+    org: str
+    region: str
+    zone: str
+    department: str
+    ght: str | None
+    fields: dict[str, Any]
+    opened_by: str
+    opened_at: datetime
+    updated_at: datetime
+    audit_seq: int
+    audit_hash: str
+    deadline: OpenDeadline | None = field(default=None, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("opened_at", "updated_at"):
+            data[key] = data[key].isoformat()
+        if self.deadline:
+            data["deadline"]["due_at"] = self.deadline.due_at.isoformat()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CaseView:
+        values = dict(data)
+        for key in ("opened_at", "updated_at"):
+            values[key] = datetime.fromisoformat(values[key])
+        if values.get("deadline"):
+            d = values["deadline"]
+            values["deadline"] = OpenDeadline(
+                d["state"], datetime.fromisoformat(d["due_at"]), d["action"]
+            )
+        return cls(**values)
+
+
+def reference_of(prefix: str, case_id: int) -> str:
+    return f"{prefix}-{case_id:06d}"
+
+
+def parse_reference(registry: WorkflowRegistry, text: str) -> tuple[int, str | None]:
+    """``ECMO-000042`` or ``42`` → (42, "ecmo" or None)."""
+    match = _REFERENCE.match(text.strip())
+    if not match:
+        raise InputError(f"{text!r} is not a case reference: write ECMO-000042 or 42")
+    prefix, number = match.groups()
+    kind = None
+    if prefix:
+        spec = registry.by_prefix(prefix.upper())
+        if spec is None:
+            prefixes = ", ".join(s.prefix for s in registry)
+            raise InputError(f"{text!r}: unknown prefix {prefix!r}; prefixes are {prefixes}")
+        kind = spec.kind
+    return int(number), kind
+
+
+def _view(registry: WorkflowRegistry, row: Any, deadline: OpenDeadline | None = None) -> CaseView:
+    return CaseView(
+        id=row.id,
+        reference=reference_of(registry[row.kind].prefix, row.id),
+        kind=row.kind,
+        state=row.state,
+        level=row.level,
+        final=row.final,
+        version=row.version,
+        org=row.org,
+        region=row.region,
+        zone=row.zone,
+        department=row.department,
+        ght=row.ght,
+        fields=dict(row.fields or {}),
+        opened_by=row.opened_by,
+        opened_at=row.opened_at,
+        updated_at=row.updated_at,
+        audit_seq=row.audit_seq,
+        audit_hash=row.audit_hash,
+        deadline=deadline,
+    )
+
+
+def _missing(text: str) -> NotFound:
+    return NotFound(f"no case {text}: check the reference with 'regul case list'", case=text)
+
+
+def lock_case(conn: Connection, registry: WorkflowRegistry, reference: str) -> CaseView:
+    """Read and lock a case for a transition (FOR UPDATE; SQLite holds the write lock)."""
+    case_id, kind = parse_reference(registry, reference)
+    query = sa.select(CASE_TABLE).where(CASE_TABLE.c.id == case_id)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    row = conn.execute(query).first()
+    if row is None or (kind is not None and row.kind != kind):
+        raise _missing(reference)
+    return _view(registry, row)
+
+
+def get_case(conn: Connection, registry: WorkflowRegistry, reference: str) -> CaseView:
+    case_id, kind = parse_reference(registry, reference)
+    row = conn.execute(sa.select(CASE_TABLE).where(CASE_TABLE.c.id == case_id)).first()
+    if row is None or (kind is not None and row.kind != kind):
+        raise _missing(reference)
+    return _view(registry, row, _open_deadline(conn, case_id))
+
+
+def _open_deadline(conn: Connection, case_id: int) -> OpenDeadline | None:
+    row = conn.execute(
+        sa.select(_DEADLINE.c.state, _DEADLINE.c.due_at, _DEADLINE.c.action).where(
+            _DEADLINE.c.case_id == case_id, _DEADLINE.c.status == "open"
+        )
+    ).first()
+    return OpenDeadline(row.state, row.due_at, row.action) if row else None
+
+
+@dataclass(frozen=True)
+class CaseFilter:
+    kind: str | None = None
+    state: str | None = None
+    level: str | None = None
+    region: str | None = None
+    org: str | None = None
+    open_only: bool = False
+    overdue_at: datetime | None = None  # set to `now` to list only overdue cases
+    limit: int = 100
+    offset: int = 0
+
+
+def list_cases(
+    conn: Connection,
+    registry: WorkflowRegistry,
+    *,
+    filters: CaseFilter,
+    scope_where: Any = None,
+) -> list[CaseView]:
+    """Cases matching ``filters`` (newest first), each with its open deadline."""
+    if filters.kind is not None:
+        spec = registry[filters.kind]
+        if filters.state is not None:
+            spec.state(filters.state)
+    if filters.limit <= 0 or filters.limit > 10000 or filters.offset < 0:
+        raise InputError("--limit must be between 1 and 10000 and --offset not negative")
+    c, d = CASE_TABLE.c, _DEADLINE.c
+    join = CASE_TABLE.outerjoin(_DEADLINE, sa.and_(d.case_id == c.id, d.status == "open"))
+    query = sa.select(CASE_TABLE, d.state.label("d_state"), d.due_at, d.action).select_from(join)
+    for column, value in (
+        (c.kind, filters.kind),
+        (c.state, filters.state),
+        (c.level, filters.level),
+        (c.region, filters.region),
+        (c.org, filters.org),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    if filters.open_only:
+        query = query.where(c.final.is_(False))
+    if filters.overdue_at is not None:
+        query = query.where(d.due_at <= filters.overdue_at)
+    if scope_where is not None:
+        query = query.where(scope_where)
+    query = query.order_by(c.id.desc()).limit(filters.limit).offset(filters.offset)
+    views = []
+    for row in conn.execute(query):
+        deadline = OpenDeadline(row.d_state, row.due_at, row.action) if row.due_at else None
+        views.append(_view(registry, row, deadline))
+    return views
+
+
+def history(conn: Connection, case_id: int) -> list[Any]:
+    return list(
+        conn.execute(sa.select(_AUDIT).where(_AUDIT.c.case_id == case_id).order_by(_AUDIT.c.seq))
+    )

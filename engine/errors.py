@@ -1,0 +1,87 @@
+"""The errors Régul raises, all under one base.
+
+Every error says what was wrong and what to do, carries its data as attributes, and is
+raised before anything is written (an authorization refusal writes only its own audit
+record). The interfaces turn them into an exit code or an HTTP status by their ``code``.
+
+    RegulError
+    ├── InputError            a malformed value, unknown field, bad option
+    │   └── WorkflowError     a workflow definition that fails validation
+    ├── NotFound              unknown case, kind, trigger, user or organisation
+    ├── Conflict              stale version, trigger the state does not allow, idempotency misuse
+    ├── NotPermitted          role, level or scope refuses (recorded in the audit log)
+    └── StorageError          database unreachable, read-only or not initialised
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "Conflict",
+    "InputError",
+    "NotFound",
+    "NotPermitted",
+    "RegulError",
+    "StaleVersion",
+    "StorageError",
+    "TriggerNotAllowed",
+    "WorkflowError",
+]
+
+
+class RegulError(Exception):
+    """Base of every error Régul raises on purpose."""
+
+    code = "error"
+    exit_code = 1
+
+    def __init__(self, message: str, **data: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.data = data
+
+
+class InputError(RegulError):
+    code = "invalid_input"
+    exit_code = 2
+
+
+class WorkflowError(InputError):
+    code = "invalid_workflow"
+
+
+class NotFound(RegulError):
+    code = "not_found"
+    exit_code = 3
+
+
+class Conflict(RegulError):
+    code = "conflict"
+    exit_code = 4
+
+
+class StaleVersion(Conflict):
+    code = "stale_version"
+
+    def __init__(self, case_ref: str, expected: int, actual: int) -> None:
+        super().__init__(
+            f"case {case_ref} is at version {actual}, not {expected}: someone acted on it since "
+            f"you read it; run 'regul case show {case_ref}' and decide again",
+            case=case_ref,
+            expected=expected,
+            actual=actual,
+        )
+        self.case_ref, self.expected, self.actual = case_ref, expected, actual
+
+
+class TriggerNotAllowed(Conflict):
+    code = "trigger_not_allowed"
+
+
+class NotPermitted(RegulError):
+    code = "not_permitted"
+    exit_code = 5
+
+
+class StorageError(RegulError):
+    code = "storage"
+    exit_code = 6

@@ -1,0 +1,182 @@
+"""The tables: directory, cases, the audit log, deadlines and idempotency records.
+
+Declared with SQLModel so that Alembic sees one metadata; the engine's hot path writes them
+with SQLAlchemy Core statements on these tables (no identity map, no per-case objects kept).
+The schema itself is created only by the Alembic migrations in ``engine/migrations``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+__all__ = [
+    "AuditEvent",
+    "AuditHead",
+    "Case",
+    "Deadline",
+    "Department",
+    "IdempotencyRecord",
+    "Organisation",
+    "Region",
+    "User",
+    "Zone",
+    "metadata",
+]
+
+metadata = SQLModel.metadata
+metadata.naming_convention = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def _json() -> Any:
+    return sa.JSON().with_variant(JSONB(), "postgresql")
+
+
+class Zone(SQLModel, table=True):
+    code: str = Field(primary_key=True)
+    name: str
+    seat_region: str
+
+
+class Region(SQLModel, table=True):
+    code: str = Field(primary_key=True)
+    insee: str
+    name: str
+    zone: str = Field(foreign_key="zone.code")
+
+
+class Department(SQLModel, table=True):
+    code: str = Field(primary_key=True)
+    name: str
+    region: str = Field(foreign_key="region.code")
+
+
+class Organisation(SQLModel, table=True):
+    id: str = Field(primary_key=True)
+    kind: str = Field(index=True)
+    name: str
+    region: str | None = Field(default=None, foreign_key="region.code")
+    zone: str | None = Field(default=None, foreign_key="zone.code")
+    department: str | None = Field(default=None, foreign_key="department.code")
+    ght: str | None = Field(default=None, index=True)
+    email: str = ""
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "regul_user"
+
+    login: str = Field(primary_key=True)
+    name: str
+    role: str
+    org: str = Field(foreign_key="organisation.id")
+    active: bool = True
+
+
+class Case(SQLModel, table=True):
+    __tablename__ = "regul_case"
+    __table_args__ = (
+        sa.Index("ix_case_kind_state", "kind", "state"),
+        sa.Index("ix_case_region_state", "region", "state"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str
+    state: str
+    level: str | None = None
+    final: bool = False
+    version: int
+    org: str = Field(foreign_key="organisation.id", index=True)
+    region: str
+    zone: str
+    department: str
+    ght: str | None = None
+    fields: dict[str, Any] = Field(default_factory=dict, sa_type=_json())
+    opened_by: str
+    opened_at: datetime
+    updated_at: datetime
+    audit_seq: int = 0
+    audit_hash: str = ""
+
+
+class AuditEvent(SQLModel, table=True):
+    """One line of evidence. Append-only: database triggers refuse UPDATE and DELETE."""
+
+    __tablename__ = "audit_event"
+    __table_args__ = (sa.UniqueConstraint("case_id", "seq", name="uq_audit_event_case_seq"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int | None = Field(default=None)
+    seq: int
+    at: datetime = Field(index=True)
+    actor: str = Field(index=True)
+    role: str
+    org: str = Field(index=True)
+    action: str
+    from_state: str | None = None
+    to_state: str | None = None
+    version: int
+    reason: str = ""
+    data: dict[str, Any] = Field(default_factory=dict, sa_type=_json())
+    prev_hash: str
+    hash: str
+
+
+class AuditHead(SQLModel, table=True):
+    """Last sequence and hash of each audit stream that has no case row to hold them."""
+
+    __tablename__ = "audit_head"
+
+    stream: str = Field(primary_key=True)
+    seq: int
+    hash: str
+
+
+class Deadline(SQLModel, table=True):
+    """A durable deadline: swept, never a timer. At most one 'open' row per case."""
+
+    __table_args__ = (
+        sa.Index(
+            "uq_deadline_open_case",
+            "case_id",
+            unique=True,
+            sqlite_where=sa.text("status = 'open'"),
+            postgresql_where=sa.text("status = 'open'"),
+        ),
+        sa.Index(
+            "ix_deadline_open_due",
+            "due_at",
+            sqlite_where=sa.text("status = 'open'"),
+            postgresql_where=sa.text("status = 'open'"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="regul_case.id")
+    state: str
+    version: int
+    due_at: datetime
+    action: str
+    status: str = "open"
+    created_at: datetime
+    closed_at: datetime | None = None
+
+
+class IdempotencyRecord(SQLModel, table=True):
+    __tablename__ = "idempotency"
+
+    key: str = Field(primary_key=True)
+    actor: str
+    request_hash: str
+    case_id: int | None = None
+    result: dict[str, Any] = Field(default_factory=dict, sa_type=_json())
+    created_at: datetime

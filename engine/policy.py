@@ -1,0 +1,96 @@
+"""Authorization: one pure policy for every interface.
+
+A user acts on a case only when (1) the case's current level belongs to the user's role (a
+trigger flagged ``any_level``, such as the requester's cancel, waives this), (2) the case lies
+inside the user's scope, and (3) the workflow lets that role fire that trigger. Reading
+follows scope. Functions here decide and explain; they never touch the database: the runner
+records refusals and the interfaces turn them into an exit code or a status.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from engine.actors import Actor
+from engine.workflow import WorkflowSpec
+
+__all__ = ["Decision", "Located", "can_fire", "can_open", "can_read", "in_scope"]
+
+
+class Located(Protocol):
+    """Anything placed in the directory: a case, or the hospital a case would be opened for."""
+
+    @property
+    def org(self) -> str: ...
+    @property
+    def region(self) -> str | None: ...
+    @property
+    def zone(self) -> str | None: ...
+    @property
+    def ght(self) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str = ""
+
+    def __bool__(self) -> bool:
+        return self.allowed
+
+
+ALLOW = Decision(True)
+
+
+def in_scope(actor: Actor, item: Located) -> bool:
+    scope = actor.scope
+    if scope.kind == "national" or actor.role == "system":
+        return True
+    value = {
+        "hospital": item.org,
+        "ght": item.ght,
+        "zone": item.zone,
+        "region": item.region,
+    }[scope.kind]
+    return scope.code is not None and value == scope.code
+
+
+def can_read(actor: Actor, item: Located) -> Decision:
+    if in_scope(actor, item):
+        return ALLOW
+    return Decision(False, f"the case lies outside {actor.login}'s scope ({actor.scope})")
+
+
+def can_open(actor: Actor, spec: WorkflowSpec, hospital: Located) -> Decision:
+    if actor.role not in spec.open_roles:
+        return Decision(
+            False,
+            f"role {actor.role} may not open a {spec.kind} case; "
+            f"{' or '.join(spec.open_roles)} may",
+        )
+    if not in_scope(actor, hospital):
+        return Decision(False, f"{hospital.org} lies outside {actor.login}'s scope ({actor.scope})")
+    return ALLOW
+
+
+def can_fire(actor: Actor, spec: WorkflowSpec, state: str, trigger: str, item: Located) -> Decision:
+    """May ``actor`` fire ``trigger`` on a case of ``spec`` in ``state``?"""
+    transition = spec.transition(state, trigger)
+    if transition is None:  # the runner reports this as a conflict before asking
+        return Decision(False, f"{trigger} is not possible from {state}")
+    if actor.role == "system":
+        on_deadline = spec.state(state).on_deadline
+        return ALLOW if on_deadline == trigger else Decision(False, "system fires only deadlines")
+    if actor.role not in transition.roles:
+        return Decision(
+            False,
+            f"role {actor.role} may not {trigger} a {spec.kind} case in {state}; "
+            f"{' or '.join(transition.roles)} may",
+        )
+    level = spec.state(state).level
+    if not transition.any_level and level != actor.role:
+        return Decision(False, f"the case is at the {level} level, not {actor.role}")
+    if not in_scope(actor, item):
+        return Decision(False, f"the case lies outside {actor.login}'s scope ({actor.scope})")
+    return ALLOW

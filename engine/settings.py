@@ -1,0 +1,77 @@
+"""Régul's settings: one pydantic-settings object, built by whoever starts the application.
+
+Sources, strongest first: keyword arguments, ``REGUL_*`` environment variables, then a TOML
+file (``REGUL_CONFIG``, else ``./regul.toml`` when it exists). Nothing is read at import.
+
+    database_url = "postgresql://127.0.0.1/test"
+    [deadlines.ecmo]
+    requested = "45m"
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from engine.errors import InputError
+
+__all__ = ["DEFAULT_DATABASE_URL", "Settings", "load_settings"]
+
+DEFAULT_DATABASE_URL = "sqlite:///regul.db"
+
+
+class Settings(BaseSettings):
+    """Everything a deployment may change without touching code."""
+
+    model_config = SettingsConfigDict(env_prefix="REGUL_", extra="forbid")
+
+    database_url: str = Field(
+        DEFAULT_DATABASE_URL,
+        description="SQLAlchemy URL; sqlite:///path (WAL) or postgresql://host/db",
+    )
+    deadlines: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="per workflow, per waiting state: a duration such as 45m, 2h, 1d or PT90M",
+    )
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
+        "FULL",
+        description="FULL survives a power cut with every committed transition; NORMAL is faster",
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = os.environ.get("REGUL_CONFIG") or "regul.toml"
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if Path(path).is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        elif os.environ.get("REGUL_CONFIG"):
+            raise InputError(f"REGUL_CONFIG names {path}, which is not a file: fix the path")
+        return tuple(sources)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings, turning a bad value into one clear line."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "settings"
+        raise InputError(
+            f"bad setting {where}: {first['msg']}; fix REGUL_{where.upper()} or regul.toml"
+        ) from None

@@ -1,0 +1,471 @@
+"""Workflow definitions: declared tables turned into validated, frozen specs and one static machine.
+
+A workflow module in ``workflows/`` writes its states and transitions as plain tables and calls
+``define``; this module checks them (unknown or unreachable states, a waiting state without a
+deadline, a trigger no role may fire are load errors), builds the one ``transitions.Machine``
+that every case of the kind is fired on (never a machine per case), and draws the Mermaid
+diagram from the same definition. Values typed by users are parsed here against ``FieldSpec``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date, timedelta
+from typing import Any
+
+from transitions import Machine
+
+from engine.errors import InputError, NotFound, WorkflowError
+
+__all__ = [
+    "ACTING_ROLES",
+    "FIELD_TYPES",
+    "ROLES",
+    "FieldSpec",
+    "StateSpec",
+    "TransitionSpec",
+    "WorkflowRegistry",
+    "WorkflowSpec",
+    "define",
+    "format_duration",
+    "parse_duration",
+]
+
+ROLES = (
+    "establishment",
+    "ght",
+    "umac",
+    "ars",
+    "ars_zone",
+    "ccs",
+    "spf",
+    "auditor",
+    "admin",
+    "system",
+)
+# Roles that may fire triggers at all; auditor and admin act on no case (DESIGN.md).
+ACTING_ROLES = ("establishment", "ght", "umac", "ars", "ars_zone", "ccs", "spf")
+FIELD_TYPES = ("text", "int", "bool", "date", "choice", "ref", "hospital")
+INCIDENT = "incident"  # on_deadline at the top of a ladder: nobody left to escalate to
+_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{3,31}$")
+_DURATION = re.compile(r"^(\d+)\s*(s|m|min|h|d)$")
+_ISO_DURATION = re.compile(r"^PT?(?:(\d+)D)?T?(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?$")
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """A value a user gives when opening a case or firing a trigger."""
+
+    name: str
+    type: str
+    required: bool = True
+    choices: tuple[str, ...] = ()
+    label: str = ""
+
+    def parse(self, raw: object) -> str | int | bool:
+        """The stored (JSON) form of ``raw``, or an InputError naming the field."""
+        try:
+            return _PARSERS[self.type](self, raw)
+        except (ValueError, TypeError) as exc:
+            raise InputError(f"field {self.name!r}: {exc}", field=self.name) from None
+
+
+def _text(spec: FieldSpec, raw: object) -> str:
+    text = str(raw).strip()
+    if not text:
+        raise ValueError("is empty; give a value")
+    if len(text) > 2000:
+        raise ValueError("is longer than 2000 characters; shorten it")
+    return text
+
+
+def _int(spec: FieldSpec, raw: object) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int | str):
+        raise ValueError(f"{raw!r} is not a whole number")
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{raw!r} is not a whole number, for instance 1200") from None
+    if value <= 0:
+        raise ValueError(f"{value} must be greater than zero")
+    return value
+
+
+def _bool(spec: FieldSpec, raw: object) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in {"yes", "oui", "true", "1"}:
+        return True
+    if text in {"no", "non", "false", "0"}:
+        return False
+    raise ValueError(f"{raw!r} is not yes or no")
+
+
+def _date(spec: FieldSpec, raw: object) -> str:
+    try:
+        return date.fromisoformat(str(raw).strip()).isoformat()
+    except ValueError:
+        raise ValueError(f"{raw!r} is not a date; write YYYY-MM-DD") from None
+
+
+def _choice(spec: FieldSpec, raw: object) -> str:
+    text = str(raw).strip()
+    if text not in spec.choices:
+        raise ValueError(f"{text!r} is not one of {', '.join(spec.choices)}")
+    return text
+
+
+def _ref(spec: FieldSpec, raw: object) -> str:
+    text = str(raw).strip()
+    if not _REF.match(text):
+        raise ValueError(
+            f"{text!r} is not a pseudonymous reference: 4 to 32 letters, digits or dashes, "
+            "never the patient's name"
+        )
+    return text
+
+
+def _hospital(spec: FieldSpec, raw: object) -> str:
+    text = str(raw).strip()
+    if not re.fullmatch(r"[0-9][0-9AB][0-9]{7}", text):
+        raise ValueError(f"{text!r} is not a FINESS number (9 characters, e.g. 310781406)")
+    return text
+
+
+_PARSERS = {
+    "text": _text,
+    "int": _int,
+    "bool": _bool,
+    "date": _date,
+    "choice": _choice,
+    "ref": _ref,
+    "hospital": _hospital,
+}
+
+
+@dataclass(frozen=True)
+class StateSpec:
+    name: str
+    label: str
+    level: str | None = None
+    waiting: bool = False
+    deadline: timedelta | None = None
+    on_deadline: str | None = None
+    final: bool = False
+
+
+@dataclass(frozen=True)
+class TransitionSpec:
+    trigger: str
+    source: str
+    dest: str
+    roles: tuple[str, ...]
+    fields: tuple[FieldSpec, ...] = ()
+    any_level: bool = False  # e.g. the requester may cancel whoever holds the case
+
+
+@dataclass(frozen=True)
+class WorkflowSpec:
+    kind: str
+    title: str
+    prefix: str
+    initial: str
+    open_roles: tuple[str, ...]
+    open_fields: tuple[FieldSpec, ...]
+    states: tuple[StateSpec, ...]
+    transitions: tuple[TransitionSpec, ...]
+    _machine: Machine = field(default=None, compare=False, repr=False)  # type: ignore[assignment]
+
+    def state(self, name: str) -> StateSpec:
+        for state in self.states:
+            if state.name == name:
+                return state
+        raise NotFound(
+            f"workflow {self.kind} has no state {name!r}; states: "
+            + ", ".join(s.name for s in self.states)
+        )
+
+    @property
+    def triggers(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(t.trigger for t in self.transitions))
+
+    def transition(self, source: str, trigger: str) -> TransitionSpec | None:
+        for spec in self.transitions:
+            if spec.source == source and spec.trigger == trigger:
+                return spec
+        return None
+
+    def allowed(self, source: str) -> tuple[TransitionSpec, ...]:
+        return tuple(t for t in self.transitions if t.source == source)
+
+    @property
+    def machine(self) -> Machine:
+        return self._machine
+
+    def fire(self, state: str, trigger: str) -> str:
+        """The state the static machine reaches from ``state`` by ``trigger``."""
+        cursor = _Cursor(state)
+        self._machine.events[trigger].trigger(cursor)
+        return cursor.state
+
+    def mermaid(self) -> str:
+        from transitions.extensions import GraphMachine
+
+        holder = _Cursor(self.initial)
+        GraphMachine(
+            model=holder,
+            states=[s.name for s in self.states],
+            transitions=_machine_transitions(self),
+            initial=self.initial,
+            auto_transitions=False,
+            graph_engine="mermaid",
+            title=self.title,
+            show_conditions=False,
+        )
+        return str(holder.get_graph().draw(None))  # type: ignore[attr-defined]
+
+
+class _Cursor:
+    """The thin adapter the static machine fires on: only a state, no row, no callbacks."""
+
+    def __init__(self, state: str) -> None:
+        self.state = state
+
+
+def _machine_transitions(spec: WorkflowSpec) -> list[dict[str, str]]:
+    return [{"trigger": t.trigger, "source": t.source, "dest": t.dest} for t in spec.transitions]
+
+
+def parse_duration(value: str | int | timedelta) -> timedelta:
+    """``45m``, ``2h``, ``1d``, ``90s``, ``PT1H30M`` or a number of seconds."""
+    if isinstance(value, timedelta):
+        result = value
+    elif isinstance(value, int):
+        result = timedelta(seconds=value)
+    else:
+        text = value.strip()
+        short = _DURATION.match(text)
+        iso = _ISO_DURATION.match(text.upper()) if not short else None
+        if short:
+            unit = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}[short.group(2)]
+            result = timedelta(seconds=int(short.group(1)) * unit)
+        elif text.isdigit():
+            result = timedelta(seconds=int(text))
+        elif iso and any(iso.groups()):
+            d, h, m, s = (int(g or 0) for g in iso.groups())
+            result = timedelta(days=d, hours=h, minutes=m, seconds=s)
+        else:
+            raise InputError(f"{value!r} is not a duration; write 45m, 2h, 1d or PT1H30M")
+    if result <= timedelta(0):
+        raise InputError(f"duration {value!r} must be longer than zero")
+    return result
+
+
+def format_duration(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def define(
+    *,
+    kind: str,
+    title: str,
+    prefix: str,
+    open_roles: Sequence[str],
+    open_fields: Sequence[FieldSpec],
+    states: Iterable[Sequence[Any]],
+    transitions: Iterable[Sequence[Any]],
+    trigger_fields: Mapping[str, Sequence[FieldSpec]] | None = None,
+) -> WorkflowSpec:
+    """Build and validate a workflow from its tables.
+
+    ``states`` rows: (name, label, level, deadline, on_deadline, flags) where flags holds
+    "waiting" and/or "final". ``transitions`` rows: (trigger, source, dest, roles, flags)
+    where roles is a space-separated string and flags may hold "any_level". The first
+    state is the initial one.
+    """
+    fields_by_trigger = {k: tuple(v) for k, v in (trigger_fields or {}).items()}
+    state_specs = tuple(_state_row(kind, row) for row in states)
+    transition_specs = tuple(_transition_row(kind, row, fields_by_trigger) for row in transitions)
+    if not state_specs:
+        raise WorkflowError(f"workflow {kind}: no states")
+    spec = WorkflowSpec(
+        kind=kind,
+        title=title,
+        prefix=prefix,
+        initial=state_specs[0].name,
+        open_roles=tuple(open_roles),
+        open_fields=tuple(open_fields),
+        states=state_specs,
+        transitions=transition_specs,
+    )
+    return _validated(spec)
+
+
+def _state_row(kind: str, row: Sequence[Any]) -> StateSpec:
+    name, label, level, deadline, on_deadline, flags = row
+    words = set(flags.split())
+    unknown = words - {"waiting", "final"}
+    if unknown:
+        raise WorkflowError(f"workflow {kind}, state {name}: unknown flag(s) {sorted(unknown)}")
+    return StateSpec(
+        name=name,
+        label=label,
+        level=level or None,
+        waiting="waiting" in words,
+        deadline=parse_duration(deadline) if deadline else None,
+        on_deadline=on_deadline or None,
+        final="final" in words,
+    )
+
+
+def _transition_row(
+    kind: str, row: Sequence[Any], fields: Mapping[str, tuple[FieldSpec, ...]]
+) -> TransitionSpec:
+    trigger, source, dest, roles, flags = row
+    words = set(flags.split())
+    if words - {"any_level"}:
+        raise WorkflowError(f"workflow {kind}, trigger {trigger}: unknown flag(s) {sorted(words)}")
+    return TransitionSpec(
+        trigger=trigger,
+        source=source,
+        dest=dest,
+        roles=tuple(roles.split()),
+        fields=fields.get(trigger, ()),
+        any_level="any_level" in words,
+    )
+
+
+def _validated(spec: WorkflowSpec) -> WorkflowSpec:
+    kind = spec.kind
+    names = [s.name for s in spec.states]
+    if len(set(names)) != len(names):
+        raise WorkflowError(f"workflow {kind}: a state is declared twice in {names}")
+    known = set(names)
+    for role in spec.open_roles:
+        if role not in ACTING_ROLES:
+            raise WorkflowError(f"workflow {kind}: unknown opening role {role!r}")
+    for t in spec.transitions:
+        for end in (t.source, t.dest):
+            if end not in known:
+                raise WorkflowError(
+                    f"workflow {kind}, trigger {t.trigger}: unknown state {end!r}; "
+                    f"states are {', '.join(names)}"
+                )
+        if not t.roles:
+            raise WorkflowError(f"workflow {kind}, trigger {t.trigger} from {t.source}: no role")
+        for role in t.roles:
+            if role not in ACTING_ROLES:
+                raise WorkflowError(
+                    f"workflow {kind}, trigger {t.trigger}: {role!r} is not a role that acts; "
+                    f"roles are {', '.join(ACTING_ROLES)}"
+                )
+        if spec.state(t.source).final:
+            raise WorkflowError(f"workflow {kind}: final state {t.source} has trigger {t.trigger}")
+        for f in t.fields:
+            _check_field(kind, f)
+    seen = {(t.source, t.trigger) for t in spec.transitions}
+    if len(seen) != len(spec.transitions):
+        raise WorkflowError(f"workflow {kind}: a (state, trigger) pair is declared twice")
+    for f in spec.open_fields:
+        _check_field(kind, f)
+    for state in spec.states:
+        _check_state(spec, state)
+    _check_reachable(spec)
+    machine = Machine(
+        model=None,
+        states=names,
+        transitions=_machine_transitions(spec),
+        initial=spec.initial,
+        auto_transitions=False,
+    )
+    return replace(spec, _machine=machine)
+
+
+def _check_field(kind: str, f: FieldSpec) -> None:
+    if f.type not in FIELD_TYPES:
+        raise WorkflowError(f"workflow {kind}: field {f.name} has unknown type {f.type!r}")
+    if f.type == "choice" and not f.choices:
+        raise WorkflowError(f"workflow {kind}: choice field {f.name} lists no choices")
+
+
+def _check_state(spec: WorkflowSpec, state: StateSpec) -> None:
+    kind, out = spec.kind, spec.allowed(state.name)
+    if state.level is not None and state.level not in ACTING_ROLES:
+        raise WorkflowError(f"workflow {kind}, state {state.name}: unknown level {state.level!r}")
+    if not state.final and not out:
+        raise WorkflowError(f"workflow {kind}: state {state.name} is a dead end; mark it final")
+    if not state.final and state.level is None:
+        raise WorkflowError(f"workflow {kind}: state {state.name} has no level to hold it")
+    if state.waiting and state.deadline is None:
+        raise WorkflowError(f"workflow {kind}: waiting state {state.name} has no deadline")
+    if state.deadline is not None and not state.on_deadline:
+        raise WorkflowError(f"workflow {kind}: state {state.name} says no on_deadline")
+    if state.on_deadline and state.on_deadline != INCIDENT:
+        if spec.transition(state.name, state.on_deadline) is None:
+            raise WorkflowError(
+                f"workflow {kind}: state {state.name} escalates by {state.on_deadline!r}, "
+                "which it has no transition for"
+            )
+
+
+def _check_reachable(spec: WorkflowSpec) -> None:
+    reached, frontier = {spec.initial}, [spec.initial]
+    while frontier:
+        for t in spec.allowed(frontier.pop()):
+            if t.dest not in reached:
+                reached.add(t.dest)
+                frontier.append(t.dest)
+    missing = [s.name for s in spec.states if s.name not in reached]
+    if missing:
+        raise WorkflowError(f"workflow {spec.kind}: unreachable state(s) {', '.join(missing)}")
+
+
+class WorkflowRegistry:
+    """The loaded workflows, keyed by kind; an unknown kind says which kinds exist."""
+
+    def __init__(self, specs: Iterable[WorkflowSpec]) -> None:
+        self._specs = {spec.kind: spec for spec in specs}
+
+    def __getitem__(self, kind: str) -> WorkflowSpec:
+        try:
+            return self._specs[kind]
+        except KeyError:
+            raise NotFound(
+                f"unknown workflow {kind!r}; workflows are {', '.join(self._specs)}", kind=kind
+            ) from None
+
+    def __iter__(self) -> Any:
+        return iter(self._specs.values())
+
+    def kinds(self) -> tuple[str, ...]:
+        return tuple(self._specs)
+
+    def by_prefix(self, prefix: str) -> WorkflowSpec | None:
+        for spec in self._specs.values():
+            if spec.prefix == prefix:
+                return spec
+        return None
+
+    def with_deadlines(self, overrides: Mapping[str, Mapping[str, str]]) -> WorkflowRegistry:
+        """A registry whose deadlines come from configuration; unknown names are errors."""
+        specs = dict(self._specs)
+        for kind, states in overrides.items():
+            spec = self[kind]
+            new_states = list(spec.states)
+            for name, value in states.items():
+                old = spec.state(name)
+                if old.deadline is None:
+                    raise WorkflowError(
+                        f"deadline for {kind}.{name}: that state has no deadline to change; "
+                        "states with one: " + ", ".join(s.name for s in spec.states if s.deadline)
+                    )
+                new_states[new_states.index(old)] = replace(old, deadline=parse_duration(value))
+            specs[kind] = _validated(replace(spec, states=tuple(new_states)))
+        return WorkflowRegistry(specs.values())

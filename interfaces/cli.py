@@ -1,0 +1,479 @@
+"""The ``regul`` command: init, demo, workflows, case and audit.
+
+Every command has ``--json`` for scripts, a one-line error and a non-zero exit on bad input
+(exit codes: 2 input, 3 not found, 4 conflict, 5 not permitted, 6 storage).
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from engine import audit
+from engine.cases import CaseFilter
+from engine.errors import InputError
+from engine.workflow import format_duration
+from interfaces.app import build_app
+from interfaces.output import (
+    case_dict,
+    console,
+    emit_json,
+    event_dict,
+    fails_cleanly,
+    progress,
+    table,
+    time_left,
+)
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(help="Régul: the case engine for health-crisis regulation.", no_args_is_help=True)
+workflows_app = typer.Typer(help="The declared workflows.", no_args_is_help=True)
+case_app = typer.Typer(help="Open, advance and read cases.", no_args_is_help=True)
+audit_app = typer.Typer(help="Verify and export the audit log.", no_args_is_help=True)
+app.add_typer(workflows_app, name="workflows")
+app.add_typer(case_app, name="case")
+app.add_typer(audit_app, name="audit")
+
+Json = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+AsUser = Annotated[str, typer.Option("--as", help="Login of the user acting.")]
+ReadAs = Annotated[
+    str | None, typer.Option("--as", help="Read as this user (limits to their scope).")
+]
+Fields = Annotated[
+    list[str] | None, typer.Option("--field", help="key=value, repeatable.", show_default=False)
+]
+IdemKey = Annotated[
+    str | None, typer.Option("--idempotency-key", help="Retry-safe: same key, same answer.")
+]
+
+
+def _fields(pairs: list[str] | None) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--field {pair!r} is not key=value, e.g. --field mode=VV")
+        if key.strip() in values:
+            raise InputError(f"--field {key.strip()} is given twice")
+        values[key.strip()] = value
+    return values
+
+
+def _instant(text: str | None, option: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise InputError(
+            f"{option} {text!r} is not an ISO-8601 instant, e.g. 2026-11-22T08:00Z"
+        ) from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@app.command()
+@fails_cleanly
+def init(
+    demo: Annotated[bool, typer.Option("--demo", help="Load the embedded demo directory.")] = False,
+    directory: Annotated[
+        Path | None, typer.Option(help="Load a directory of CSV files (see README).")
+    ] = None,
+    as_json: Json = False,
+) -> None:
+    """Create or upgrade the schema (Alembic), optionally loading a directory."""
+    from workflows.directory import demo_directory, load_directory
+
+    ctx = build_app(check_schema=False)
+    before = ctx.db.migrate()
+    counts = None
+    if demo or directory:
+        with ctx.db.write() as conn:
+            counts = load_directory(conn, directory or demo_directory())
+    result = {
+        "database": ctx.db.describe(),
+        "schema_before": before,
+        "schema": ctx.db.revision(),
+        "directory": counts.__dict__ if counts else None,
+    }
+    if as_json:
+        emit_json(result)
+        return
+    state = (
+        "created"
+        if before is None
+        else ("upgraded" if before != result["schema"] else "up to date")
+    )
+    console.print(f"schema {result['schema']} {state} in {result['database']}")
+    if counts:
+        console.print(
+            f"directory: {counts.regions} regions, {counts.zones} zones, {counts.departments} "
+            f"departments, {counts.organisations} organisations, {counts.users} users"
+        )
+
+
+@app.command()
+@fails_cleanly
+def demo(
+    db: Annotated[Path, typer.Option(help="SQLite file to (re)create.")] = Path("regul-demo.db"),
+    cases: Annotated[int, typer.Option(help="Cases per workflow.", min=1, max=2000)] = 30,
+    seed: Annotated[int, typer.Option(help="Random seed of the scenario.")] = 2026,
+    as_json: Json = False,
+) -> None:
+    """The main job: a fresh embedded database, the demo directory, cases played up their ladders."""
+    from interfaces.demo import run_demo
+
+    with progress("demo", cases * 3, quiet=as_json) as tick:
+        summary = run_demo(db, cases_per_kind=cases, seed=seed, on_case=tick)
+    if as_json:
+        emit_json(summary.to_dict())
+    else:
+        summary.print(console)
+    if not summary.audit_ok:
+        raise typer.Exit(1)
+
+
+@workflows_app.command("list")
+@fails_cleanly
+def workflows_list(as_json: Json = False) -> None:
+    """The workflows, their ladders and deadlines."""
+    registry = build_app(check_schema=False).registry
+    rows = [
+        {
+            "kind": spec.kind,
+            "title": spec.title,
+            "prefix": spec.prefix,
+            "ladder": [s.name for s in spec.states if s.waiting],
+            "deadlines": {s.name: format_duration(s.deadline) for s in spec.states if s.deadline},
+        }
+        for spec in registry
+    ]
+    if as_json:
+        emit_json(rows)
+        return
+    table(
+        "Workflows",
+        ["kind", "title", "ladder (deadline)"],
+        [
+            [r["kind"], r["title"], " → ".join(f"{s} ({r['deadlines'][s]})" for s in r["ladder"])]
+            for r in rows
+        ],
+    )
+
+
+@workflows_app.command("show")
+@fails_cleanly
+def workflows_show(
+    kind: str,
+    mermaid: Annotated[bool, typer.Option("--mermaid", help="Print the Mermaid diagram.")] = False,
+    as_json: Json = False,
+) -> None:
+    """One workflow: states with level and deadline, transitions with roles."""
+    spec = build_app(check_schema=False).registry[kind]
+    if mermaid and not as_json:
+        typer.echo(spec.mermaid())
+        return
+    states = [
+        {
+            "state": s.name,
+            "label": s.label,
+            "level": s.level,
+            "deadline": format_duration(s.deadline) if s.deadline else None,
+            "on_deadline": s.on_deadline,
+            "final": s.final,
+        }
+        for s in spec.states
+    ]
+    transitions = [
+        {
+            "trigger": t.trigger,
+            "from": t.source,
+            "to": t.dest,
+            "roles": list(t.roles),
+            "fields": [f.name for f in t.fields],
+            "any_level": t.any_level,
+        }
+        for t in spec.transitions
+    ]
+    if as_json:
+        data = {
+            "kind": spec.kind,
+            "title": spec.title,
+            "states": states,
+            "transitions": transitions,
+        }
+        if mermaid:
+            data["mermaid"] = spec.mermaid()
+        emit_json(data)
+        return
+    table(
+        f"{spec.title} ({spec.kind}): states",
+        ["state", "label", "level", "deadline", "then"],
+        [[s["state"], s["label"], s["level"], s["deadline"], s["on_deadline"]] for s in states],
+    )
+    table(
+        "transitions",
+        ["trigger", "from", "to", "roles", "fields"],
+        [
+            [t["trigger"], t["from"], t["to"], " ".join(t["roles"]), " ".join(t["fields"])]
+            for t in transitions
+        ],
+    )
+    opening = ", ".join(f.name + ("" if f.required else "?") for f in spec.open_fields)
+    console.print(f"opened by {' or '.join(spec.open_roles)} with fields: {opening}")
+
+
+@case_app.command("open")
+@fails_cleanly
+def case_open(
+    kind: str,
+    user: AsUser,
+    org: Annotated[str, typer.Option("--org", help="FINESS of the requesting hospital.")],
+    field: Fields = None,
+    idempotency_key: IdemKey = None,
+    as_json: Json = False,
+) -> None:
+    """Open a case for a hospital."""
+    ctx = build_app()
+    case = ctx.runner.open_case(
+        kind=kind, login=user, org=org, fields=_fields(field), idempotency_key=idempotency_key
+    )
+    _print_case(case, ctx.runner.clock.now(), as_json)
+
+
+@case_app.command("advance")
+@fails_cleanly
+def case_advance(
+    case: str,
+    trigger: str,
+    user: AsUser,
+    reason: Annotated[str, typer.Option("--reason", help="Why, in a sentence (audited).")],
+    field: Fields = None,
+    expect_version: Annotated[
+        int | None, typer.Option("--expect-version", help="Refuse if the case moved on.")
+    ] = None,
+    idempotency_key: IdemKey = None,
+    as_json: Json = False,
+) -> None:
+    """Fire a trigger on a case."""
+    ctx = build_app()
+    view = ctx.runner.advance(
+        reference=case,
+        trigger=trigger,
+        login=user,
+        reason=reason,
+        data=_fields(field),
+        expect_version=expect_version,
+        idempotency_key=idempotency_key,
+    )
+    _print_case(view, ctx.runner.clock.now(), as_json)
+
+
+@case_app.command("show")
+@fails_cleanly
+def case_show(case: str, user: ReadAs = None, as_json: Json = False) -> None:
+    """A case with its open deadline (and the triggers the reader may fire)."""
+    ctx = build_app()
+    view = ctx.runner.show(case, login=user)
+    now = ctx.runner.clock.now()
+    allowed = ctx.runner.allowed_triggers(view, user) if user else None
+    if as_json:
+        data = case_dict(view, now)
+        if allowed is not None:
+            data["allowed_triggers"] = allowed
+        emit_json(data)
+        return
+    _print_case(view, now, False)
+    if allowed is not None:
+        console.print(f"{user} may fire: {', '.join(allowed) or 'nothing'}")
+
+
+def _print_case(view: object, now: datetime, as_json: bool) -> None:
+    from engine.cases import CaseView
+
+    assert isinstance(view, CaseView)
+    if as_json:
+        emit_json(case_dict(view, now))
+        return
+    d = view.deadline
+    due = (
+        f"{d.due_at:%Y-%m-%d %H:%M}Z ({time_left(d.due_at, now)} left, then {d.action})"
+        if d
+        else "none"
+    )
+    console.print(
+        f"[bold]{view.reference}[/] {view.kind} — state [bold]{view.state}[/] "
+        f"(level {view.level or '-'}), version {view.version}\n"
+        f"hospital {view.org}, region {view.region}, zone {view.zone}, GHT {view.ght or '-'}\n"
+        f"deadline: {due}\nfields: {view.fields}",
+        highlight=False,
+    )
+
+
+@case_app.command("history")
+@fails_cleanly
+def case_history(case: str, user: ReadAs = None, as_json: Json = False) -> None:
+    """The case's audit events, in order."""
+    ctx = build_app()
+    view, events = ctx.runner.history(case, login=user)
+    if as_json:
+        emit_json({"case": view.reference, "events": [event_dict(e) for e in events]})
+        return
+    table(
+        f"{view.reference} history",
+        ["seq", "at (UTC)", "actor", "role", "action", "from → to", "reason"],
+        [
+            [
+                e.seq,
+                f"{e.at:%Y-%m-%d %H:%M:%S}",
+                e.actor,
+                e.role,
+                e.action,
+                f"{e.from_state or ''} → {e.to_state or ''}",
+                e.reason,
+            ]
+            for e in events
+        ],
+    )
+
+
+@case_app.command("list")
+@fails_cleanly
+def case_list(
+    kind: Annotated[str | None, typer.Option(help="ecmo, ppe or transfer.")] = None,
+    state: Annotated[str | None, typer.Option(help="Only this state.")] = None,
+    level: Annotated[str | None, typer.Option(help="Only cases held at this level (role).")] = None,
+    region: Annotated[str | None, typer.Option(help="Region code, e.g. OCC.")] = None,
+    org: Annotated[str | None, typer.Option(help="Requesting hospital (FINESS).")] = None,
+    open_only: Annotated[bool, typer.Option("--open", help="Only cases not closed.")] = False,
+    overdue: Annotated[
+        bool, typer.Option("--overdue", help="Only cases past their deadline.")
+    ] = False,
+    user: ReadAs = None,
+    limit: Annotated[int, typer.Option(help="At most this many.")] = 100,
+    offset: Annotated[int, typer.Option(help="Skip this many.")] = 0,
+    as_json: Json = False,
+) -> None:
+    """Cases, newest first, filtered."""
+    ctx = build_app()
+    now = ctx.runner.clock.now()
+    filters = CaseFilter(
+        kind=kind,
+        state=state,
+        level=level,
+        region=region,
+        org=org,
+        open_only=open_only,
+        overdue_at=now if overdue else None,
+        limit=limit,
+        offset=offset,
+    )
+    views = ctx.runner.list(filters, login=user)
+    if as_json:
+        emit_json([case_dict(v, now) for v in views])
+        return
+    table(
+        f"{len(views)} case(s)",
+        ["case", "state", "level", "hospital", "region", "v", "time left"],
+        [
+            [
+                v.reference,
+                v.state,
+                v.level,
+                v.org,
+                v.region,
+                v.version,
+                time_left(v.deadline.due_at, now) if v.deadline else "",
+            ]
+            for v in views
+        ],
+    )
+
+
+@audit_app.command("verify")
+@fails_cleanly
+def audit_verify(
+    case: Annotated[str | None, typer.Option(help="Only this case.")] = None, as_json: Json = False
+) -> None:
+    """Check every chain; exit 1 and name the first bad event if anything was tampered with."""
+    from engine.cases import parse_reference
+
+    ctx = build_app()
+    case_id = parse_reference(ctx.registry, case)[0] if case else None
+    with progress("verifying", None, quiet=as_json), ctx.db.read() as conn:
+        report = audit.verify(conn, case_id=case_id)
+    first = report.findings[0] if report.findings else None
+    if as_json:
+        emit_json(
+            {
+                "ok": report.ok,
+                "streams": report.streams,
+                "events": report.events,
+                "first_bad": None
+                if first is None
+                else {
+                    "stream": first.stream,
+                    "event_id": first.event_id,
+                    "seq": first.seq,
+                    "problem": first.problem,
+                },
+                "findings": len(report.findings),
+            }
+        )
+    elif report.ok:
+        console.print(f"audit OK: {report.events} events in {report.streams} chains verified")
+    else:
+        typer.echo(f"audit BROKEN: first bad event: {first}", err=True)
+        typer.echo(f"{len(report.findings)} chain(s) broken of {report.streams}", err=True)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@audit_app.command("export")
+@fails_cleanly
+def audit_export(
+    case: Annotated[str | None, typer.Option(help="Only this case.")] = None,
+    since: Annotated[str | None, typer.Option(help="From this instant (ISO-8601).")] = None,
+    until: Annotated[str | None, typer.Option(help="Before this instant (ISO-8601).")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="jsonl or csv.")] = "jsonl",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File (default stdout).")
+    ] = None,
+    as_json: Json = False,
+) -> None:
+    """Write audit events as JSON Lines or CSV, for one case or a time range."""
+    from engine.cases import get_case
+
+    if fmt not in {"jsonl", "csv"}:
+        raise InputError(f"--format {fmt!r}: use jsonl or csv")
+    start, end = _instant(since, "--since"), _instant(until, "--until")
+    if start and end and start >= end:
+        raise InputError("--since must be before --until")
+    ctx = build_app()
+    with ctx.db.read() as conn:
+        case_id = get_case(conn, ctx.registry, case).id if case else None
+        rows = audit.iter_events(conn, case_id=case_id, since=start, until=end)
+        handle = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
+        try:
+            with progress("exporting", None, quiet=as_json or output is None) as tick:
+                count = audit.export(_ticking(rows, tick), handle, fmt=fmt)
+        finally:
+            if output:
+                handle.close()
+    if output:
+        summary = {"events": count, "file": str(output), "format": fmt}
+        emit_json(summary) if as_json else console.print(f"{count} events written to {output}")
+
+
+def _ticking(rows: object, tick: object) -> object:
+    for row in rows:  # type: ignore[attr-defined]
+        tick(1)  # type: ignore[operator]
+        yield row
+
+
+def main() -> None:
+    app()

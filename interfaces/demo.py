@@ -1,0 +1,303 @@
+"""``regul demo``: a fresh embedded database on which the demo regulators play their ladders.
+
+Cases of each workflow are opened by demo hospitals (half in Occitanie) and played on a
+simulated clock that ends at the present: some are solved at each level of the ladder, some
+cancelled or rejected, some left waiting with their deadline running (a few already overdue),
+and a few attempts are refused or stale, as in real life. Then the audit log is verified and
+every case replayed.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from rich.console import Console
+from rich.table import Table
+
+from engine import audit
+from engine.cases import CaseView
+from engine.clock import FixedClock, SystemClock
+from engine.db import Database
+from engine.errors import Conflict, NotPermitted
+from engine.models import AuditEvent, Organisation, User
+from engine.runner import Runner
+from engine.workflow import WorkflowSpec
+from workflows import default_registry
+from workflows.directory import load_directory
+
+__all__ = ["DemoSummary", "run_demo"]
+
+_ORG = Organisation.__table__  # type: ignore[attr-defined]
+_USER = User.__table__  # type: ignore[attr-defined]
+_AUDIT = AuditEvent.__table__  # type: ignore[attr-defined]
+
+
+@dataclass
+class DemoSummary:
+    database: str
+    states: dict[str, Counter[str]] = field(default_factory=dict)
+    transitions: int = 0
+    refusals: int = 0
+    conflicts: int = 0
+    events: int = 0
+    audit_ok: bool = False
+    replay_ok: bool = False
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "database": self.database,
+            "cases": {kind: dict(counts) for kind, counts in self.states.items()},
+            "transitions": self.transitions,
+            "refusals": self.refusals,
+            "conflicts": self.conflicts,
+            "audit_events": self.events,
+            "audit_verified": self.audit_ok,
+            "replay_matches": self.replay_ok,
+            "seconds": round(self.seconds, 2),
+        }
+
+    def print(self, console: Console) -> None:
+        kinds = list(self.states)
+        order = [s.name for spec in default_registry() for s in spec.states]
+        states = sorted({s for c in self.states.values() for s in c}, key=order.index)
+        out = Table(title=f"Régul demo — cases by state ({self.database})", title_justify="left")
+        out.add_column("state")
+        for kind in kinds:
+            out.add_column(kind, justify="right")
+        for state in states:
+            out.add_row(state, *(str(self.states[k].get(state, "")) for k in kinds))
+        out.add_row("total", *(str(sum(self.states[k].values())) for k in kinds), style="bold")
+        console.print(out)
+        verdict = "[green]verified[/]" if self.audit_ok else "[red]BROKEN[/]"
+        console.print(
+            f"{self.transitions} transitions, {self.refusals} refused attempts (audited), "
+            f"{self.conflicts} stale clicks turned away; audit log: {self.events} events {verdict}; "
+            f"replay {'matches' if self.replay_ok else 'DIFFERS'}; {self.seconds:.1f} s",
+            highlight=False,
+        )
+        console.print(
+            f"Explore it: REGUL_DATABASE_URL=sqlite:///{self.database} regul case list --open",
+            highlight=False,
+        )
+
+
+class _Cast:
+    """The demo users, found in the directory by role and organisation."""
+
+    def __init__(self, db: Database) -> None:
+        with db.read() as conn:
+            users = conn.execute(sa.select(_USER.c.login, _USER.c.role, _USER.c.org)).all()
+            self.hospitals = conn.execute(
+                sa.select(_ORG).where(_ORG.c.kind == "hospital").order_by(_ORG.c.id)
+            ).all()
+        self.by_org = {(u.role, u.org): u.login for u in users}
+
+    def who(self, role: str, case: CaseView) -> str:
+        org = {
+            "establishment": case.org,
+            "ght": case.ght,
+            "umac": f"UMAC-{case.zone}",
+            "ars": f"ARS-{case.region}",
+            "ars_zone": f"ARSZ-{case.zone}",
+            "ccs": "CCS",
+            "spf": "SPF",
+        }[role]
+        return self.by_org[(role, org or "")]
+
+
+def _open_fields(kind: str, rng: random.Random, n: int) -> dict[str, object]:
+    if kind == "ppe":
+        item = rng.choice(("ffp2_mask", "surgical_mask", "gown", "gloves"))
+        return {
+            "item": item,
+            "quantity": rng.choice((2000, 5000, 12000)),
+            "summary": "stock < 3 semaines",
+        }
+    ref = f"PAT-{rng.randrange(16**6):06X}"
+    if kind == "ecmo":
+        return {
+            "patient_ref": ref,
+            "mode": rng.choice(("VV", "VA")),
+            "summary": f"SDRA sévère, lit {n}",
+        }
+    return {
+        "patient_ref": ref,
+        "covid": rng.random() < 0.5,
+        "care": rng.choice(("reanimation", "soins_critiques")),
+    }
+
+
+def _resolve_fields(kind: str, today: date, rng: random.Random, cast: _Cast) -> dict[str, object]:
+    if kind == "ecmo":
+        return {
+            "source": "national",
+            "provider": "Stock national",
+            "return_by": str(today + timedelta(days=21)),
+        }
+    if kind == "ppe":
+        return {
+            "quantity": 5000,
+            "source": "region",
+            "expected_delivery": str(today + timedelta(days=2)),
+        }
+    target = rng.choice(cast.hospitals)
+    return {
+        "receiving_hospital": target.id,
+        "means": rng.choice(("road", "air", "rail")),
+        "date": str(today),
+    }
+
+
+_AFTER_DISPATCH = {
+    "ecmo": ("start", "return", "close"),
+    "ppe": ("deliver", "close"),
+    "transfer": ("transferred", "close"),
+}
+
+
+def _play(
+    runner: Runner,
+    clock: FixedClock,
+    spec: WorkflowSpec,
+    cast: _Cast,
+    rng: random.Random,
+    n: int,
+    summary: DemoSummary,
+) -> None:
+    occitanie = [h for h in cast.hospitals if h.region == "OCC"]
+    hospital = rng.choice(occitanie if n % 2 == 0 else cast.hospitals)
+    requester = cast.by_org[("establishment", hospital.id)]
+    case = runner.open_case(
+        kind=spec.kind, login=requester, org=hospital.id, fields=_open_fields(spec.kind, rng, n)
+    )
+    ladder = [s for s in spec.states if s.waiting]
+    # The fate of the case: solved at some rung, cancelled, rejected, or still waiting.
+    fate = rng.choices(["solve", "cancel", "reject", "wait"], weights=(6, 1, 1, 2))[0]
+    stop = rng.randrange(1, len(ladder)) if fate != "wait" else rng.randrange(len(ladder))
+    if n % 7 == 3:  # an ARS of another region tries to act: refused and audited
+        clock.advance(timedelta(minutes=3))
+        try:
+            runner.advance(
+                reference=case.reference,
+                trigger="cancel",
+                login="ars-idf" if hospital.region != "IDF" else "ars-occ",
+                reason="erreur de périmètre",
+            )
+        except NotPermitted:
+            summary.refusals += 1
+    for rung in ladder[:stop]:
+        clock.advance(timedelta(minutes=rng.randrange(5, 50)))
+        actor = cast.who(rung.level or "establishment", case)
+        case = runner.advance(
+            reference=case.reference,
+            trigger="escalate",
+            login=actor,
+            reason=f"pas de solution au niveau {rung.level}",
+            expect_version=case.version,
+        )
+        summary.transitions += 1
+    if fate == "wait":
+        return
+    clock.advance(timedelta(minutes=rng.randrange(5, 40)))
+    level = spec.state(case.state).level or "establishment"
+    if fate == "cancel":
+        case = runner.advance(
+            reference=case.reference,
+            trigger="cancel",
+            login=requester,
+            reason="patient stabilisé, demande retirée",
+        )
+        summary.transitions += 1
+        return
+    if fate == "reject":
+        case = runner.advance(
+            reference=case.reference,
+            trigger="reject",
+            login=cast.who(level, case),
+            reason="contre-indication médicale",
+        )
+        summary.transitions += 1
+        return
+    actor = cast.who(level, case)
+    stale = case.version
+    case = runner.advance(
+        reference=case.reference,
+        trigger="resolve",
+        login=actor,
+        reason="solution trouvée",
+        data=_resolve_fields(spec.kind, clock.now().date(), rng, cast),
+        expect_version=case.version,
+    )
+    summary.transitions += 1
+    if n % 5 == 1:  # a second regulator clicks on the same, now stale, view
+        try:
+            runner.advance(
+                reference=case.reference,
+                trigger="reject",
+                login=actor,
+                reason="doublon",
+                expect_version=stale,
+            )
+        except Conflict:
+            summary.conflicts += 1
+    for trigger in _AFTER_DISPATCH[spec.kind][: rng.randrange(len(_AFTER_DISPATCH[spec.kind]) + 1)]:
+        clock.advance(timedelta(hours=rng.randrange(1, 12)))
+        transition = spec.transition(case.state, trigger)
+        assert transition is not None
+        data = {"quantity_received": 5000} if trigger == "deliver" else {}
+        case = runner.advance(
+            reference=case.reference,
+            trigger=trigger,
+            login=cast.who(transition.roles[0], case),
+            reason="suite normale",
+            data=data,
+        )
+        summary.transitions += 1
+
+
+def run_demo(
+    path: Path, *, cases_per_kind: int, seed: int, on_case: Callable[[int], None] = lambda _n: None
+) -> DemoSummary:
+    started = time.perf_counter()
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    db = Database(f"sqlite:///{path}", sqlite_synchronous="NORMAL")
+    db.migrate()
+    with db.write() as conn:
+        load_directory(conn)
+    registry = default_registry()
+    end = SystemClock().now().replace(microsecond=0)
+    clock = FixedClock(end - timedelta(hours=6))
+    runner = Runner(db, registry, clock)
+    cast, rng = _Cast(db), random.Random(seed)
+    summary = DemoSummary(database=str(path))
+    step = timedelta(hours=6) / (cases_per_kind * 3)
+    for n in range(cases_per_kind):
+        for spec in registry:
+            start = clock.now()
+            _play(runner, clock, spec, cast, rng, n, summary)
+            clock.set(start + step)  # cases interleave on one simulated morning
+            on_case(1)
+    with db.read() as conn:
+        for spec in registry:
+            rows = conn.execute(
+                sa.text("SELECT state, count(*) FROM regul_case WHERE kind = :k GROUP BY state"),
+                {"k": spec.kind},
+            )
+            summary.states[spec.kind] = Counter({r[0]: r[1] for r in rows})
+        report = audit.verify(conn)
+        summary.events, summary.audit_ok = report.events, report.ok
+        ids = [r[0] for r in conn.execute(sa.text("SELECT id FROM regul_case"))]
+        summary.replay_ok = all(audit.replay(conn, registry, i).matches for i in ids)
+    db.dispose()
+    summary.seconds = time.perf_counter() - started
+    return summary

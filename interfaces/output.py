@@ -1,0 +1,105 @@
+"""Turning engine views into terminal tables or JSON, and errors into one line and an exit code."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from functools import wraps
+from typing import Any, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from engine.cases import CaseView
+from engine.errors import RegulError
+
+__all__ = ["case_dict", "emit_json", "event_dict", "fails_cleanly", "progress", "table"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def emit_json(data: Any) -> None:
+    typer.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+
+
+def fails_cleanly(func: Callable[P, R]) -> Callable[P, R]:
+    """Print a RegulError as one line (JSON when --json) and exit with its code."""
+
+    @wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except RegulError as exc:
+            if kwargs.get("as_json"):
+                emit_json({"error": exc.code, "message": exc.message})
+            else:
+                typer.echo(f"error: {exc.message}", err=True)
+            raise typer.Exit(exc.exit_code) from None
+
+    return wrapper
+
+
+def time_left(due: datetime, now: datetime) -> str:
+    seconds = int((due - now).total_seconds())
+    sign, seconds = ("-" if seconds < 0 else ""), abs(seconds)
+    hours, rest = divmod(seconds, 3600)
+    return f"{sign}{hours}h{rest // 60:02d}"
+
+
+def case_dict(case: CaseView, now: datetime | None = None) -> dict[str, Any]:
+    data = case.to_dict()
+    if case.deadline and now:
+        data["deadline"]["seconds_left"] = int((case.deadline.due_at - now).total_seconds())
+    return data
+
+
+def event_dict(row: Any) -> dict[str, Any]:
+    return {
+        "seq": row.seq,
+        "at": row.at.astimezone(UTC).isoformat(),
+        "actor": row.actor,
+        "role": row.role,
+        "org": row.org,
+        "action": row.action,
+        "from": row.from_state,
+        "to": row.to_state,
+        "version": row.version,
+        "reason": row.reason,
+        "data": row.data,
+        "hash": row.hash,
+    }
+
+
+def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    out = Table(title=title, title_justify="left")
+    for column in columns:
+        out.add_column(column)
+    for row in rows:
+        out.add_row(*("" if v is None else str(v) for v in row))
+    console.print(out)
+
+
+@contextmanager
+def progress(label: str, total: int | None, *, quiet: bool) -> Iterator[Callable[[int], None]]:
+    """A progress bar on a terminal; nothing when quiet (--json) or not a terminal."""
+    if quiet or not sys.stderr.isatty():
+        yield lambda _n: None
+        return
+    bar = Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+    )
+    with bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)

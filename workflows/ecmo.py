@@ -1,0 +1,69 @@
+"""ECMO console request (MARS N°2020_113): hospital → UMAC of the zone → ARS with the SFCTCV
+referent → national crisis centre; a console lent from the national stock is awaited back."""
+
+from __future__ import annotations
+
+from engine.workflow import FieldSpec, define
+
+__all__ = ["ECMO"]
+
+_OPEN = (
+    FieldSpec("patient_ref", "ref", label="Référence pseudonyme du patient"),
+    FieldSpec(
+        "mode", "choice", choices=("VV", "VA"), label="ECMO veino-veineuse ou veino-artérielle"
+    ),
+    FieldSpec("summary", "text", required=False, label="Éléments cliniques utiles à la régulation"),
+)
+_RESOLVE = (
+    FieldSpec("source", "choice", choices=("hospital", "region", "national"), label="Origine"),
+    FieldSpec("provider", "text", required=False, label="Établissement ou stock prêteur"),
+    FieldSpec("return_by", "date", required=False, label="Date de retour du prêt"),
+)
+
+# fmt: off
+_STATES = [
+    # name                   label                         level            deadline on_deadline flags
+    ("requested",           "Demande émise",              "establishment", "1h", "escalate", "waiting"),
+    ("umac_review",         "Examen par l'UMAC",          "umac",          "2h", "escalate", "waiting"),
+    ("ars_regulation",      "Régulation ARS / SFCTCV",    "ars",           "4h", "escalate", "waiting"),
+    ("national_regulation", "Régulation nationale (CCS)", "ccs",           "4h", "incident", "waiting"),
+    ("dispatched",          "Console attribuée",          "establishment", "",   "",         ""),
+    ("in_service",          "Console en service",         "establishment", "",   "",         ""),
+    ("returned",            "Console restituée",          "ars",           "",   "",         ""),
+    ("closed",              "Clôturé",                    "",              "",   "",         "final"),
+    ("cancelled",           "Annulé",                     "",              "",   "",         "final"),
+    ("rejected",            "Refusé (motif médical)",     "",              "",   "",         "final"),
+]
+
+_TRANSITIONS = [
+    # trigger     source                 dest                   roles            flags
+    ("escalate", "requested",           "umac_review",         "establishment", ""),
+    ("escalate", "umac_review",         "ars_regulation",      "umac",          ""),
+    ("escalate", "ars_regulation",      "national_regulation", "ars",           ""),
+    ("resolve",  "umac_review",         "dispatched",          "umac",          ""),
+    ("resolve",  "ars_regulation",      "dispatched",          "ars",           ""),
+    ("resolve",  "national_regulation", "dispatched",          "ccs",           ""),
+    ("reject",   "umac_review",         "rejected",            "umac",          ""),
+    ("reject",   "ars_regulation",      "rejected",            "ars",           ""),
+    ("reject",   "national_regulation", "rejected",            "ccs",           ""),
+    ("cancel",   "requested",           "cancelled",           "establishment", "any_level"),
+    ("cancel",   "umac_review",         "cancelled",           "establishment", "any_level"),
+    ("cancel",   "ars_regulation",      "cancelled",           "establishment", "any_level"),
+    ("cancel",   "national_regulation", "cancelled",           "establishment", "any_level"),
+    ("start",    "dispatched",          "in_service",          "establishment", ""),
+    ("return",   "in_service",          "returned",            "establishment", ""),
+    ("close",    "returned",            "closed",              "ars",           ""),
+]
+# fmt: on
+
+
+ECMO = define(
+    kind="ecmo",
+    title="Demande de console ECMO",
+    prefix="ECMO",
+    open_roles=("establishment",),
+    open_fields=_OPEN,
+    trigger_fields={"resolve": _RESOLVE},
+    states=_STATES,
+    transitions=_TRANSITIONS,
+)

@@ -1,0 +1,71 @@
+"""Patient transfer (MARS N°2021_18, non-Covid restart note): hospital → ARS (a bed in the
+region) → ARS de zone → national level (CCS: EVASAN by air, rail or road)."""
+
+from __future__ import annotations
+
+from engine.workflow import FieldSpec, define
+
+__all__ = ["TRANSFER"]
+
+_OPEN = (
+    FieldSpec("patient_ref", "ref", label="Référence pseudonyme du patient"),
+    FieldSpec("covid", "bool", label="Patient Covid"),
+    FieldSpec(
+        "care",
+        "choice",
+        choices=("reanimation", "soins_critiques", "medecine", "ssr"),
+        label="Niveau de soins requis",
+    ),
+    FieldSpec("summary", "text", required=False, label="Éléments utiles au transfert"),
+)
+_RESOLVE = (
+    FieldSpec("receiving_hospital", "hospital", label="Établissement d'accueil (FINESS)"),
+    FieldSpec("means", "choice", choices=("road", "rail", "air", "sea"), label="Vecteur"),
+    FieldSpec("date", "date", label="Date du transfert"),
+)
+
+# fmt: off
+_STATES = [
+    # name                   label                         level            deadline on_deadline flags
+    ("requested",           "Demande émise",              "establishment", "30m", "escalate", "waiting"),
+    ("ars_regulation",      "Régulation régionale (ARS)", "ars",           "2h",  "escalate", "waiting"),
+    ("zone_regulation",     "Régulation zonale",          "ars_zone",      "4h",  "escalate", "waiting"),
+    ("national_regulation", "Régulation nationale (CCS)", "ccs",           "6h",  "incident", "waiting"),
+    ("dispatched",          "Transfert organisé",         "establishment", "",    "",         ""),
+    ("transferred",         "Patient transféré",          "establishment", "",    "",         ""),
+    ("closed",              "Clôturé",                    "",              "",    "",         "final"),
+    ("cancelled",           "Annulé",                     "",              "",    "",         "final"),
+    ("rejected",            "Refusé",                     "",              "",    "",         "final"),
+]
+
+_TRANSITIONS = [
+    # trigger        source                 dest                   roles            flags
+    ("escalate",    "requested",           "ars_regulation",      "establishment", ""),
+    ("escalate",    "ars_regulation",      "zone_regulation",     "ars",           ""),
+    ("escalate",    "zone_regulation",     "national_regulation", "ars_zone",      ""),
+    ("resolve",     "ars_regulation",      "dispatched",          "ars",           ""),
+    ("resolve",     "zone_regulation",     "dispatched",          "ars_zone",      ""),
+    ("resolve",     "national_regulation", "dispatched",          "ccs",           ""),
+    ("reject",      "ars_regulation",      "rejected",            "ars",           ""),
+    ("reject",      "zone_regulation",     "rejected",            "ars_zone",      ""),
+    ("reject",      "national_regulation", "rejected",            "ccs",           ""),
+    ("cancel",      "requested",           "cancelled",           "establishment", "any_level"),
+    ("cancel",      "ars_regulation",      "cancelled",           "establishment", "any_level"),
+    ("cancel",      "zone_regulation",     "cancelled",           "establishment", "any_level"),
+    ("cancel",      "national_regulation", "cancelled",           "establishment", "any_level"),
+    ("transferred", "dispatched",          "transferred",         "establishment", ""),
+    ("close",       "transferred",         "closed",              "establishment", ""),
+]
+# fmt: on
+
+
+TRANSFER = define(
+    kind="transfer",
+    title="Transfert de patient",
+    prefix="TRF",
+    open_roles=("establishment",),
+    open_fields=_OPEN,
+    trigger_fields={"resolve": _RESOLVE},
+    states=_STATES,
+    transitions=_TRANSITIONS,
+)
