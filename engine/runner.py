@@ -295,7 +295,7 @@ class Runner:
             if can_fire(actor, spec, case.state, t.trigger, case)
         ]
 
-    def list(self, filters: CaseFilter, *, login: str | None = None) -> list[CaseView]:
+    def search(self, filters: CaseFilter, *, login: str | None = None) -> list[CaseView]:
         with self.db.read() as conn:
             where = None
             if login is not None:

@@ -10,7 +10,7 @@ diagram from the same definition. Values typed by users are parsed here against 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any
@@ -135,7 +135,7 @@ def _hospital(spec: FieldSpec, raw: object) -> str:
     return text
 
 
-_PARSERS = {
+_PARSERS: dict[str, Callable[[FieldSpec, object], str | int | bool]] = {
     "text": _text,
     "int": _int,
     "bool": _bool,
@@ -352,24 +352,7 @@ def _validated(spec: WorkflowSpec) -> WorkflowSpec:
         if role not in ACTING_ROLES:
             raise WorkflowError(f"workflow {kind}: unknown opening role {role!r}")
     for t in spec.transitions:
-        for end in (t.source, t.dest):
-            if end not in known:
-                raise WorkflowError(
-                    f"workflow {kind}, trigger {t.trigger}: unknown state {end!r}; "
-                    f"states are {', '.join(names)}"
-                )
-        if not t.roles:
-            raise WorkflowError(f"workflow {kind}, trigger {t.trigger} from {t.source}: no role")
-        for role in t.roles:
-            if role not in ACTING_ROLES:
-                raise WorkflowError(
-                    f"workflow {kind}, trigger {t.trigger}: {role!r} is not a role that acts; "
-                    f"roles are {', '.join(ACTING_ROLES)}"
-                )
-        if spec.state(t.source).final:
-            raise WorkflowError(f"workflow {kind}: final state {t.source} has trigger {t.trigger}")
-        for f in t.fields:
-            _check_field(kind, f)
+        _check_transition(spec, known, t)
     seen = {(t.source, t.trigger) for t in spec.transitions}
     if len(seen) != len(spec.transitions):
         raise WorkflowError(f"workflow {kind}: a (state, trigger) pair is declared twice")
@@ -386,6 +369,28 @@ def _validated(spec: WorkflowSpec) -> WorkflowSpec:
         auto_transitions=False,
     )
     return replace(spec, _machine=machine)
+
+
+def _check_transition(spec: WorkflowSpec, known: set[str], t: TransitionSpec) -> None:
+    kind = spec.kind
+    for end in (t.source, t.dest):
+        if end not in known:
+            raise WorkflowError(
+                f"workflow {kind}, trigger {t.trigger}: unknown state {end!r}; "
+                f"states are {', '.join(sorted(known))}"
+            )
+    if not t.roles:
+        raise WorkflowError(f"workflow {kind}, trigger {t.trigger} from {t.source}: no role")
+    for role in t.roles:
+        if role not in ACTING_ROLES:
+            raise WorkflowError(
+                f"workflow {kind}, trigger {t.trigger}: {role!r} is not a role that acts; "
+                f"roles are {', '.join(ACTING_ROLES)}"
+            )
+    if spec.state(t.source).final:
+        raise WorkflowError(f"workflow {kind}: final state {t.source} has trigger {t.trigger}")
+    for f in t.fields:
+        _check_field(kind, f)
 
 
 def _check_field(kind: str, f: FieldSpec) -> None:
@@ -407,12 +412,12 @@ def _check_state(spec: WorkflowSpec, state: StateSpec) -> None:
         raise WorkflowError(f"workflow {kind}: waiting state {state.name} has no deadline")
     if state.deadline is not None and not state.on_deadline:
         raise WorkflowError(f"workflow {kind}: state {state.name} says no on_deadline")
-    if state.on_deadline and state.on_deadline != INCIDENT:
-        if spec.transition(state.name, state.on_deadline) is None:
-            raise WorkflowError(
-                f"workflow {kind}: state {state.name} escalates by {state.on_deadline!r}, "
-                "which it has no transition for"
-            )
+    on_deadline = state.on_deadline
+    if on_deadline and on_deadline != INCIDENT and not spec.transition(state.name, on_deadline):
+        raise WorkflowError(
+            f"workflow {kind}: state {state.name} escalates by {on_deadline!r}, "
+            "which it has no transition for"
+        )
 
 
 def _check_reachable(spec: WorkflowSpec) -> None:

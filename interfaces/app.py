@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from engine.clock import Clock, SystemClock
@@ -11,7 +14,9 @@ from engine.settings import Settings, load_settings
 from engine.workflow import WorkflowRegistry
 from workflows import default_registry
 
-__all__ = ["App", "build_app"]
+__all__ = ["App", "build_app", "closing_apps"]
+
+_OPEN: ContextVar[list[App] | None] = ContextVar("regul_open_apps", default=None)
 
 
 @dataclass
@@ -31,4 +36,21 @@ def build_app(
     db = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     if check_schema:
         db.require_schema()
-    return App(settings, db, registry, Runner(db, registry, clock or SystemClock()))
+    app = App(settings, db, registry, Runner(db, registry, clock or SystemClock()))
+    opened = _OPEN.get()
+    if opened is not None:
+        opened.append(app)
+    return app
+
+
+@contextmanager
+def closing_apps() -> Iterator[None]:
+    """Dispose of every database pool that a command opened, however the command ends."""
+    opened: list[App] = []
+    token = _OPEN.set(opened)
+    try:
+        yield
+    finally:
+        _OPEN.reset(token)
+        for app in opened:
+            app.db.dispose()

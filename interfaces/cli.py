@@ -7,9 +7,10 @@ Every command has ``--json`` for scripts, a one-line error and a non-zero exit o
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -124,7 +125,7 @@ def demo(
     seed: Annotated[int, typer.Option(help="Random seed of the scenario.")] = 2026,
     as_json: Json = False,
 ) -> None:
-    """The main job: a fresh embedded database, the demo directory, cases played up their ladders."""
+    """The main job: a fresh embedded database and demo cases played up their ladders."""
     from interfaces.demo import run_demo
 
     with progress("demo", cases * 3, quiet=as_json) as tick:
@@ -188,7 +189,7 @@ def workflows_show(
         }
         for s in spec.states
     ]
-    transitions = [
+    transitions: list[dict[str, Any]] = [
         {
             "trigger": t.trigger,
             "from": t.source,
@@ -372,7 +373,7 @@ def case_list(
         limit=limit,
         offset=offset,
     )
-    views = ctx.runner.list(filters, login=user)
+    views = ctx.runner.search(filters, login=user)
     if as_json:
         emit_json([case_dict(v, now) for v in views])
         return
@@ -469,9 +470,9 @@ def audit_export(
         emit_json(summary) if as_json else console.print(f"{count} events written to {output}")
 
 
-def _ticking(rows: object, tick: object) -> object:
-    for row in rows:  # type: ignore[attr-defined]
-        tick(1)  # type: ignore[operator]
+def _ticking(rows: Iterator[Any], tick: Callable[[int], None]) -> Iterator[Any]:
+    for row in rows:
+        tick(1)
         yield row
 
 

@@ -80,7 +80,8 @@ class DemoSummary:
         verdict = "[green]verified[/]" if self.audit_ok else "[red]BROKEN[/]"
         console.print(
             f"{self.transitions} transitions, {self.refusals} refused attempts (audited), "
-            f"{self.conflicts} stale clicks turned away; audit log: {self.events} events {verdict}; "
+            f"{self.conflicts} stale clicks turned away; "
+            f"audit log: {self.events} events {verdict}; "
             f"replay {'matches' if self.replay_ok else 'DIFFERS'}; {self.seconds:.1f} s",
             highlight=False,
         )
@@ -111,7 +112,7 @@ class _Cast:
             "ccs": "CCS",
             "spf": "SPF",
         }[role]
-        return self.by_org[(role, org or "")]
+        return str(self.by_org[(role, org or "")])
 
 
 def _open_fields(kind: str, rng: random.Random, n: int) -> dict[str, object]:

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from engine.cases import CaseView
 from engine.errors import RegulError
+from interfaces.app import closing_apps
 
 __all__ = ["case_dict", "emit_json", "event_dict", "fails_cleanly", "progress", "table"]
 
@@ -36,7 +37,8 @@ def fails_cleanly(func: Callable[P, R]) -> Callable[P, R]:
     @wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            return func(*args, **kwargs)
+            with closing_apps():
+                return func(*args, **kwargs)
         except RegulError as exc:
             if kwargs.get("as_json"):
                 emit_json({"error": exc.code, "message": exc.message})

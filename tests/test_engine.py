@@ -161,7 +161,8 @@ def test_requester_may_cancel_at_any_level(ctx: Ctx) -> None:
         reason="stabilisé",
     )
     assert done.state == "cancelled"
-    assert done.final and done.deadline is None
+    assert done.final
+    assert done.deadline is None
 
 
 def test_stale_version_is_a_conflict_and_changes_nothing(ctx: Ctx) -> None:
@@ -326,7 +327,7 @@ def test_malformed_trigger_field_changes_nothing(ctx: Ctx) -> None:
     """A resolve with a bad date names the field and leaves the case as it was."""
     case = drive(ctx, ctx.open("ppe"), ["escalate"])
     before = ctx.snapshot()
-    with pytest.raises(InputError, match="'expected_delivery'.*YYYY-MM-DD"):
+    with pytest.raises(InputError, match=r"'expected_delivery'.*YYYY-MM-DD"):
         ctx.runner.advance(
             reference=case.reference,
             trigger="resolve",
@@ -360,9 +361,9 @@ def test_reading_follows_scope(ctx: Ctx) -> None:
         ctx.runner.show(case.reference, login="ars-idf")
     from engine.cases import CaseFilter
 
-    assert [c.id for c in ctx.runner.list(CaseFilter(), login="umac-sud")] == [case.id]
-    assert ctx.runner.list(CaseFilter(), login="umac-paris") == []
-    assert [c.id for c in ctx.runner.list(CaseFilter(), login="auditeur-occ")] == [case.id]
+    assert [c.id for c in ctx.runner.search(CaseFilter(), login="umac-sud")] == [case.id]
+    assert ctx.runner.search(CaseFilter(), login="umac-paris") == []
+    assert [c.id for c in ctx.runner.search(CaseFilter(), login="auditeur-occ")] == [case.id]
 
 
 def test_list_filters_and_overdue(ctx: Ctx) -> None:
@@ -371,11 +372,11 @@ def test_list_filters_and_overdue(ctx: Ctx) -> None:
 
     ecmo, ppe = ctx.open("ecmo"), ctx.open("ppe")
     drive(ctx, ppe, ["escalate"])
-    assert [c.id for c in ctx.runner.list(CaseFilter(kind="ecmo"))] == [ecmo.id]
-    assert [c.id for c in ctx.runner.list(CaseFilter(level="ght"))] == [ppe.id]
-    assert ctx.runner.list(CaseFilter(region="IDF")) == []
+    assert [c.id for c in ctx.runner.search(CaseFilter(kind="ecmo"))] == [ecmo.id]
+    assert [c.id for c in ctx.runner.search(CaseFilter(level="ght"))] == [ppe.id]
+    assert ctx.runner.search(CaseFilter(region="IDF")) == []
     ctx.clock.advance(REGISTRY["ecmo"].state("requested").deadline)  # type: ignore[arg-type]
-    overdue = ctx.runner.list(CaseFilter(overdue_at=ctx.clock.now()))
+    overdue = ctx.runner.search(CaseFilter(overdue_at=ctx.clock.now()))
     assert [c.id for c in overdue] == [ecmo.id]
     with pytest.raises(NotFound, match="no state 'nowhere'"):
-        ctx.runner.list(CaseFilter(kind="ecmo", state="nowhere"))
+        ctx.runner.search(CaseFilter(kind="ecmo", state="nowhere"))
