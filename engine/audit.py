@@ -67,6 +67,8 @@ _CASE = Case.__table__  # type: ignore[attr-defined]
 _HEAD = AuditHead.__table__  # type: ignore[attr-defined]
 # Actions that move a case; every other action leaves state and version as they were.
 TRANSITION_ACTIONS = frozenset({"opened", "transition"})
+# Actions that change the case's version but not its state: manual control of its deadline.
+VERSIONED_ACTIONS = frozenset({"hold", "resume", "extend"})
 
 
 @dataclass(frozen=True)
@@ -203,13 +205,16 @@ class VerifyReport:
 class _StreamCheck:
     """Walks one stream in id order, remembering the first break."""
 
-    def __init__(self, name: str, case_id: int | None) -> None:
-        self.name, self.case_id = name, case_id
+    def __init__(self, name: str, case_id: int | None, head_seq: int) -> None:
+        self.name, self.case_id, self.head_seq = name, case_id, head_seq
+        self.past_head: tuple[int, int] | None = None  # (id, seq) of the first event past the head
         self.seq, self.hash, self.events = 0, GENESIS, 0
         self.finding: Finding | None = None
 
     def feed(self, row: Any) -> None:
         self.events += 1
+        if row.seq > self.head_seq and self.past_head is None:
+            self.past_head = (row.id, row.seq)
         if self.finding:
             return
         expected = chain_hash(self.hash, canonical(row.case_id, row.seq, row.at, _draft_of(row)))
@@ -227,6 +232,14 @@ class _StreamCheck:
     def close(self, head_seq: int, head_hash: str) -> Finding | None:
         if self.finding:
             return self.finding
+        if self.past_head is not None:
+            event_id, seq = self.past_head
+            return Finding(
+                self.name,
+                event_id,
+                seq,
+                f"it lies past the stream's head (sequence {head_seq}): added",
+            )
         if (self.seq, self.hash) != (head_seq, head_hash or GENESIS):
             return Finding(
                 self.name,
@@ -262,12 +275,12 @@ def verify(conn: Connection, *, case_id: int | None = None, batch: int = 5000) -
         check = checks.get(row.case_id)
         if check is None:
             name = SECURITY_STREAM if row.case_id is None else f"case {row.case_id}"
-            check = checks[row.case_id] = _StreamCheck(name, row.case_id)
+            check = checks[row.case_id] = _StreamCheck(name, row.case_id, heads[row.case_id][0])
         check.feed(row)
     findings: list[Finding] = orphans[:1]
     for key, (seq, digest) in heads.items():
         check = checks.get(key) or _StreamCheck(
-            SECURITY_STREAM if key is None else f"case {key}", key
+            SECURITY_STREAM if key is None else f"case {key}", key, seq
         )
         found = check.close(seq, digest)
         if found:
@@ -360,5 +373,7 @@ def replay(conn: Connection, registry: WorkflowRegistry, case_id: int) -> Replay
                     f"case {case_id}: event {row.seq} records {row.to_state} but the workflow "
                     f"leads to {state}"
                 )
+            version = row.version
+        elif row.action in VERSIONED_ACTIONS:
             version = row.version
     return Replay(case_id, state or "", version, case.state, case.version)

@@ -29,6 +29,7 @@ __all__ = [
     "list_cases",
     "lock_case",
     "parse_reference",
+    "view_of",
 ]
 
 CASE_TABLE = Case.__table__  # type: ignore[attr-defined]
@@ -64,6 +65,8 @@ class CaseView:
     updated_at: datetime
     audit_seq: int
     audit_hash: str
+    incident: bool = False
+    on_hold: bool = False
     deadline: OpenDeadline | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -107,7 +110,8 @@ def parse_reference(registry: WorkflowRegistry, text: str) -> tuple[int, str | N
     return int(number), kind
 
 
-def _view(registry: WorkflowRegistry, row: Any, deadline: OpenDeadline | None = None) -> CaseView:
+def view_of(registry: WorkflowRegistry, row: Any, deadline: OpenDeadline | None = None) -> CaseView:
+    """A case view from any row carrying the case's columns."""
     return CaseView(
         id=row.id,
         reference=reference_of(registry[row.kind].prefix, row.id),
@@ -127,6 +131,8 @@ def _view(registry: WorkflowRegistry, row: Any, deadline: OpenDeadline | None = 
         updated_at=row.updated_at,
         audit_seq=row.audit_seq,
         audit_hash=row.audit_hash,
+        incident=row.incident,
+        on_hold=row.on_hold,
         deadline=deadline,
     )
 
@@ -144,7 +150,7 @@ def lock_case(conn: Connection, registry: WorkflowRegistry, reference: str) -> C
     row = conn.execute(query).first()
     if row is None or (kind is not None and row.kind != kind):
         raise _missing(reference)
-    return _view(registry, row)
+    return view_of(registry, row)
 
 
 def get_case(conn: Connection, registry: WorkflowRegistry, reference: str) -> CaseView:
@@ -152,7 +158,7 @@ def get_case(conn: Connection, registry: WorkflowRegistry, reference: str) -> Ca
     row = conn.execute(sa.select(CASE_TABLE).where(CASE_TABLE.c.id == case_id)).first()
     if row is None or (kind is not None and row.kind != kind):
         raise _missing(reference)
-    return _view(registry, row, _open_deadline(conn, case_id))
+    return view_of(registry, row, _open_deadline(conn, case_id))
 
 
 def _open_deadline(conn: Connection, case_id: int) -> OpenDeadline | None:
@@ -173,6 +179,7 @@ class CaseFilter:
     org: str | None = None
     open_only: bool = False
     overdue_at: datetime | None = None  # set to `now` to list only overdue cases
+    incidents: bool = False  # only cases with an open incident
     limit: int = 100
     offset: int = 0
 
@@ -203,6 +210,8 @@ def list_cases(
     ):
         if value is not None:
             query = query.where(column == value)
+    if filters.incidents:
+        query = query.where(c.incident.is_(True))
     if filters.open_only:
         query = query.where(c.final.is_(False))
     if filters.overdue_at is not None:
@@ -213,7 +222,7 @@ def list_cases(
     views = []
     for row in conn.execute(query):
         deadline = OpenDeadline(row.d_state, row.due_at, row.action) if row.due_at else None
-        views.append(_view(registry, row, deadline))
+        views.append(view_of(registry, row, deadline))
     return views
 
 

@@ -106,6 +106,8 @@ class Case(SQLModel, table=True):
     updated_at: datetime
     audit_seq: int = 0
     audit_hash: str = ""
+    incident: bool = False  # past the top of its ladder and nobody has acted yet
+    on_hold: bool = False  # awaiting information; its deadline is suspended
 
 
 class AuditEvent(SQLModel, table=True):
@@ -153,8 +155,8 @@ class Deadline(SQLModel, table=True):
             postgresql_where=sa.text("status = 'open'"),
         ),
         sa.Index(
-            "ix_deadline_open_due",
-            "due_at",
+            "ix_deadline_open_next",
+            "next_at",
             sqlite_where=sa.text("status = 'open'"),
             postgresql_where=sa.text("status = 'open'"),
         ),
@@ -165,8 +167,10 @@ class Deadline(SQLModel, table=True):
     state: str
     version: int
     due_at: datetime
-    action: str
-    status: str = "open"
+    next_at: datetime  # when the sweeper must next look: a reminder's time, else due_at
+    reminders: int = 0  # how many reminder fractions were recorded
+    action: str  # a trigger to fire, "incident", "overdue" or "remind"
+    status: str = "open"  # open | superseded | held | fired | noop
     created_at: datetime
     closed_at: datetime | None = None
 

@@ -15,7 +15,9 @@ from typing import Protocol
 from engine.actors import Actor
 from engine.workflow import WorkflowSpec
 
-__all__ = ["Decision", "Located", "can_fire", "can_open", "can_read", "in_scope"]
+__all__ = ["Decision", "Located", "can_control", "can_fire", "can_open", "can_read", "in_scope"]
+
+REGULATORS = ("ght", "umac", "ars", "ars_zone", "ccs")
 
 
 class Located(Protocol):
@@ -90,6 +92,21 @@ def can_fire(actor: Actor, spec: WorkflowSpec, state: str, trigger: str, item: L
         )
     level = spec.state(state).level
     if not transition.any_level and level != actor.role:
+        return Decision(False, f"the case is at the {level} level, not {actor.role}")
+    if not in_scope(actor, item):
+        return Decision(False, f"the case lies outside {actor.login}'s scope ({actor.scope})")
+    return ALLOW
+
+
+def can_control(actor: Actor, spec: WorkflowSpec, state: str, item: Located) -> Decision:
+    """May ``actor`` hold, resume or extend the deadline of a case in ``state``?
+
+    Only a regulator of the level that holds the case, inside their scope.
+    """
+    level = spec.state(state).level
+    if actor.role not in REGULATORS:
+        return Decision(False, f"role {actor.role} does not regulate; {', '.join(REGULATORS)} do")
+    if level != actor.role:
         return Decision(False, f"the case is at the {level} level, not {actor.role}")
     if not in_scope(actor, item):
         return Decision(False, f"the case lies outside {actor.login}'s scope ({actor.scope})")

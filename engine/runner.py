@@ -11,6 +11,8 @@ workflow registry; knows nothing of terminals or HTTP.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -23,6 +25,7 @@ from engine.cases import (
     CASE_TABLE,
     CaseFilter,
     CaseView,
+    OpenDeadline,
     get_case,
     history,
     list_cases,
@@ -31,10 +34,18 @@ from engine.cases import (
 )
 from engine.clock import Clock
 from engine.db import Database
-from engine.deadlines import plan_deadline, replace_deadline
-from engine.errors import InputError, NotFound, NotPermitted
-from engine.policy import can_fire, can_open, can_read
-from engine.transition import Command, Outcome, decide, parse_fields
+from engine.deadlines import (
+    DeadlinePlan,
+    ReminderPolicy,
+    close_open,
+    next_look,
+    plan_deadline,
+    replace_deadline,
+)
+from engine.deadlines import current as current_deadline
+from engine.errors import Conflict, InputError, NotFound, NotPermitted, StaleVersion
+from engine.policy import can_control, can_fire, can_open, can_read
+from engine.transition import Command, Outcome, check_reason, decide, parse_fields
 from engine.workflow import WorkflowRegistry, WorkflowSpec
 
 __all__ = ["Runner"]
@@ -43,8 +54,15 @@ __all__ = ["Runner"]
 class Runner:
     """The engine's entry points, shared by the CLI, the API and the sweeper."""
 
-    def __init__(self, db: Database, registry: WorkflowRegistry, clock: Clock) -> None:
+    def __init__(
+        self,
+        db: Database,
+        registry: WorkflowRegistry,
+        clock: Clock,
+        policy: ReminderPolicy | None = None,
+    ) -> None:
         self.db, self.registry, self.clock = db, registry, clock
+        self.policy = policy or ReminderPolicy()
 
     # -- commands -------------------------------------------------------------------------
 
@@ -205,73 +223,130 @@ class Runner:
             .where(CASE_TABLE.c.id == case_id)
             .values(audit_seq=seq, audit_hash=digest)
         )
-        plan = plan_deadline(spec, spec.initial, 1, now)
+        plan = plan_deadline(spec, spec.initial, 1, now, fields=fields, policy=self.policy)
         replace_deadline(conn, case_id=case_id, plan=plan, now=now, first=True)
         return get_case(conn, self.registry, reference_of(spec.prefix, case_id))
 
     def _advance(
         self, conn: Connection, actor: Actor, reference: str, command: Command
     ) -> CaseView | NotPermitted:
+        return self.apply(conn, lock_case(conn, self.registry, reference), actor, command)
+
+    def apply(
+        self, conn: Connection, case: CaseView, actor: Actor, command: Command
+    ) -> CaseView | NotPermitted:
+        """Decide and persist one command on a case the caller has locked (the sweeper too)."""
         now = self.clock.now()
-        case = lock_case(conn, self.registry, reference)
         spec = self.registry[case.kind]
-        result = decide(spec, case, actor, command, now)
-        seq, digest = audit.append(
-            conn,
-            case_id=case.id,
-            head_seq=case.audit_seq,
-            head_hash=case.audit_hash,
-            at=now,
-            draft=result.audit,
-        )
-        table = CASE_TABLE
+        result = decide(spec, case, actor, command, now, self.policy)
         if not isinstance(result, Outcome):
-            conn.execute(
-                table.update().where(table.c.id == case.id).values(audit_seq=seq, audit_hash=digest)
-            )
+            record_event(conn, case, result.audit, now)
             return NotPermitted(
                 f"{actor.login} may not {command.trigger} case {case.reference}: {result.why}",
                 case=case.reference,
                 trigger=command.trigger,
             )
-        updated = conn.execute(
-            table.update()
-            .where(table.c.id == case.id, table.c.version == case.version)
-            .values(
-                state=result.state,
-                level=result.level,
-                final=result.final,
-                version=result.version,
-                fields=result.fields,
-                updated_at=now,
-                audit_seq=seq,
-                audit_hash=digest,
-            )
-        ).rowcount
-        if updated != 1:  # the lock makes this unreachable; kept as the last guard
-            raise InputError(f"case {case.reference} changed under the lock; retry")
+        values = {
+            "state": result.state,
+            "level": result.level,
+            "final": result.final,
+            "version": result.version,
+            "fields": result.fields,
+            "updated_at": now,
+            "incident": False,
+            "on_hold": False,
+        }
+        seq, digest = record_event(conn, case, result.audit, now, values)
         replace_deadline(conn, case_id=case.id, plan=result.deadline, now=now)
-        deadline = None
-        if result.deadline:
-            from engine.cases import OpenDeadline
+        return _updated(case, values, seq, digest, result.deadline)
 
-            deadline = OpenDeadline(
-                result.deadline.state, result.deadline.due_at, result.deadline.action
+    # -- manual control of deadlines ------------------------------------------------------
+
+    def control(
+        self,
+        *,
+        reference: str,
+        action: str,
+        login: str,
+        reason: str,
+        extend_by: timedelta | None = None,
+        expect_version: int | None = None,
+    ) -> CaseView:
+        """Hold a case (its deadline suspended), resume it (deadline restarted), or extend it."""
+        if action not in {"hold", "resume", "extend"}:
+            raise InputError(f"unknown control {action!r}: hold, resume or extend")
+        if action == "extend" and (extend_by is None or extend_by <= timedelta(0)):
+            raise InputError("an extension must be longer than zero, e.g. --by 30m")
+        text = check_reason(reason)
+        refusal: NotPermitted | None = None
+        with self.db.write() as conn:
+            actor = load_actor(conn, login)
+            case = lock_case(conn, self.registry, reference)
+            if expect_version is not None and expect_version != case.version:
+                raise StaleVersion(case.reference, expect_version, case.version)
+            spec, now = self.registry[case.kind], self.clock.now()
+            _check_controllable(case, action)
+            decision = can_control(actor, spec, case.state, case)
+            if not decision:
+                draft = _draft(
+                    actor,
+                    "refused",
+                    case,
+                    case.version,
+                    text,
+                    {"control": action, "why": decision.reason},
+                )
+                record_event(conn, case, draft, now)
+                refusal = NotPermitted(
+                    f"{actor.login} may not {action} case {case.reference}: {decision.reason}"
+                )
+            else:
+                case = self._control(conn, case, spec, actor, action, text, extend_by, now)
+        if refusal is not None:
+            raise refusal
+        return case
+
+    def _control(
+        self, conn: Connection, case: CaseView, spec: WorkflowSpec, actor: Actor, action: str,
+        reason: str, extend_by: timedelta | None, now: datetime,
+    ) -> CaseView:  # fmt: skip
+        version = case.version + 1
+        data: dict[str, Any] = {}
+        plan = None
+        if action == "hold":
+            close_open(conn, case_id=case.id, now=now, status="held")
+        elif action == "resume":
+            plan = plan_deadline(
+                spec, case.state, version, now, fields=case.fields, policy=self.policy
             )
-        return CaseView(
-            **{
-                **case.__dict__,
-                "state": result.state,
-                "level": result.level,
-                "final": result.final,
-                "version": result.version,
-                "fields": result.fields,
-                "updated_at": now,
-                "audit_seq": seq,
-                "audit_hash": digest,
-                "deadline": deadline,
+        else:
+            row = current_deadline(conn, case.id)
+            if row is None:
+                raise InputError(f"case {case.reference} has no running deadline to extend")
+            assert extend_by is not None
+            due = row.due_at + extend_by
+            done = sum(1 for f in self.policy.fractions if now + (due - now) * f <= now)
+            plan = DeadlinePlan(
+                row.state,
+                version,
+                due,
+                row.action,
+                next_at=next_look(now, due, done, self.policy.fractions),
+                reminders=done,
+                start=now,
+            )
+            data = {
+                "from": row.due_at.isoformat(),
+                "to": due.isoformat(),
+                "by_s": int(extend_by.total_seconds()),
             }
+        values = {"version": version, "updated_at": now, "on_hold": action == "hold"}
+        seq, digest = record_event(
+            conn, case, _draft(actor, action, case, version, reason, data), now, values
         )
+        if action != "hold":
+            replace_deadline(conn, case_id=case.id, plan=plan, now=now)
+        return _updated(case, values, seq, digest, plan)
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -327,3 +402,60 @@ def _scope_where(actor: Actor) -> Any:
     scope, c = actor.scope, CASE_TABLE.c
     column = {"hospital": c.org, "ght": c.ght, "zone": c.zone, "region": c.region}.get(scope.kind)
     return None if column is None else column == scope.code
+
+
+def record_event(
+    conn: Connection,
+    case: CaseView,
+    draft: Draft,
+    now: datetime,
+    values: dict[str, Any] | None = None,
+) -> tuple[int, str]:
+    """Append ``draft`` to the case's chain and update the case row (head and ``values``)."""
+    seq, digest = audit.append(
+        conn,
+        case_id=case.id,
+        head_seq=case.audit_seq,
+        head_hash=case.audit_hash,
+        at=now,
+        draft=draft,
+    )
+    updated = conn.execute(
+        CASE_TABLE.update()
+        .where(CASE_TABLE.c.id == case.id, CASE_TABLE.c.version == case.version)
+        .values(audit_seq=seq, audit_hash=digest, **(values or {}))
+    ).rowcount
+    if updated != 1:  # the case lock makes this unreachable; it is the last guard
+        raise StaleVersion(case.reference, case.version, -1)
+    return seq, digest
+
+
+def _draft(
+    actor: Actor, action: str, case: CaseView, version: int, reason: str, data: dict[str, Any]
+) -> Draft:
+    return Draft(
+        actor.login, actor.role, actor.org, action, case.state, case.state, version, reason, data
+    )
+
+
+def _updated(
+    case: CaseView, values: dict[str, Any], seq: int, digest: str, plan: DeadlinePlan | None
+) -> CaseView:
+    deadline = OpenDeadline(plan.state, plan.due_at, plan.action) if plan else None
+    if values.get("on_hold"):
+        deadline = None
+    fields = {k: v for k, v in values.items() if k in CaseView.__dataclass_fields__}
+    return replace(case, **fields, audit_seq=seq, audit_hash=digest, deadline=deadline)
+
+
+def _check_controllable(case: CaseView, action: str) -> None:
+    if case.final:
+        raise Conflict(
+            f"case {case.reference} is {case.state} (closed): there is no deadline to {action}"
+        )
+    if action == "hold" and case.on_hold:
+        raise Conflict(f"case {case.reference} is already on hold: resume it first")
+    if action == "resume" and not case.on_hold:
+        raise Conflict(f"case {case.reference} is not on hold")
+    if action == "extend" and case.on_hold:
+        raise Conflict(f"case {case.reference} is on hold: resume it before extending")

@@ -19,12 +19,14 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
+from engine.deadlines import ReminderPolicy
 from engine.errors import InputError
 
-__all__ = ["DEFAULT_DATABASE_URL", "Settings", "load_settings"]
+__all__ = ["DEFAULT_DATABASE_URL", "Settings", "load_settings", "reminder_policy"]
 
 DEFAULT_DATABASE_URL = "sqlite:///regul.db"
 
@@ -42,6 +44,14 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="per workflow, per waiting state: a duration such as 45m, 2h, 1d or PT90M",
     )
+    reminder_fractions: list[float] = Field(
+        default_factory=lambda: [0.5, 0.8],
+        description="reminders before a deadline passes, as fractions of it",
+    )
+    incident_reminder_period: str = Field("1h", description="reminder period of an incident")
+    overdue_reminder_period: str = Field("1d", description="reminder period of a late return")
+    sweep_interval: float = Field(5.0, gt=0, description="seconds between two sweeps")
+    sweep_batch: int = Field(200, gt=0, le=10000, description="deadline rows per transaction")
     sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
         "FULL",
         description="FULL survives a power cut with every committed transition; NORMAL is faster",
@@ -72,6 +82,25 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "settings"
+        top = str(first["loc"][0]) if first["loc"] else "settings"
         raise InputError(
-            f"bad setting {where}: {first['msg']}; fix REGUL_{where.upper()} or regul.toml"
+            f"bad setting {where}: {first['msg']}; fix REGUL_{top.upper()} or regul.toml"
+        ) from None
+    except SettingsError as exc:
+        raise InputError(f"unreadable setting: {exc}; REGUL_DEADLINES takes JSON") from None
+
+
+def reminder_policy(settings: Settings) -> ReminderPolicy:
+    from engine.workflow import parse_duration
+
+    try:
+        return ReminderPolicy(
+            fractions=tuple(settings.reminder_fractions),
+            incident_period=parse_duration(settings.incident_reminder_period),
+            overdue_period=parse_duration(settings.overdue_reminder_period),
+        )
+    except InputError as exc:
+        raise InputError(
+            f"bad reminder setting ({exc.message}); fix REGUL_REMINDER_FRACTIONS, "
+            "REGUL_INCIDENT_REMINDER_PERIOD or REGUL_OVERDUE_REMINDER_PERIOD"
         ) from None

@@ -15,7 +15,7 @@ from typing import Any
 from engine.actors import Actor
 from engine.audit import Draft
 from engine.cases import CaseView
-from engine.deadlines import DeadlinePlan, plan_deadline
+from engine.deadlines import DeadlinePlan, ReminderPolicy, plan_deadline
 from engine.errors import InputError, NotFound, StaleVersion, TriggerNotAllowed
 from engine.policy import can_fire
 from engine.workflow import FieldSpec, WorkflowSpec
@@ -31,6 +31,7 @@ class Command:
     reason: str
     data: Mapping[str, object]
     expect_version: int | None = None
+    context: Mapping[str, object] | None = None  # extra audit data (the sweeper's lateness)
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,12 @@ def check_reason(reason: str) -> str:
 
 
 def decide(
-    spec: WorkflowSpec, case: CaseView, actor: Actor, command: Command, now: datetime
+    spec: WorkflowSpec,
+    case: CaseView,
+    actor: Actor,
+    command: Command,
+    now: datetime,
+    policy: ReminderPolicy = ReminderPolicy(),  # noqa: B008 - frozen, immutable default
 ) -> Outcome | Refusal:
     trigger = command.trigger
     if trigger not in spec.triggers:
@@ -137,7 +143,7 @@ def decide(
             to_state=new_state,
             version=version,
             reason=reason,
-            data={"trigger": trigger, "fields": values},
+            data={"trigger": trigger, "fields": values, **(command.context or {})},
         ),
-        deadline=plan_deadline(spec, new_state, version, now),
+        deadline=plan_deadline(spec, new_state, version, now, fields=fields, policy=policy),
     )

@@ -49,6 +49,7 @@ ROLES = (
 ACTING_ROLES = ("establishment", "ght", "umac", "ars", "ars_zone", "ccs", "spf")
 FIELD_TYPES = ("text", "int", "bool", "date", "choice", "ref", "hospital")
 INCIDENT = "incident"  # on_deadline at the top of a ladder: nobody left to escalate to
+OVERDUE = "overdue"  # on_deadline of a date the case carries (a loan's return, a delivery)
 _REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{3,31}$")
 _DURATION = re.compile(r"^(\d+)\s*(s|m|min|h|d)$")
 _ISO_DURATION = re.compile(r"^PT?(?:(\d+)D)?T?(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?$")
@@ -154,6 +155,7 @@ class StateSpec:
     waiting: bool = False
     deadline: timedelta | None = None
     on_deadline: str | None = None
+    due_field: str | None = None  # "trigger.field": a date the case carries, due at its end
     final: bool = False
 
 
@@ -239,8 +241,25 @@ def _machine_transitions(spec: WorkflowSpec) -> list[dict[str, str]]:
     return [{"trigger": t.trigger, "source": t.source, "dest": t.dest} for t in spec.transitions]
 
 
+MAX_DURATION = timedelta(days=3660)
+
+
 def parse_duration(value: str | int | timedelta) -> timedelta:
-    """``45m``, ``2h``, ``1d``, ``90s``, ``PT1H30M`` or a number of seconds."""
+    """``45m``, ``2h``, ``1d``, ``90s``, ``PT1H30M`` or a number of seconds (at most 10 years)."""
+    try:
+        result = _duration(value)
+    except (OverflowError, ValueError):
+        result = MAX_DURATION * 2
+    if result <= timedelta(0):
+        raise InputError(f"duration {value!r} must be longer than zero")
+    if result > MAX_DURATION:
+        raise InputError(f"duration {value!r} is longer than 10 years: write a realistic one")
+    return result
+
+
+def _duration(value: str | int | timedelta) -> timedelta:
+    if isinstance(value, bool):
+        raise InputError(f"{value!r} is not a duration; write 45m, 2h, 1d or PT1H30M")
     if isinstance(value, timedelta):
         result = value
     elif isinstance(value, int):
@@ -259,8 +278,6 @@ def parse_duration(value: str | int | timedelta) -> timedelta:
             result = timedelta(days=d, hours=h, minutes=m, seconds=s)
         else:
             raise InputError(f"{value!r} is not a duration; write 45m, 2h, 1d or PT1H30M")
-    if result <= timedelta(0):
-        raise InputError(f"duration {value!r} must be longer than zero")
     return result
 
 
@@ -310,6 +327,10 @@ def define(
 
 def _state_row(kind: str, row: Sequence[Any]) -> StateSpec:
     name, label, level, deadline, on_deadline, flags = row
+    try:
+        duration = parse_duration(deadline) if deadline and not deadline.startswith("@") else None
+    except InputError as exc:
+        raise WorkflowError(f"workflow {kind}, state {name}: {exc.message}") from None
     words = set(flags.split())
     unknown = words - {"waiting", "final"}
     if unknown:
@@ -319,8 +340,9 @@ def _state_row(kind: str, row: Sequence[Any]) -> StateSpec:
         label=label,
         level=level or None,
         waiting="waiting" in words,
-        deadline=parse_duration(deadline) if deadline else None,
+        deadline=duration,
         on_deadline=on_deadline or None,
+        due_field=deadline[1:] if deadline and deadline.startswith("@") else None,
         final="final" in words,
     )
 
@@ -410,13 +432,34 @@ def _check_state(spec: WorkflowSpec, state: StateSpec) -> None:
         raise WorkflowError(f"workflow {kind}: state {state.name} has no level to hold it")
     if state.waiting and state.deadline is None:
         raise WorkflowError(f"workflow {kind}: waiting state {state.name} has no deadline")
-    if state.deadline is not None and not state.on_deadline:
+    if (state.deadline is not None or state.due_field) and not state.on_deadline:
         raise WorkflowError(f"workflow {kind}: state {state.name} says no on_deadline")
+    if state.due_field:
+        _check_due_field(spec, state)
     on_deadline = state.on_deadline
-    if on_deadline and on_deadline != INCIDENT and not spec.transition(state.name, on_deadline):
+    if on_deadline == OVERDUE and not state.due_field:
+        raise WorkflowError(f"workflow {kind}: state {state.name} is 'overdue' of no date field")
+    special = (INCIDENT, OVERDUE)
+    if on_deadline and on_deadline not in special and not spec.transition(state.name, on_deadline):
         raise WorkflowError(
             f"workflow {kind}: state {state.name} escalates by {on_deadline!r}, "
             "which it has no transition for"
+        )
+
+
+def _check_due_field(spec: WorkflowSpec, state: StateSpec) -> None:
+    trigger, _, name = (state.due_field or "").partition(".")
+    dates = {
+        f.name
+        for t in spec.transitions
+        if t.trigger == trigger
+        for f in t.fields
+        if f.type == "date"
+    }
+    if name not in dates:
+        raise WorkflowError(
+            f"workflow {spec.kind}: state {state.name} is due at {state.due_field!r}, "
+            "which is no date field of that trigger"
         )
 
 
@@ -471,6 +514,10 @@ class WorkflowRegistry:
                         f"deadline for {kind}.{name}: that state has no deadline to change; "
                         "states with one: " + ", ".join(s.name for s in spec.states if s.deadline)
                     )
-                new_states[new_states.index(old)] = replace(old, deadline=parse_duration(value))
+                try:
+                    duration = parse_duration(value)
+                except InputError as exc:
+                    raise WorkflowError(f"deadline for {kind}.{name}: {exc.message}") from None
+                new_states[new_states.index(old)] = replace(old, deadline=duration)
             specs[kind] = _validated(replace(spec, states=tuple(new_states)))
         return WorkflowRegistry(specs.values())

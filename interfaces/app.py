@@ -9,8 +9,9 @@ from dataclasses import dataclass
 
 from engine.clock import Clock, SystemClock
 from engine.db import Database
+from engine.errors import InputError, RegulError
 from engine.runner import Runner
-from engine.settings import Settings, load_settings
+from engine.settings import Settings, load_settings, reminder_policy
 from engine.workflow import WorkflowRegistry
 from workflows import default_registry
 
@@ -32,11 +33,17 @@ def build_app(
 ) -> App:
     overrides = {"database_url": database_url} if database_url else {}
     settings = load_settings(**overrides)
-    registry = default_registry().with_deadlines(settings.deadlines)
+    try:
+        registry = default_registry().with_deadlines(settings.deadlines)
+    except RegulError as exc:
+        raise InputError(
+            f"bad deadline setting (REGUL_DEADLINES or [deadlines] in regul.toml): {exc.message}"
+        ) from None
     db = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     if check_schema:
         db.require_schema()
-    app = App(settings, db, registry, Runner(db, registry, clock or SystemClock()))
+    runner = Runner(db, registry, clock or SystemClock(), reminder_policy(settings))
+    app = App(settings, db, registry, runner)
     opened = _OPEN.get()
     if opened is not None:
         opened.append(app)

@@ -48,6 +48,7 @@ ReadAs = Annotated[
 Fields = Annotated[
     list[str] | None, typer.Option("--field", help="key=value, repeatable.", show_default=False)
 ]
+Reason = Annotated[str, typer.Option("--reason", help="Why, in a sentence (audited).")]
 IdemKey = Annotated[
     str | None, typer.Option("--idempotency-key", help="Retry-safe: same key, same answer.")
 ]
@@ -274,6 +275,65 @@ def case_advance(
     _print_case(view, ctx.runner.clock.now(), as_json)
 
 
+@case_app.command("hold")
+@fails_cleanly
+def case_hold(
+    case: str, user: AsUser, reason: Reason,
+    expect_version: Annotated[int | None, typer.Option("--expect-version")] = None,
+    as_json: Json = False,
+) -> None:  # fmt: skip
+    """Put a case on hold (awaiting information): its deadline is suspended."""
+    _control(case, "hold", user, reason, None, expect_version, as_json)
+
+
+@case_app.command("resume")
+@fails_cleanly
+def case_resume(
+    case: str, user: AsUser, reason: Reason,
+    expect_version: Annotated[int | None, typer.Option("--expect-version")] = None,
+    as_json: Json = False,
+) -> None:  # fmt: skip
+    """Resume a case on hold: its level's deadline restarts in full."""
+    _control(case, "resume", user, reason, None, expect_version, as_json)
+
+
+@case_app.command("extend")
+@fails_cleanly
+def case_extend(
+    case: str, user: AsUser,
+    by: Annotated[str, typer.Option("--by", help="How much longer: 30m, 2h, 1d.")],
+    reason: Reason,
+    expect_version: Annotated[int | None, typer.Option("--expect-version")] = None,
+    as_json: Json = False,
+) -> None:  # fmt: skip
+    """Extend the case's running deadline."""
+    _control(case, "extend", user, reason, by, expect_version, as_json)
+
+
+def _control(
+    case: str,
+    action: str,
+    user: str,
+    reason: str,
+    by: str | None,
+    version: int | None,
+    as_json: bool,
+) -> None:
+    from engine.workflow import parse_duration
+
+    extend_by = None
+    if by is not None:
+        if by.strip().startswith("-"):
+            raise InputError(f"--by {by!r}: an extension must be longer than zero")
+        extend_by = parse_duration(by)
+    ctx = build_app()
+    view = ctx.runner.control(
+        reference=case, action=action, login=user, reason=reason, extend_by=extend_by,
+        expect_version=version,
+    )  # fmt: skip
+    _print_case(view, ctx.runner.clock.now(), as_json)
+
+
 @case_app.command("show")
 @fails_cleanly
 def case_show(case: str, user: ReadAs = None, as_json: Json = False) -> None:
@@ -306,8 +366,11 @@ def _print_case(view: object, now: datetime, as_json: bool) -> None:
         if d
         else "none"
     )
+    if view.on_hold:
+        due = "suspended: the case is on hold"
+    flags = " [bold red]INCIDENT[/]" if view.incident else ""
     console.print(
-        f"[bold]{view.reference}[/] {view.kind} — state [bold]{view.state}[/] "
+        f"[bold]{view.reference}[/]{flags} {view.kind} — state [bold]{view.state}[/] "
         f"(level {view.level or '-'}), version {view.version}\n"
         f"hospital {view.org}, region {view.region}, zone {view.zone}, GHT {view.ght or '-'}\n"
         f"deadline: {due}\nfields: {view.fields}",
@@ -351,9 +414,8 @@ def case_list(
     region: Annotated[str | None, typer.Option(help="Region code, e.g. OCC.")] = None,
     org: Annotated[str | None, typer.Option(help="Requesting hospital (FINESS).")] = None,
     open_only: Annotated[bool, typer.Option("--open", help="Only cases not closed.")] = False,
-    overdue: Annotated[
-        bool, typer.Option("--overdue", help="Only cases past their deadline.")
-    ] = False,
+    overdue: Annotated[bool, typer.Option("--overdue", help="Only cases past a deadline.")] = False,
+    incidents: Annotated[bool, typer.Option("--incidents", help="Only open incidents.")] = False,
     user: ReadAs = None,
     limit: Annotated[int, typer.Option(help="At most this many.")] = 100,
     offset: Annotated[int, typer.Option(help="Skip this many.")] = 0,
@@ -363,36 +425,23 @@ def case_list(
     ctx = build_app()
     now = ctx.runner.clock.now()
     filters = CaseFilter(
-        kind=kind,
-        state=state,
-        level=level,
-        region=region,
-        org=org,
-        open_only=open_only,
-        overdue_at=now if overdue else None,
-        limit=limit,
-        offset=offset,
-    )
+        kind=kind, state=state, level=level, region=region, org=org, open_only=open_only,
+        overdue_at=now if overdue else None, incidents=incidents, limit=limit, offset=offset,
+    )  # fmt: skip
     views = ctx.runner.search(filters, login=user)
     if as_json:
         emit_json([case_dict(v, now) for v in views])
         return
     table(
         f"{len(views)} case(s)",
-        ["case", "state", "level", "hospital", "region", "v", "time left"],
+        ["case", "state", "level", "hospital", "region", "v", "time left", "flags"],
         [
-            [
-                v.reference,
-                v.state,
-                v.level,
-                v.org,
-                v.region,
-                v.version,
-                time_left(v.deadline.due_at, now) if v.deadline else "",
-            ]
+            [v.reference, v.state, v.level, v.org, v.region, v.version,
+             time_left(v.deadline.due_at, now) if v.deadline else "",
+             " ".join(f for f, on in (("INCIDENT", v.incident), ("hold", v.on_hold)) if on)]
             for v in views
         ],
-    )
+    )  # fmt: skip
 
 
 @audit_app.command("verify")
@@ -401,10 +450,13 @@ def audit_verify(
     case: Annotated[str | None, typer.Option(help="Only this case.")] = None, as_json: Json = False
 ) -> None:
     """Check every chain; exit 1 and name the first bad event if anything was tampered with."""
-    from engine.cases import parse_reference
+    from engine.cases import get_case
 
     ctx = build_app()
-    case_id = parse_reference(ctx.registry, case)[0] if case else None
+    case_id = None
+    if case:
+        with ctx.db.read() as conn:
+            case_id = get_case(conn, ctx.registry, case).id
     with progress("verifying", None, quiet=as_json), ctx.db.read() as conn:
         report = audit.verify(conn, case_id=case_id)
     first = report.findings[0] if report.findings else None
@@ -426,7 +478,7 @@ def audit_verify(
             }
         )
     elif report.ok:
-        console.print(f"audit OK: {report.events} events in {report.streams} chains verified")
+        console.print(f"audit OK: {report.events} event(s) in {report.streams} chain(s) verified")
     else:
         typer.echo(f"audit BROKEN: first bad event: {first}", err=True)
         typer.echo(f"{len(report.findings)} chain(s) broken of {report.streams}", err=True)
@@ -474,6 +526,74 @@ def _ticking(rows: Iterator[Any], tick: Callable[[int], None]) -> Iterator[Any]:
     for row in rows:
         tick(1)
         yield row
+
+
+@app.command()
+@fails_cleanly
+def sweep(
+    at: Annotated[str | None, typer.Option("--at", help="Sweep as of this ISO instant.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show, write nothing.")] = False,
+    as_json: Json = False,
+) -> None:  # fmt: skip
+    """Run one deadline sweep now (or as of --at) and print what fired."""
+    from engine.clock import FixedClock, SystemClock
+    from engine.sweeper import sweep as run_sweep
+
+    instant = _instant(at, "--at")
+    if instant is not None and instant > SystemClock().now() and not dry_run:
+        raise InputError(
+            f"--at {at} is in the future and a sweep never fires early: add --dry-run to see "
+            "what would fire then"
+        )
+    ctx = build_app(clock=FixedClock(instant) if instant else None)
+    report = run_sweep(ctx.runner, batch_size=ctx.settings.sweep_batch, dry_run=dry_run)
+    if as_json:
+        emit_json({
+            "dry_run": dry_run, "at": ctx.runner.clock.now().isoformat(),
+            "counts": report.counts(), "fired": [f.to_dict() for f in report.fired],
+        })  # fmt: skip
+        return
+    title = f"{'would fire' if dry_run else 'fired'}: {len(report.fired)} deadline(s)"
+    table(
+        title, ["case", "outcome", "from", "to", "due (UTC)", "late"],
+        [[f.case, f.outcome, f.state, f.to_state, f"{f.due_at:%Y-%m-%d %H:%M:%S}",
+          f"{f.late_s:.0f}s"] for f in report.fired],
+    )  # fmt: skip
+
+
+@app.command()
+@fails_cleanly
+def worker(
+    once: Annotated[bool, typer.Option("--once", help="Run every job once and exit.")] = False,
+    interval: Annotated[float | None, typer.Option(help="Seconds between sweeps.")] = None,
+    as_json: Json = False,
+) -> None:
+    """Run the deadline worker until SIGTERM (or every job once, for cron)."""
+    import logging
+
+    from engine.sweeper import SweepReport
+    from engine.worker import Worker
+
+    ctx = build_app()
+    every = interval if interval is not None else ctx.settings.sweep_interval
+    if every <= 0:
+        raise InputError(f"--interval {every}: give a number of seconds above zero")
+    if not as_json:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+    def told(report: SweepReport) -> None:
+        if report.fired or report.errors:
+            logging.getLogger("regul.worker").info(
+                "sweep: %s, %s error(s)", report.counts(), report.errors
+            )
+
+    job = Worker(ctx.runner, interval=every, batch_size=ctx.settings.sweep_batch, on_sweep=told)
+    if once:
+        report = job.run_once()
+        if as_json:
+            emit_json({"counts": report.counts(), "errors": report.errors})
+        return
+    job.run_forever()
 
 
 def main() -> None:

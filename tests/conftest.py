@@ -158,7 +158,8 @@ class Ctx:
         with self.db.read() as conn:
             return {
                 table: [
-                    tuple(r) for r in conn.execute(sa.text(f"SELECT * FROM {table} ORDER BY 1"))
+                    dict(r._mapping)
+                    for r in conn.execute(sa.text(f"SELECT * FROM {table} ORDER BY 1"))
                 ]
                 for table in CASE_TABLES
             }

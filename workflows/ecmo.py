@@ -22,17 +22,17 @@ _RESOLVE = (
 
 # fmt: off
 _STATES = [
-    # name                   label                         level            deadline on_deadline flags
-    ("requested",           "Demande émise",              "establishment", "1h", "escalate", "waiting"),
-    ("umac_review",         "Examen par l'UMAC",          "umac",          "2h", "escalate", "waiting"),
-    ("ars_regulation",      "Régulation ARS / SFCTCV",    "ars",           "4h", "escalate", "waiting"),
-    ("national_regulation", "Régulation nationale (CCS)", "ccs",           "4h", "incident", "waiting"),
-    ("dispatched",          "Console attribuée",          "establishment", "",   "",         ""),
-    ("in_service",          "Console en service",         "establishment", "",   "",         ""),
-    ("returned",            "Console restituée",          "ars",           "",   "",         ""),
-    ("closed",              "Clôturé",                    "",              "",   "",         "final"),
-    ("cancelled",           "Annulé",                     "",              "",   "",         "final"),
-    ("rejected",            "Refusé (motif médical)",     "",              "",   "",         "final"),
+    # name                   label                         level            deadline              on_deadline flags
+    ("requested",           "Demande émise",              "establishment", "1h",                 "escalate", "waiting"),
+    ("umac_review",         "Examen par l'UMAC",          "umac",          "2h",                 "escalate", "waiting"),
+    ("ars_regulation",      "Régulation ARS / SFCTCV",    "ars",           "4h",                 "escalate", "waiting"),
+    ("national_regulation", "Régulation nationale (CCS)", "ccs",           "4h",                 "incident", "waiting"),
+    ("dispatched",          "Console attribuée",          "establishment", "",                   "",         ""),
+    ("in_service",          "Console en service",         "establishment", "@resolve.return_by", "overdue",  ""),
+    ("returned",            "Console restituée",          "ars",           "",                   "",         ""),
+    ("closed",              "Clôturé",                    "",              "",                   "",         "final"),
+    ("cancelled",           "Annulé",                     "",              "",                   "",         "final"),
+    ("rejected",            "Refusé (motif médical)",     "",              "",                   "",         "final"),
 ]
 
 _TRANSITIONS = [

@@ -23,16 +23,16 @@ _DELIVER = (FieldSpec("quantity_received", "int", label="Quantité reçue"),)
 
 # fmt: off
 _STATES = [
-    # name               label                          level            deadline on_deadline flags
-    ("requested",       "Demande émise",               "establishment", "4h",  "escalate", "waiting"),
-    ("ght_review",      "Examen par le GHT",           "ght",           "24h", "escalate", "waiting"),
-    ("ars_review",      "Examen par l'ARS",            "ars",           "24h", "escalate", "waiting"),
-    ("national_review", "Examen national (CCS / SpF)", "ccs",           "48h", "incident", "waiting"),
-    ("dispatched",      "Expédié",                     "establishment", "",    "",         ""),
-    ("delivered",       "Livré",                       "establishment", "",    "",         ""),
-    ("closed",          "Clôturé",                     "",              "",    "",         "final"),
-    ("cancelled",       "Annulé",                      "",              "",    "",         "final"),
-    ("rejected",        "Refusé",                      "",              "",    "",         "final"),
+    # name               label                          level            deadline                      on_deadline flags
+    ("requested",       "Demande émise",               "establishment", "4h",                         "escalate", "waiting"),
+    ("ght_review",      "Examen par le GHT",           "ght",           "24h",                        "escalate", "waiting"),
+    ("ars_review",      "Examen par l'ARS",            "ars",           "24h",                        "escalate", "waiting"),
+    ("national_review", "Examen national (CCS / SpF)", "ccs",           "48h",                        "incident", "waiting"),
+    ("dispatched",      "Expédié",                     "establishment", "@resolve.expected_delivery", "overdue",  ""),
+    ("delivered",       "Livré",                       "establishment", "",                           "",         ""),
+    ("closed",          "Clôturé",                     "",              "",                           "",         "final"),
+    ("cancelled",       "Annulé",                      "",              "",                           "",         "final"),
+    ("rejected",        "Refusé",                      "",              "",                           "",         "final"),
 ]
 
 _TRANSITIONS = [

@@ -1,0 +1,92 @@
+"""The worker: APScheduler wakes the sweep; the database does the rest.
+
+One in-memory job store (never shared: a shared APScheduler store runs jobs twice), one sweep
+job at a configurable interval that also runs at start-up, ``coalesce=True`` and
+``misfire_grace_time=None`` so a late wake-up is never dropped, ``max_instances=1``. Any number
+of workers may run against one PostgreSQL: the sweep's ``SKIP LOCKED`` claim shares the rows.
+SIGTERM or SIGINT stops it cleanly: the batch in hand is finished and committed, then it exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.memory import MemoryJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from engine.runner import Runner
+from engine.sweeper import SweepReport, sweep
+
+__all__ = ["Worker"]
+
+log = logging.getLogger("regul.worker")
+
+
+class Worker:
+    """Runs the worker's jobs (today: the deadline sweep) on a schedule or once."""
+
+    def __init__(
+        self,
+        runner: Runner,
+        *,
+        interval: float,
+        batch_size: int,
+        on_sweep: Callable[[SweepReport], None] = lambda _r: None,
+    ) -> None:
+        self.runner, self.interval, self.batch_size = runner, interval, batch_size
+        self.on_sweep = on_sweep
+        self.stopping = threading.Event()
+
+    def _job(self) -> None:
+        try:
+            report = sweep(
+                self.runner, batch_size=self.batch_size, should_stop=self.stopping.is_set
+            )
+        except Exception:  # a failed sweep is logged and retried at the next interval
+            log.exception("sweep failed")
+            return
+        self.on_sweep(report)
+
+    def run_once(self) -> SweepReport:
+        """Every job of the worker, once (for cron-style deployments and scripts)."""
+        report = sweep(self.runner, batch_size=self.batch_size, should_stop=self.stopping.is_set)
+        self.on_sweep(report)
+        return report
+
+    def run_forever(self, *, install_signals: bool = True) -> None:
+        """Sweep at start-up and every ``interval`` seconds until ``stop()`` or a signal."""
+        if install_signals:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, self._on_signal)
+        scheduler = BackgroundScheduler(
+            jobstores={"default": MemoryJobStore()},
+            executors={"default": ThreadPoolExecutor(1)},
+            job_defaults={"coalesce": True, "misfire_grace_time": None, "max_instances": 1},
+            timezone="UTC",
+        )
+        scheduler.add_job(
+            self._job,
+            IntervalTrigger(seconds=self.interval),
+            id="sweep",
+            next_run_time=self.runner.clock.now(),  # also at start-up
+        )
+        scheduler.start()
+        log.info("worker started: sweep every %s s", self.interval)
+        try:
+            self.stopping.wait()
+        finally:
+            scheduler.shutdown(wait=True)  # the batch in hand finishes and commits
+            log.info("worker stopped")
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        log.info("signal %s: finishing the batch in hand", signum)
+        self.stopping.set()
