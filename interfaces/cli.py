@@ -580,6 +580,8 @@ def worker(
         raise InputError(f"--interval {every}: give a number of seconds above zero")
     if not as_json:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        for chatty in ("transitions", "apscheduler"):  # per-event and per-tick lines
+            logging.getLogger(chatty).setLevel(logging.WARNING)
 
     def told(report: SweepReport) -> None:
         if report.fired or report.errors:
