@@ -29,6 +29,7 @@ from engine.db import Database
 from engine.errors import Conflict, NotPermitted
 from engine.models import AuditEvent, Organisation, User
 from engine.runner import Runner
+from engine.sweeper import sweep
 from engine.workflow import WorkflowSpec
 from workflows import default_registry
 from workflows.directory import load_directory
@@ -47,6 +48,7 @@ class DemoSummary:
     transitions: int = 0
     refusals: int = 0
     conflicts: int = 0
+    swept: dict[str, int] = field(default_factory=dict)
     events: int = 0
     audit_ok: bool = False
     replay_ok: bool = False
@@ -59,11 +61,15 @@ class DemoSummary:
             "transitions": self.transitions,
             "refusals": self.refusals,
             "conflicts": self.conflicts,
+            "sweep": self.swept,
             "audit_events": self.events,
             "audit_verified": self.audit_ok,
             "replay_matches": self.replay_ok,
             "seconds": round(self.seconds, 2),
         }
+
+    def _swept(self) -> str:
+        return ", ".join(f"{n} {what}" for what, n in sorted(self.swept.items())) or "nothing due"
 
     def print(self, console: Console) -> None:
         kinds = list(self.states)
@@ -81,6 +87,7 @@ class DemoSummary:
         console.print(
             f"{self.transitions} transitions, {self.refusals} refused attempts (audited), "
             f"{self.conflicts} stale clicks turned away; "
+            f"the deadline sweep at the end: {self._swept()}; "
             f"audit log: {self.events} events {verdict}; "
             f"replay {'matches' if self.replay_ok else 'DIFFERS'}; {self.seconds:.1f} s",
             highlight=False,
@@ -288,6 +295,8 @@ def run_demo(
             _play(runner, clock, spec, cast, rng, n, summary)
             clock.set(start + step)  # cases interleave on one simulated morning
             on_case(1)
+    clock.set(end)  # the worker catches up with the present: overdue cases climb by themselves
+    summary.swept = sweep(runner).counts()
     with db.read() as conn:
         for spec in registry:
             rows = conn.execute(
