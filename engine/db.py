@@ -23,7 +23,7 @@ from engine.errors import StorageError
 
 __all__ = ["HEAD_REVISION", "Database", "normalise_url"]
 
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
 

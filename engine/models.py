@@ -21,6 +21,9 @@ __all__ = [
     "Deadline",
     "Department",
     "IdempotencyRecord",
+    "Notice",
+    "NoticeAttempt",
+    "NoticeCounter",
     "Organisation",
     "Region",
     "User",
@@ -184,3 +187,62 @@ class IdempotencyRecord(SQLModel, table=True):
     case_id: int | None = None
     result: dict[str, Any] = Field(default_factory=dict, sa_type=_json())
     created_at: datetime
+
+
+class NoticeCounter(SQLModel, table=True):
+    """The last reference number of each notice series and year (gapless: same transaction)."""
+
+    __tablename__ = "notice_counter"
+
+    series: str = Field(primary_key=True)
+    year: int = Field(primary_key=True)
+    last: int
+
+
+class Notice(SQLModel, table=True):
+    """A rendered notice in the outbox, queued in the transaction of the event that caused it."""
+
+    __tablename__ = "notice"
+    __table_args__ = (
+        sa.UniqueConstraint("series", "year", "number", name="uq_notice_series_year_number"),
+        sa.Index(
+            "ix_notice_queued_next",
+            "next_attempt_at",
+            sqlite_where=sa.text("status = 'queued'"),
+            postgresql_where=sa.text("status = 'queued'"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    reference: str = Field(unique=True)
+    series: str
+    year: int
+    number: int
+    kind: str
+    case_id: int = Field(foreign_key="regul_case.id", index=True)
+    event_seq: int
+    message_id: str = Field(unique=True)
+    channel: str
+    subject: str
+    body_text: str
+    body_html: str
+    recipients: dict[str, Any] = Field(default_factory=dict, sa_type=_json())
+    status: str = "queued"  # queued | sent | failed
+    attempts: int = 0
+    next_attempt_at: datetime
+    last_error: str = ""
+    created_at: datetime
+    sent_at: datetime | None = None
+
+
+class NoticeAttempt(SQLModel, table=True):
+    """One delivery attempt of a notice, successful or not."""
+
+    __tablename__ = "notice_attempt"
+
+    id: int | None = Field(default=None, primary_key=True)
+    notice_id: int = Field(foreign_key="notice.id", index=True)
+    at: datetime
+    channel: str
+    ok: bool
+    error: str = ""

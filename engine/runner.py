@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
@@ -48,7 +48,28 @@ from engine.policy import can_control, can_fire, can_open, can_read
 from engine.transition import Command, Outcome, check_reason, decide, parse_fields
 from engine.workflow import WorkflowRegistry, WorkflowSpec
 
-__all__ = ["Runner"]
+__all__ = ["Notifier", "Runner", "SilentNotifier", "record_event"]
+
+
+class Notifier(Protocol):
+    """What the runner tells about each recorded event, inside its transaction.
+
+    The notices outbox implements it (``notifications.outbox``); it may write rows on
+    ``conn`` but must do no other I/O: delivery happens later, from the outbox.
+    """
+
+    def on_event(
+        self, conn: Connection, case: CaseView, draft: Draft, seq: int, now: datetime
+    ) -> None: ...
+
+
+class SilentNotifier:
+    """A notifier that queues nothing (tests of the engine alone, benchmarks with notices off)."""
+
+    def on_event(
+        self, conn: Connection, case: CaseView, draft: Draft, seq: int, now: datetime
+    ) -> None:
+        return None
 
 
 class Runner:
@@ -60,9 +81,11 @@ class Runner:
         registry: WorkflowRegistry,
         clock: Clock,
         policy: ReminderPolicy | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.db, self.registry, self.clock = db, registry, clock
         self.policy = policy or ReminderPolicy()
+        self.notifier: Notifier = notifier or SilentNotifier()
 
     # -- commands -------------------------------------------------------------------------
 
@@ -81,7 +104,7 @@ class Runner:
             login,
             idempotency_key,
             request,
-            lambda conn, actor: self._open(conn, actor, spec, org, fields),
+            lambda conn, actor, _locked: self._open(conn, actor, spec, org, fields),
         )
 
     def advance(
@@ -108,22 +131,36 @@ class Runner:
             login,
             idempotency_key,
             request,
-            lambda conn, actor: self._advance(conn, actor, reference, command),
+            lambda conn, actor, case: self.apply(conn, case, actor, command),
+            lock=lambda conn: lock_case(conn, self.registry, reference),
         )
 
     def _idempotent(
-        self, login: str, key: str | None, request: dict[str, Any], work: Any
+        self,
+        login: str,
+        key: str | None,
+        request: dict[str, Any],
+        work: Any,
+        lock: Any = None,
     ) -> CaseView:
+        """Run ``work`` in one write transaction, answering a retried key with its first result.
+
+        The case is locked *before* the key is looked up: a concurrent retry with the same key
+        waits for the first attempt's commit and then finds its answer (PostgreSQL reads
+        committed rows per statement). Opening has no row to lock: the key's primary key
+        makes the loser fail at insert, and it reads the winner's answer.
+        """
         digest = idempotency.fingerprint(request) if key else ""
         refusal: NotPermitted | None = None
         try:
             with self.db.write() as conn:
                 actor = load_actor(conn, login)
+                locked = lock(conn) if lock else None
                 if key:
                     earlier = idempotency.lookup(conn, actor=login, key=key, request_hash=digest)
                     if earlier is not None:
                         return CaseView.from_dict(earlier)
-                result = work(conn, actor)
+                result = work(conn, actor, locked)
                 if isinstance(result, NotPermitted):
                     refusal = result  # commit the refusal's audit record, then raise
                 elif key:
@@ -227,11 +264,6 @@ class Runner:
         replace_deadline(conn, case_id=case_id, plan=plan, now=now, first=True)
         return get_case(conn, self.registry, reference_of(spec.prefix, case_id))
 
-    def _advance(
-        self, conn: Connection, actor: Actor, reference: str, command: Command
-    ) -> CaseView | NotPermitted:
-        return self.apply(conn, lock_case(conn, self.registry, reference), actor, command)
-
     def apply(
         self, conn: Connection, case: CaseView, actor: Actor, command: Command
     ) -> CaseView | NotPermitted:
@@ -256,9 +288,25 @@ class Runner:
             "incident": False,
             "on_hold": False,
         }
-        seq, digest = record_event(conn, case, result.audit, now, values)
+        after = self.record(conn, case, result.audit, now, values, plan=result.deadline)
         replace_deadline(conn, case_id=case.id, plan=result.deadline, now=now)
-        return _updated(case, values, seq, digest, result.deadline)
+        return after
+
+    def record(
+        self,
+        conn: Connection,
+        case: CaseView,
+        draft: Draft,
+        now: datetime,
+        values: dict[str, Any] | None = None,
+        *,
+        plan: DeadlinePlan | None = None,
+    ) -> CaseView:
+        """Append an event to a locked case, update its row, and let the notifier queue notices."""
+        seq, digest = record_event(conn, case, draft, now, values)
+        after = _updated(case, values or {}, seq, digest, plan)
+        self.notifier.on_event(conn, after, draft, seq, now)
+        return after
 
     # -- manual control of deadlines ------------------------------------------------------
 
@@ -341,12 +389,12 @@ class Runner:
                 "by_s": int(extend_by.total_seconds()),
             }
         values = {"version": version, "updated_at": now, "on_hold": action == "hold"}
-        seq, digest = record_event(
-            conn, case, _draft(actor, action, case, version, reason, data), now, values
+        after = self.record(
+            conn, case, _draft(actor, action, case, version, reason, data), now, values, plan=plan
         )
         if action != "hold":
             replace_deadline(conn, case_id=case.id, plan=plan, now=now)
-        return _updated(case, values, seq, digest, plan)
+        return after
 
     # -- reads ----------------------------------------------------------------------------
 

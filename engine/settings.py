@@ -52,6 +52,26 @@ class Settings(BaseSettings):
     overdue_reminder_period: str = Field("1d", description="reminder period of a late return")
     sweep_interval: float = Field(5.0, gt=0, description="seconds between two sweeps")
     sweep_batch: int = Field(200, gt=0, le=10000, description="deadline rows per transaction")
+    notices: bool = Field(True, description="queue MARS/MINSANTE notices with transitions")
+    notice_channel: Literal["eml", "smtp", "webhook"] = Field(
+        "eml", description="delivery channel of notices by default"
+    )
+    notice_channels: dict[str, Literal["eml", "smtp", "webhook"]] = Field(
+        default_factory=dict,
+        description='per organisation (the \'Pour action\' one), e.g. {"CCS": "webhook"}',
+    )
+    eml_dir: str = Field("outbox", description="folder of the .eml channel")
+    smtp_host: str = "localhost"
+    smtp_port: int = Field(25, gt=0, lt=65536)
+    smtp_starttls: bool = False
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_sender: str = "regul@localhost"
+    smtp_timeout: float = Field(10.0, gt=0)
+    webhook_url: str = ""
+    webhook_secret: str = ""
+    notice_max_attempts: int = Field(5, gt=0, le=100)
+    notice_backoff: str = Field("30s", description="wait after a first failed delivery, doubled")
     sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
         "FULL",
         description="FULL survives a power cut with every committed transition; NORMAL is faster",

@@ -35,7 +35,7 @@ from engine.audit import Draft
 from engine.cases import CASE_TABLE, CaseView, view_of
 from engine.deadlines import DEADLINE_TABLE, DeadlinePlan, next_look, open_deadline_row
 from engine.errors import RegulError
-from engine.runner import Runner, record_event
+from engine.runner import Runner
 from engine.transition import Command
 from engine.workflow import INCIDENT, OVERDUE
 
@@ -166,7 +166,7 @@ def _handle(runner: Runner, conn: Connection, row: Any, now: datetime) -> Fired:
     if (case.version, case.state) != (row.d_version, row.d_state) or case.on_hold or case.final:
         _close(conn, row.d_id, now, "noop")
         why = f"le dossier a évolué (version {case.version}, état {case.state})"
-        record_event(conn, case, _system(case, "deadline_noop", why, {"deadline": row.d_id}), now)
+        runner.record(conn, case, _system(case, "deadline_noop", why, {"deadline": row.d_id}), now)
         return done("noop")
     if now < row.d_due_at:
         return done(_remind(runner, conn, case, row, now))
@@ -198,7 +198,7 @@ def _remind(runner: Runner, conn: Connection, case: CaseView, row: Any, now: dat
     }
     left = _duration((due - now).total_seconds())
     reason = f"Rappel : échéance le {due:%d/%m/%Y %H:%M} UTC, reste {left}"
-    record_event(conn, case, _system(case, "reminder", reason, data), now)
+    runner.record(conn, case, _system(case, "reminder", reason, data), now)
     conn.execute(
         _D.update()
         .where(_D.c.id == row.d_id)
@@ -242,7 +242,7 @@ def _raise(
         "next_reminder_s": int(period.total_seconds()),
     }
     values = {"incident": True} if incident else {}
-    record_event(conn, case, _system(case, action, reason, data), now, values)
+    runner.record(conn, case, _system(case, action, reason, data), now, values)
     plan = DeadlinePlan(
         case.state, case.version, now + period, "remind", next_at=now + period, start=now
     )

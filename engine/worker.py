@@ -1,6 +1,7 @@
 """The worker: APScheduler wakes the sweep; the database does the rest.
 
-One in-memory job store (never shared: a shared APScheduler store runs jobs twice), one sweep
+Jobs: the deadline sweep, and the jobs the caller adds (the notice dispatcher). One in-memory
+job store (never shared: a shared APScheduler store runs jobs twice), one sweep
 job at a configurable interval that also runs at start-up, ``coalesce=True`` and
 ``misfire_grace_time=None`` so a late wake-up is never dropped, ``max_instances=1``. Any number
 of workers may run against one PostgreSQL: the sweep's ``SKIP LOCKED`` claim shares the rows.
@@ -12,7 +13,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -38,9 +39,11 @@ class Worker:
         interval: float,
         batch_size: int,
         on_sweep: Callable[[SweepReport], None] = lambda _r: None,
+        jobs: Mapping[str, Callable[[], object]] | None = None,
     ) -> None:
         self.runner, self.interval, self.batch_size = runner, interval, batch_size
         self.on_sweep = on_sweep
+        self.jobs = dict(jobs or {})  # other jobs on the same schedule (the notice dispatcher)
         self.stopping = threading.Event()
 
     def _job(self) -> None:
@@ -53,11 +56,17 @@ class Worker:
             return
         self.on_sweep(report)
 
-    def run_once(self) -> SweepReport:
+    def run_once(self) -> tuple[SweepReport, dict[str, object]]:
         """Every job of the worker, once (for cron-style deployments and scripts)."""
         report = sweep(self.runner, batch_size=self.batch_size, should_stop=self.stopping.is_set)
         self.on_sweep(report)
-        return report
+        return report, {name: job() for name, job in self.jobs.items()}
+
+    def _other(self, name: str) -> None:
+        try:
+            self.jobs[name]()
+        except Exception:  # logged; the next interval tries again
+            log.exception("job %s failed", name)
 
     def run_forever(self, *, install_signals: bool = True) -> None:
         """Sweep at start-up and every ``interval`` seconds until ``stop()`` or a signal."""
@@ -76,6 +85,14 @@ class Worker:
             id="sweep",
             next_run_time=self.runner.clock.now(),  # also at start-up
         )
+        for name in self.jobs:
+            scheduler.add_job(
+                self._other,
+                IntervalTrigger(seconds=self.interval),
+                args=[name],
+                id=name,
+                next_run_time=self.runner.clock.now(),
+            )
         scheduler.start()
         log.info("worker started: sweep every %s s", self.interval)
         try:

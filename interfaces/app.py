@@ -13,7 +13,8 @@ from engine.errors import InputError, RegulError
 from engine.runner import Runner
 from engine.settings import Settings, load_settings, reminder_policy
 from engine.workflow import WorkflowRegistry
-from workflows import default_registry
+from notifications.setup import build_outbox
+from workflows import default_notices, default_registry
 
 __all__ = ["App", "build_app", "closing_apps"]
 
@@ -42,7 +43,8 @@ def build_app(
     db = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     if check_schema:
         db.require_schema()
-    runner = Runner(db, registry, clock or SystemClock(), reminder_policy(settings))
+    notifier = build_outbox(settings, registry, default_notices()) if settings.notices else None
+    runner = Runner(db, registry, clock or SystemClock(), reminder_policy(settings), notifier)
     app = App(settings, db, registry, runner)
     opened = _OPEN.get()
     if opened is not None:

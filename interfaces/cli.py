@@ -18,7 +18,8 @@ from engine import audit
 from engine.cases import CaseFilter
 from engine.errors import InputError
 from engine.workflow import format_duration
-from interfaces.app import build_app
+from interfaces.app import App, build_app
+from interfaces.notices_cli import notices_app
 from interfaces.output import (
     case_dict,
     console,
@@ -39,6 +40,7 @@ audit_app = typer.Typer(help="Verify and export the audit log.", no_args_is_help
 app.add_typer(workflows_app, name="workflows")
 app.add_typer(case_app, name="case")
 app.add_typer(audit_app, name="audit")
+app.add_typer(notices_app, name="notices")
 
 Json = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 AsUser = Annotated[str, typer.Option("--as", help="Login of the user acting.")]
@@ -589,13 +591,27 @@ def worker(
                 "sweep: %s, %s error(s)", report.counts(), report.errors
             )
 
-    job = Worker(ctx.runner, interval=every, batch_size=ctx.settings.sweep_batch, on_sweep=told)
+    jobs = {"dispatch": _dispatcher(ctx)} if ctx.settings.notices else {}
+    job = Worker(
+        ctx.runner, interval=every, batch_size=ctx.settings.sweep_batch, on_sweep=told, jobs=jobs
+    )
     if once:
-        report = job.run_once()
+        report, others = job.run_once()
         if as_json:
-            emit_json({"counts": report.counts(), "errors": report.errors})
+            emit_json({
+                "counts": report.counts(), "errors": report.errors,
+                **{name: getattr(r, "counts", dict)() for name, r in others.items()},
+            })  # fmt: skip
         return
     job.run_forever()
+
+
+def _dispatcher(ctx: App) -> Callable[[], object]:
+    from notifications.dispatcher import dispatch
+    from notifications.setup import build_channels, dispatch_policy
+
+    channels, policy = build_channels(ctx.settings), dispatch_policy(ctx.settings)
+    return lambda: dispatch(ctx.db, ctx.runner.clock, channels, policy)
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ every case replayed.
 from __future__ import annotations
 
 import random
+import shutil
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -31,7 +32,10 @@ from engine.models import AuditEvent, Organisation, User
 from engine.runner import Runner
 from engine.sweeper import sweep
 from engine.workflow import WorkflowSpec
-from workflows import default_registry
+from notifications.channels import EmlChannel
+from notifications.dispatcher import dispatch
+from notifications.outbox import Outbox
+from workflows import default_notices, default_registry
 from workflows.directory import load_directory
 
 __all__ = ["DemoSummary", "run_demo"]
@@ -49,6 +53,8 @@ class DemoSummary:
     refusals: int = 0
     conflicts: int = 0
     swept: dict[str, int] = field(default_factory=dict)
+    notices: int = 0
+    outbox: str = ""
     events: int = 0
     audit_ok: bool = False
     replay_ok: bool = False
@@ -62,6 +68,8 @@ class DemoSummary:
             "refusals": self.refusals,
             "conflicts": self.conflicts,
             "sweep": self.swept,
+            "notices_sent": self.notices,
+            "outbox": self.outbox,
             "audit_events": self.events,
             "audit_verified": self.audit_ok,
             "replay_matches": self.replay_ok,
@@ -88,6 +96,7 @@ class DemoSummary:
             f"{self.transitions} transitions, {self.refusals} refused attempts (audited), "
             f"{self.conflicts} stale clicks turned away; "
             f"the deadline sweep at the end: {self._swept()}; "
+            f"{self.notices} MARS/MINSANTE notices written to {self.outbox}/; "
             f"audit log: {self.events} events {verdict}; "
             f"replay {'matches' if self.replay_ok else 'DIFFERS'}; {self.seconds:.1f} s",
             highlight=False,
@@ -285,7 +294,8 @@ def run_demo(
     registry = default_registry()
     end = SystemClock().now().replace(microsecond=0)
     clock = FixedClock(end - timedelta(hours=6))
-    runner = Runner(db, registry, clock)
+    outbox = Outbox(registry, default_notices())
+    runner = Runner(db, registry, clock, notifier=outbox)
     cast, rng = _Cast(db), random.Random(seed)
     summary = DemoSummary(database=str(path))
     step = timedelta(hours=6) / (cases_per_kind * 3)
@@ -297,6 +307,10 @@ def run_demo(
             on_case(1)
     clock.set(end)  # the worker catches up with the present: overdue cases climb by themselves
     summary.swept = sweep(runner).counts()
+    folder = Path(f"{path}.outbox")
+    shutil.rmtree(folder, ignore_errors=True)
+    summary.notices = dispatch(db, clock, {"eml": EmlChannel(folder)}).counts()["sent"]
+    summary.outbox = str(folder)
     with db.read() as conn:
         for spec in registry:
             rows = conn.execute(

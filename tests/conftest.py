@@ -32,7 +32,16 @@ PG_URL = os.environ.get("REGUL_TEST_POSTGRES_URL", "postgresql://127.0.0.1/test"
 PG_REQUIRED = (
     os.environ.get("CI", "").lower() == "true" or os.environ.get("REGUL_REQUIRE_POSTGRES") == "1"
 )
-CASE_TABLES = ("idempotency", "deadline", "audit_event", "audit_head", "regul_case")
+CASE_TABLES = (
+    "notice_attempt",
+    "notice",
+    "notice_counter",
+    "idempotency",
+    "deadline",
+    "audit_event",
+    "audit_head",
+    "regul_case",
+)
 START = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 
 # Demo hospitals and the users who act on them (see workflows/data).

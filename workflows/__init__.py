@@ -7,12 +7,17 @@
 from __future__ import annotations
 
 from engine.workflow import WorkflowRegistry
-from workflows.ecmo import ECMO
-from workflows.ppe import PPE
-from workflows.transfer import TRANSFER
+from notifications.rules import NoticeBook
+from workflows.ecmo import ECMO, ECMO_NOTICES
+from workflows.ppe import PPE, PPE_NOTICES
+from workflows.transfer import TRANSFER, TRANSFER_NOTICES
 
-__all__ = ["ECMO", "PPE", "TRANSFER", "default_registry"]
+__all__ = ["ECMO", "PPE", "TRANSFER", "default_notices", "default_registry"]
 
 
 def default_registry() -> WorkflowRegistry:
     return WorkflowRegistry([ECMO, PPE, TRANSFER])
+
+
+def default_notices() -> dict[str, NoticeBook]:
+    return {book.workflow: book for book in (ECMO_NOTICES, PPE_NOTICES, TRANSFER_NOTICES)}

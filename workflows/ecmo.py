@@ -4,8 +4,9 @@ referent → national crisis centre; a console lent from the national stock is a
 from __future__ import annotations
 
 from engine.workflow import FieldSpec, define
+from notifications.rules import notices
 
-__all__ = ["ECMO"]
+__all__ = ["ECMO", "ECMO_NOTICES"]
 
 _OPEN = (
     FieldSpec("patient_ref", "ref", label="Référence pseudonyme du patient"),
@@ -67,3 +68,18 @@ ECMO = define(
     states=_STATES,
     transitions=_TRANSITIONS,
 )
+
+# fmt: off
+_NOTICES = [
+    # event      kind             pour action   pour information
+    ("escalate", "escalated",     "holder",     "requester passed"),
+    ("resolve",  "resolved",      "requester",  "passed"),
+    ("reject",   "rejected",      "requester",  "passed"),
+    ("cancel",   "cancelled",     "previous",   "passed"),
+    ("reminder", "reminder",      "holder",     "requester"),
+    ("incident", "incident",      "ccs",        "ars requester"),
+    ("overdue",  "loan_overdue",  "requester",  "ars ccs"),
+]
+# fmt: on
+
+ECMO_NOTICES = notices(ECMO, series="MARS", rows=_NOTICES)

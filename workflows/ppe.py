@@ -4,8 +4,9 @@ national level (CCS with Santé publique France), then shipment and receipt."""
 from __future__ import annotations
 
 from engine.workflow import FieldSpec, define
+from notifications.rules import notices
 
-__all__ = ["ITEMS", "PPE"]
+__all__ = ["ITEMS", "PPE", "PPE_NOTICES"]
 
 ITEMS = ("surgical_mask", "ffp2_mask", "gown", "apron", "gloves", "cap", "goggles")
 
@@ -66,3 +67,19 @@ PPE = define(
     states=_STATES,
     transitions=_TRANSITIONS,
 )
+
+# fmt: off
+_NOTICES = [
+    # event      kind                pour action   pour information
+    ("escalate", "escalated",        "holder",     "requester passed"),
+    ("resolve",  "resolved",         "requester",  "passed"),
+    ("deliver",  "delivered",        "passed",     "requester"),
+    ("reject",   "rejected",         "requester",  "passed"),
+    ("cancel",   "cancelled",        "previous",   "passed"),
+    ("reminder", "reminder",         "holder",     "requester"),
+    ("incident", "incident",         "ccs spf",    "ars requester"),
+    ("overdue",  "delivery_overdue", "passed",     "requester"),
+]
+# fmt: on
+
+PPE_NOTICES = notices(PPE, series="MINSANTE", rows=_NOTICES)

@@ -4,8 +4,9 @@ region) → ARS de zone → national level (CCS: EVASAN by air, rail or road).""
 from __future__ import annotations
 
 from engine.workflow import FieldSpec, define
+from notifications.rules import notices
 
-__all__ = ["TRANSFER"]
+__all__ = ["TRANSFER", "TRANSFER_NOTICES"]
 
 _OPEN = (
     FieldSpec("patient_ref", "ref", label="Référence pseudonyme du patient"),
@@ -69,3 +70,18 @@ TRANSFER = define(
     states=_STATES,
     transitions=_TRANSITIONS,
 )
+
+# fmt: off
+_NOTICES = [
+    # event         kind           pour action   pour information
+    ("escalate",    "escalated",   "holder",     "requester passed"),
+    ("resolve",     "resolved",    "requester",  "passed"),
+    ("transferred", "transferred", "passed",     "requester"),
+    ("reject",      "rejected",    "requester",  "passed"),
+    ("cancel",      "cancelled",   "previous",   "passed"),
+    ("reminder",    "reminder",    "holder",     "requester"),
+    ("incident",    "incident",    "ccs",        "ars ars_zone requester"),
+]
+# fmt: on
+
+TRANSFER_NOTICES = notices(TRANSFER, series="MARS", rows=_NOTICES)

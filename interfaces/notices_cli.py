@@ -1,0 +1,142 @@
+"""``regul notices``: list, show, retry and preview MARS/MINSANTE notices."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from engine.cases import get_case
+from engine.errors import InputError, NotFound
+from interfaces.app import build_app
+from interfaces.output import console, emit_json, fails_cleanly, table
+
+__all__ = ["notices_app"]
+
+notices_app = typer.Typer(help="Notices (MARS, MINSANTE) and their delivery.", no_args_is_help=True)
+Json = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+
+
+def _summary(row: Any) -> dict[str, Any]:
+    return {
+        "reference": row.reference,
+        "kind": row.kind,
+        "case_id": row.case_id,
+        "status": row.status,
+        "channel": row.channel,
+        "attempts": row.attempts,
+        "subject": row.subject,
+        "message_id": row.message_id,
+        "created_at": row.created_at.isoformat(),
+        "sent_at": row.sent_at.isoformat() if row.sent_at else None,
+        "last_error": row.last_error,
+        "recipients": row.recipients,
+    }
+
+
+@notices_app.command("list")
+@fails_cleanly
+def notices_list(
+    case: Annotated[str | None, typer.Option(help="Only this case's notices.")] = None,
+    status: Annotated[str | None, typer.Option(help="queued, sent or failed.")] = None,
+    series: Annotated[str | None, typer.Option(help="MARS or MINSANTE.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many.")] = 100,
+    as_json: Json = False,
+) -> None:
+    """Notices, newest first, with their delivery state."""
+    from notifications.queries import list_notices
+
+    ctx = build_app()
+    with ctx.db.read() as conn:
+        case_id = get_case(conn, ctx.registry, case).id if case else None
+        rows = list_notices(conn, case_id=case_id, status=status, series=series, limit=limit)
+    if as_json:
+        emit_json([_summary(r) for r in rows])
+        return
+    table(
+        f"{len(rows)} notice(s)",
+        ["reference", "kind", "status", "tries", "channel", "subject"],
+        [[r.reference, r.kind, r.status, r.attempts, r.channel, r.subject] for r in rows],
+    )
+
+
+@notices_app.command("show")
+@fails_cleanly
+def notices_show(
+    reference: str,
+    html: Annotated[bool, typer.Option("--html", help="Print the HTML version.")] = False,
+    as_json: Json = False,
+) -> None:
+    """One notice as sent (text or HTML), with its delivery attempts."""
+    from notifications.queries import attempts_of, get_notice
+
+    ctx = build_app()
+    with ctx.db.read() as conn:
+        row = get_notice(conn, reference)
+        attempts = attempts_of(conn, row.id)
+    if as_json:
+        data = _summary(row) | {"text": row.body_text, "html": row.body_html}
+        data["attempts_log"] = [
+            {"at": a.at.isoformat(), "channel": a.channel, "ok": a.ok, "error": a.error}
+            for a in attempts
+        ]
+        emit_json(data)
+        return
+    typer.echo(row.body_html if html else row.body_text)
+    for a in attempts:
+        console.print(f"attempt {a.at:%Y-%m-%d %H:%M:%S}Z {a.channel}: {'ok' if a.ok else a.error}")
+
+
+@notices_app.command("retry")
+@fails_cleanly
+def notices_retry(reference: str, as_json: Json = False) -> None:
+    """Queue a failed notice again."""
+    from notifications.queries import retry_notice
+
+    ctx = build_app()
+    with ctx.db.write() as conn:
+        row = retry_notice(conn, reference, ctx.runner.clock.now())
+    if as_json:
+        emit_json(_summary(row))
+    else:
+        console.print(f"{row.reference} queued again; the next dispatch delivers it")
+
+
+@notices_app.command("preview")
+@fails_cleanly
+def notices_preview(
+    kind: str,
+    case: Annotated[str, typer.Option("--case", help="Render for this case.")],
+    html: Annotated[bool, typer.Option("--html", help="Print the HTML version.")] = False,
+    as_json: Json = False,
+) -> None:
+    """Render a notice kind for a case without queuing anything."""
+    from engine.audit import Draft
+    from notifications.setup import build_outbox
+    from workflows import default_notices
+
+    ctx = build_app()
+    books = default_notices()
+    with ctx.db.read() as conn:
+        view = get_case(conn, ctx.registry, case)
+        book = books[view.kind]
+        rule = next((r for r in book.rules.values() if r.kind == kind), None)
+        if rule is None:
+            raise NotFound(
+                f"no notice kind {kind!r} for {view.kind}; kinds: {', '.join(book.kinds)}"
+            )
+        if not ctx.settings.notices:
+            raise InputError("notices are off (REGUL_NOTICES=false)")
+        draft = Draft("aperçu", "system", "REGUL", "preview", view.state, view.state,
+                      view.version, "Aperçu du message", {"trigger": rule.event})  # fmt: skip
+        outbox = build_outbox(ctx.settings, ctx.registry, books)
+        now = ctx.runner.clock.now()
+        rendered, action, info = outbox.compose(
+            conn, view, draft, rule, book.series, now,
+            reference=f"{book.series} N°{now.year}_APERÇU", message_id="<apercu@regul.invalid>",
+        )  # fmt: skip
+    if as_json:
+        emit_json({"subject": rendered.subject, "text": rendered.text, "html": rendered.html,
+                   "pour_action": action, "pour_information": info})  # fmt: skip
+        return
+    typer.echo(rendered.html if html else rendered.text)

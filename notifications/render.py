@@ -1,0 +1,39 @@
+"""Rendering notices: one Jinja2 template per kind, a shared layout, plain text and HTML.
+
+The same template source is rendered twice: once as text (no escaping) and once as HTML
+(autoescaped, so a regulator's ``<script>`` in a reason shows as text). ``StrictUndefined``
+makes a template that refers to a missing variable fail loudly (the test suite renders every
+kind of every workflow against real cases). Rendering returns a value; sending is elsewhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+__all__ = ["Rendered", "Renderer"]
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str
+
+
+class Renderer:
+    def __init__(self) -> None:
+        loader = PackageLoader("templates", "notices")
+        common: dict[str, Any] = {"undefined": StrictUndefined, "keep_trailing_newline": True}
+        self._text = Environment(loader=loader, autoescape=False, **common)  # plain text
+        self._html = Environment(loader=loader, autoescape=True, **common)
+
+    def render(self, kind: str, context: dict[str, Any]) -> Rendered:
+        text_template = self._text.get_template(f"{kind}.j2")
+        objet_block = text_template.blocks["objet"]
+        objet = "".join(objet_block(text_template.new_context({**context, "html": False})))
+        text = text_template.render(**context, html=False)
+        html = self._html.get_template(f"{kind}.j2").render(**context, html=True)
+        return Rendered(subject=f"{context['reference']} : {objet.strip()}", text=text, html=html)

@@ -1,0 +1,80 @@
+"""Which events make which notice, to whom: the declarations each workflow makes.
+
+A workflow lists, next to its states, rows ``(event, kind, action, info)``: ``event`` is a
+trigger of the workflow or a system event (``reminder``, ``incident``, ``overdue``), ``kind``
+names the template ``templates/notices/<kind>.j2``, and ``action`` / ``info`` name who is *Pour
+action* and *Pour information*. Recipient tokens: a role (``establishment``, ``ght``, ``umac``,
+``ars``, ``ars_zone``, ``ccs``, ``spf``) placed by the case's hospital, region and zone;
+``holder`` (the level holding the case after the event), ``previous`` (the level that held it
+before), ``passed`` (every level the case went through), ``requester`` (its hospital).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+
+from engine.errors import WorkflowError
+from engine.workflow import ACTING_ROLES, WorkflowSpec
+
+__all__ = ["SERIES", "SYSTEM_EVENTS", "TOKENS", "NoticeBook", "NoticeRule", "notices"]
+
+SERIES = ("MARS", "MINSANTE")
+SYSTEM_EVENTS = ("reminder", "incident", "overdue")
+TOKENS = (*ACTING_ROLES, "holder", "previous", "passed", "requester")
+
+
+@dataclass(frozen=True)
+class NoticeRule:
+    event: str
+    kind: str
+    action: tuple[str, ...]
+    info: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class NoticeBook:
+    """A workflow's notices: its series and its rules by event."""
+
+    workflow: str
+    series: str
+    rules: dict[str, NoticeRule]
+
+    def rule(self, event: str) -> NoticeRule | None:
+        return self.rules.get(event)
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(r.kind for r in self.rules.values()))
+
+
+def _template_exists(kind: str) -> bool:
+    return (resources.files("templates") / "notices" / f"{kind}.j2").is_file()
+
+
+def notices(spec: WorkflowSpec, *, series: str, rows: Iterable[Sequence[str]]) -> NoticeBook:
+    """Validate a workflow's notice table against the workflow and the shipped templates."""
+    if series not in SERIES:
+        raise WorkflowError(
+            f"workflow {spec.kind}: notice series {series!r} is not one of {SERIES}"
+        )
+    rules: dict[str, NoticeRule] = {}
+    for event, kind, action, info in rows:
+        where = f"workflow {spec.kind}, notice on {event}"
+        if event not in spec.triggers and event not in SYSTEM_EVENTS:
+            raise WorkflowError(f"{where}: no such trigger or system event")
+        if event in rules:
+            raise WorkflowError(f"{where}: declared twice")
+        if not _template_exists(kind):
+            raise WorkflowError(f"{where}: no template templates/notices/{kind}.j2")
+        rule = NoticeRule(event, kind, tuple(action.split()), tuple(info.split()))
+        for token in (*rule.action, *rule.info):
+            if token not in TOKENS:
+                raise WorkflowError(
+                    f"{where}: unknown recipient {token!r}; use {', '.join(TOKENS)}"
+                )
+        if not rule.action:
+            raise WorkflowError(f"{where}: nobody is 'Pour action'")
+        rules[event] = rule
+    return NoticeBook(spec.kind, series, rules)
