@@ -70,9 +70,15 @@ SYSTEM = Actor(
 
 
 def load_actor(conn: Connection, login: str) -> Actor:
-    """The active user named ``login``, with their organisation's place in the directory."""
+    """The active user named ``login``, with their organisation's place in the directory.
+
+    ``system`` is the deadline sweeper's identity: no command may be sent under it (the
+    sweeper passes ``SYSTEM`` itself), so a person cannot escalate early by borrowing it.
+    """
     if login == SYSTEM.login:
-        return SYSTEM
+        raise NotPermitted(
+            "'system' is the deadline sweeper's identity, not a user: act as yourself with --as"
+        )
     row = conn.execute(
         sa.select(_USER, _ORG.c.kind, _ORG.c.region, _ORG.c.zone, _ORG.c.ght)
         .join(_ORG, _ORG.c.id == _USER.c.org)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from engine import audit
@@ -380,3 +382,20 @@ def test_list_filters_and_overdue(ctx: Ctx) -> None:
     assert [c.id for c in overdue] == [ecmo.id]
     with pytest.raises(NotFound, match="no state 'nowhere'"):
         ctx.runner.search(CaseFilter(kind="ecmo", state="nowhere"))
+
+
+def test_nobody_can_borrow_the_sweepers_identity(ctx: Ctx) -> None:
+    """A command sent as 'system' is refused before anything is read or written: no early escalation."""
+    case = ctx.open("ecmo")
+    before = ctx.snapshot()
+    with pytest.raises(NotPermitted, match="deadline sweeper's identity"):
+        ctx.runner.advance(reference=case.reference, trigger="escalate", login="system", reason="x")
+    with pytest.raises(NotPermitted, match="deadline sweeper's identity"):
+        ctx.runner.control(
+            reference=case.reference,
+            action="extend",
+            login="system",
+            reason="x",
+            extend_by=timedelta(hours=1),
+        )
+    assert ctx.snapshot() == before
