@@ -20,6 +20,11 @@ __all__ = ["SYSTEM", "Actor", "Scope", "load_actor", "load_org"]
 
 _USER = User.__table__  # type: ignore[attr-defined]
 _ORG = Organisation.__table__  # type: ignore[attr-defined]
+_ACTOR = (  # built once, bound per command
+    sa.select(_USER, _ORG.c.kind, _ORG.c.region, _ORG.c.zone, _ORG.c.ght)
+    .join(_ORG, _ORG.c.id == _USER.c.org)
+    .where(_USER.c.login == sa.bindparam("login"))
+)
 
 
 @dataclass(frozen=True)
@@ -79,11 +84,7 @@ def load_actor(conn: Connection, login: str) -> Actor:
         raise NotPermitted(
             "'system' is the deadline sweeper's identity, not a user: act as yourself with --as"
         )
-    row = conn.execute(
-        sa.select(_USER, _ORG.c.kind, _ORG.c.region, _ORG.c.zone, _ORG.c.ght)
-        .join(_ORG, _ORG.c.id == _USER.c.org)
-        .where(_USER.c.login == login)
-    ).first()
+    row = conn.execute(_ACTOR, {"login": login}).first()
     if row is None:
         raise NotFound(
             f"unknown user {login!r}: check the login, or list users in the directory "

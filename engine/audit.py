@@ -66,6 +66,7 @@ _T = AuditEvent.__table__  # type: ignore[attr-defined]
 _CASE = Case.__table__  # type: ignore[attr-defined]
 _HEAD = AuditHead.__table__  # type: ignore[attr-defined]
 # Actions that move a case; every other action leaves state and version as they were.
+_INSERT = _T.insert()  # built once: the hot path only binds values
 TRANSITION_ACTIONS = frozenset({"opened", "transition"})
 # Actions that change the case's version but not its state: manual control of its deadline.
 VERSIONED_ACTIONS = frozenset({"hold", "resume", "extend"})
@@ -137,7 +138,7 @@ def append(
 ) -> tuple[int, str]:
     """Append to a case's stream; the caller holds the case lock and stores the new head."""
     row = _row(case_id, head_seq + 1, at, head_hash or GENESIS, draft)
-    conn.execute(_T.insert(), row)
+    conn.execute(_INSERT, row)
     return row["seq"], row["hash"]
 
 
@@ -150,7 +151,7 @@ def append_security(conn: Connection, *, at: datetime, draft: Draft) -> None:
     ).first()
     seq, prev = (head.seq, head.hash) if head else (0, GENESIS)
     row = _row(None, seq + 1, at, prev, draft)
-    conn.execute(_T.insert(), row)
+    conn.execute(_INSERT, row)
     if head:
         conn.execute(
             _HEAD.update()

@@ -35,6 +35,12 @@ __all__ = [
 CASE_TABLE = Case.__table__  # type: ignore[attr-defined]
 _DEADLINE = Deadline.__table__  # type: ignore[attr-defined]
 _AUDIT = AuditEvent.__table__  # type: ignore[attr-defined]
+# Statements built once; the hot path binds values (building them per call cost more than SQLite).
+_BY_ID = sa.select(CASE_TABLE).where(CASE_TABLE.c.id == sa.bindparam("case_id"))
+_BY_ID_LOCKED = _BY_ID.with_for_update()
+_OPEN_DEADLINE = sa.select(_DEADLINE.c.state, _DEADLINE.c.due_at, _DEADLINE.c.action).where(
+    _DEADLINE.c.case_id == sa.bindparam("case_id"), _DEADLINE.c.status == "open"
+)
 _REFERENCE = re.compile(r"^(?:([A-Za-z]+)-)?0*(\d+)$")
 
 
@@ -144,10 +150,8 @@ def _missing(text: str) -> NotFound:
 def lock_case(conn: Connection, registry: WorkflowRegistry, reference: str) -> CaseView:
     """Read and lock a case for a transition (FOR UPDATE; SQLite holds the write lock)."""
     case_id, kind = parse_reference(registry, reference)
-    query = sa.select(CASE_TABLE).where(CASE_TABLE.c.id == case_id)
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update()
-    row = conn.execute(query).first()
+    query = _BY_ID_LOCKED if conn.dialect.name == "postgresql" else _BY_ID
+    row = conn.execute(query, {"case_id": case_id}).first()
     if row is None or (kind is not None and row.kind != kind):
         raise _missing(reference)
     return view_of(registry, row)
@@ -155,18 +159,14 @@ def lock_case(conn: Connection, registry: WorkflowRegistry, reference: str) -> C
 
 def get_case(conn: Connection, registry: WorkflowRegistry, reference: str) -> CaseView:
     case_id, kind = parse_reference(registry, reference)
-    row = conn.execute(sa.select(CASE_TABLE).where(CASE_TABLE.c.id == case_id)).first()
+    row = conn.execute(_BY_ID, {"case_id": case_id}).first()
     if row is None or (kind is not None and row.kind != kind):
         raise _missing(reference)
     return view_of(registry, row, _open_deadline(conn, case_id))
 
 
 def _open_deadline(conn: Connection, case_id: int) -> OpenDeadline | None:
-    row = conn.execute(
-        sa.select(_DEADLINE.c.state, _DEADLINE.c.due_at, _DEADLINE.c.action).where(
-            _DEADLINE.c.case_id == case_id, _DEADLINE.c.status == "open"
-        )
-    ).first()
+    row = conn.execute(_OPEN_DEADLINE, {"case_id": case_id}).first()
     return OpenDeadline(row.state, row.due_at, row.action) if row else None
 
 

@@ -107,17 +107,19 @@ def plan_deadline(
     return DeadlinePlan(state, version, due, target.on_deadline, next_at=first, start=now)
 
 
+_CLOSE_OPEN = DEADLINE_TABLE.update().where(  # built once; SET comes from the parameters
+    DEADLINE_TABLE.c.case_id == sa.bindparam("b_case"), DEADLINE_TABLE.c.status == "open"
+)
+_INSERT = DEADLINE_TABLE.insert()
+
+
 def close_open(conn: Connection, *, case_id: int, now: datetime, status: str) -> None:
-    conn.execute(
-        DEADLINE_TABLE.update()
-        .where(DEADLINE_TABLE.c.case_id == case_id, DEADLINE_TABLE.c.status == "open")
-        .values(status=status, closed_at=now)
-    )
+    conn.execute(_CLOSE_OPEN, {"b_case": case_id, "status": status, "closed_at": now})
 
 
 def open_deadline_row(conn: Connection, *, case_id: int, plan: DeadlinePlan, now: datetime) -> None:
     conn.execute(
-        DEADLINE_TABLE.insert(),
+        _INSERT,
         {
             "case_id": case_id,
             "state": plan.state,

@@ -21,6 +21,7 @@ from engine.models import IdempotencyRecord
 __all__ = ["fingerprint", "lookup", "store"]
 
 _T = IdempotencyRecord.__table__  # type: ignore[attr-defined]
+_LOOKUP = sa.select(_T.c.request_hash, _T.c.result).where(_T.c.key == sa.bindparam("key"))
 
 
 def _key(actor: str, key: str) -> str:
@@ -35,9 +36,7 @@ def fingerprint(command: dict[str, Any]) -> str:
 
 
 def lookup(conn: Connection, *, actor: str, key: str, request_hash: str) -> dict[str, Any] | None:
-    row = conn.execute(
-        sa.select(_T.c.request_hash, _T.c.result).where(_T.c.key == _key(actor, key))
-    ).first()
+    row = conn.execute(_LOOKUP, {"key": _key(actor, key)}).first()
     if row is None:
         return None
     if row.request_hash != request_hash:

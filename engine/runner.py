@@ -13,8 +13,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any, Protocol
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -30,7 +32,7 @@ from engine.cases import (
     history,
     list_cases,
     lock_case,
-    reference_of,
+    view_of,
 )
 from engine.clock import Clock
 from engine.db import Database
@@ -220,27 +222,28 @@ class Runner:
             )
             return NotPermitted(f"{actor.login} may not open this case: {decision.reason}")
         fields = parse_fields(spec.open_fields, raw, what=f"opening a {spec.kind} case")
-        case_id = conn.execute(
-            CASE_TABLE.insert().returning(CASE_TABLE.c.id),
-            {
-                "kind": spec.kind,
-                "state": spec.initial,
-                "level": spec.state(spec.initial).level,
-                "final": False,
-                "version": 1,
-                "org": hospital.id,
-                "region": hospital.region,
-                "zone": hospital.zone,
-                "department": hospital.department,
-                "ght": hospital.ght,
-                "fields": fields,
-                "opened_by": actor.login,
-                "opened_at": now,
-                "updated_at": now,
-                "audit_seq": 0,
-                "audit_hash": "",
-            },
-        ).scalar_one()
+        row = {
+            "kind": spec.kind,
+            "state": spec.initial,
+            "level": spec.state(spec.initial).level,
+            "final": False,
+            "version": 1,
+            "org": hospital.id,
+            "region": hospital.region,
+            "zone": hospital.zone,
+            "department": hospital.department,
+            "ght": hospital.ght,
+            "fields": fields,
+            "opened_by": actor.login,
+            "opened_at": now,
+            "updated_at": now,
+            "audit_seq": 0,
+            "audit_hash": "",
+            "incident": False,
+            "on_hold": False,
+        }
+        row["id"] = conn.execute(_INSERT_CASE, row).scalar_one()
+        case = view_of(self.registry, SimpleNamespace(**row))
         draft = Draft(
             actor.login,
             actor.role,
@@ -252,17 +255,10 @@ class Runner:
             "",
             {"kind": spec.kind, "org": hospital.id, "fields": fields},
         )
-        seq, digest = audit.append(
-            conn, case_id=case_id, head_seq=0, head_hash="", at=now, draft=draft
-        )
-        conn.execute(
-            CASE_TABLE.update()
-            .where(CASE_TABLE.c.id == case_id)
-            .values(audit_seq=seq, audit_hash=digest)
-        )
         plan = plan_deadline(spec, spec.initial, 1, now, fields=fields, policy=self.policy)
-        replace_deadline(conn, case_id=case_id, plan=plan, now=now, first=True)
-        return get_case(conn, self.registry, reference_of(spec.prefix, case_id))
+        opened = self.record(conn, case, draft, now, plan=plan)
+        replace_deadline(conn, case_id=case.id, plan=plan, now=now, first=True)
+        return opened
 
     def apply(
         self, conn: Connection, case: CaseView, actor: Actor, command: Command
@@ -452,6 +448,12 @@ def _scope_where(actor: Actor) -> Any:
     return None if column is None else column == scope.code
 
 
+_INSERT_CASE = CASE_TABLE.insert().returning(CASE_TABLE.c.id)
+_UPDATE_CASE = CASE_TABLE.update().where(  # built once; SET comes from the parameters
+    CASE_TABLE.c.id == sa.bindparam("b_id"), CASE_TABLE.c.version == sa.bindparam("b_version")
+)
+
+
 def record_event(
     conn: Connection,
     case: CaseView,
@@ -468,11 +470,8 @@ def record_event(
         at=now,
         draft=draft,
     )
-    updated = conn.execute(
-        CASE_TABLE.update()
-        .where(CASE_TABLE.c.id == case.id, CASE_TABLE.c.version == case.version)
-        .values(audit_seq=seq, audit_hash=digest, **(values or {}))
-    ).rowcount
+    params = {"b_id": case.id, "b_version": case.version, "audit_seq": seq, "audit_hash": digest}
+    updated = conn.execute(_UPDATE_CASE, {**params, **(values or {})}).rowcount
     if updated != 1:  # the case lock makes this unreachable; it is the last guard
         raise StaleVersion(case.reference, case.version, -1)
     return seq, digest
