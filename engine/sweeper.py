@@ -195,6 +195,7 @@ def _remind(runner: Runner, conn: Connection, case: CaseView, row: Any, now: dat
         "fraction": fractions[passed - 1] if passed else None,
         "for": case.level,
         "left_s": int((due - now).total_seconds()),
+        "then": row.d_action,  # what passing the deadline will do: a trigger, incident, overdue
     }
     left = _duration((due - now).total_seconds())
     reason = f"Rappel : échéance le {due:%d/%m/%Y %H:%M} UTC, reste {left}"

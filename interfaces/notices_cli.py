@@ -112,6 +112,7 @@ def notices_preview(
 ) -> None:
     """Render a notice kind for a case without queuing anything."""
     from engine.audit import Draft
+    from notifications.outbox import PARIS
     from notifications.setup import build_outbox
     from workflows import default_notices
 
@@ -133,7 +134,8 @@ def notices_preview(
         now = ctx.runner.clock.now()
         rendered, action, info = outbox.compose(
             conn, view, draft, rule, book.series, now,
-            reference=f"{book.series} N°{now.year}_APERÇU", message_id="<apercu@regul.invalid>",
+            reference=f"{book.series} N°{now.astimezone(PARIS).year}_APERÇU",
+            message_id="<apercu@regul.invalid>",
         )  # fmt: skip
     if as_json:
         emit_json({"subject": rendered.subject, "text": rendered.text, "html": rendered.html,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import json
 import os
 import smtplib
@@ -148,7 +149,7 @@ class WebhookChannel:
                 status = response.status
         except urllib.error.HTTPError as exc:
             raise DeliveryError(f"webhook {self.url} answered {exc.code}") from exc
-        except (OSError, urllib.error.URLError) as exc:
-            raise DeliveryError(f"webhook {self.url}: {exc}") from exc
+        except (OSError, urllib.error.URLError, http.client.HTTPException) as exc:
+            raise DeliveryError(f"webhook {self.url}: {exc!r}") from exc
         if not 200 <= status < 300:
             raise DeliveryError(f"webhook {self.url} answered {status}")

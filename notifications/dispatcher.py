@@ -68,14 +68,14 @@ def dispatch(
     while max_batches is None or batches < max_batches:
         leased = _lease(db, clock.now(), policy)
         batches += 1
-        for notice in leased:
-            _deliver(db, clock, channels, policy, notice, report)
+        for notice, until in leased:
+            _deliver(db, clock, channels, policy, notice, report, until)
         if len(leased) < policy.batch_size:
             break
     return report
 
 
-def _lease(db: Database, now: datetime, policy: DispatchPolicy) -> list[Any]:
+def _lease(db: Database, now: datetime, policy: DispatchPolicy) -> list[tuple[Any, datetime]]:
     with db.write() as conn:
         query = (
             sa.select(_N)
@@ -86,13 +86,12 @@ def _lease(db: Database, now: datetime, policy: DispatchPolicy) -> list[Any]:
         if conn.dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)
         rows = list(conn.execute(query))
+        until = now + policy.lease
         if rows:
             conn.execute(
-                _N.update()
-                .where(_N.c.id.in_([r.id for r in rows]))
-                .values(next_attempt_at=now + policy.lease)
+                _N.update().where(_N.c.id.in_([r.id for r in rows])).values(next_attempt_at=until)
             )
-        return rows
+        return [(row, until) for row in rows]
 
 
 def _deliver(
@@ -102,6 +101,7 @@ def _deliver(
     policy: DispatchPolicy,
     notice: Any,
     report: DispatchReport,
+    leased_until: datetime,
 ) -> None:
     channel = channels.get(notice.channel)
     error = ""
@@ -111,6 +111,8 @@ def _deliver(
         channel.send(notice)
     except DeliveryError as exc:
         error = str(exc)
+    except Exception as exc:  # a channel's unexpected failure is a failed attempt, not a crash
+        error = f"{type(exc).__name__}: {exc}"
     now = clock.now()
     attempts = notice.attempts + 1
     with db.write() as conn:
@@ -136,4 +138,17 @@ def _deliver(
             values.update(next_attempt_at=now + policy.delay(attempts))
             report.retried.append(notice.reference)
             log.warning("notice %s attempt %s failed: %s", notice.reference, attempts, error)
-        conn.execute(_N.update().where(_N.c.id == notice.id).values(**values))
+        # Only while our lease holds: a slower send must not overwrite what another worker,
+        # which took over after the lease expired, has recorded since.
+        still_ours = conn.execute(
+            _N.update()
+            .where(
+                _N.c.id == notice.id, _N.c.status == "queued", _N.c.next_attempt_at == leased_until
+            )
+            .values(**values)
+        ).rowcount
+        if not still_ours:
+            log.warning(
+                "notice %s: lease lost during the send; left as the other worker set it",
+                notice.reference,
+            )

@@ -10,10 +10,11 @@ HTML, and inserts the notice as ``queued``. Delivery is the dispatcher's job, la
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -50,16 +51,23 @@ def event_name(draft: Draft) -> str:
 
 def next_number(conn: Connection, series: str, year: int) -> int:
     """Take the next number of a series and year; the row stays locked until commit."""
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    statement = (
+    statement = _NEXT_NUMBER[conn.dialect.name]
+    return int(conn.execute(statement, {"series": series, "year": year}).scalar_one())
+
+
+def _upsert(insert: Any) -> Any:
+    return (
         insert(_COUNTER)
-        .values(series=series, year=year, last=1)
+        .values(series=sa.bindparam("series"), year=sa.bindparam("year"), last=1)
         .on_conflict_do_update(
             index_elements=["series", "year"], set_={"last": _COUNTER.c.last + 1}
         )
         .returning(_COUNTER.c.last)
     )
-    return int(conn.execute(statement).scalar_one())
+
+
+_NEXT_NUMBER = {"postgresql": _upsert(postgresql.insert), "sqlite": _upsert(sqlite.insert)}
+_INSERT_NOTICE = NOTICE_TABLE.insert()
 
 
 class Outbox:
@@ -92,7 +100,7 @@ class Outbox:
             conn, case, draft, rule, book.series, now, reference=reference, message_id=message_id
         )
         conn.execute(
-            NOTICE_TABLE.insert(),
+            _INSERT_NOTICE,
             {
                 "reference": reference,
                 "series": book.series,
@@ -179,17 +187,51 @@ class Outbox:
                 "at": _paris(now),
                 "from_level": self._level_name(previous, case),
                 "by_system": draft.actor == "system",
-                "fields": dict(draft.data.get("fields") or {}),
-                "repeat": draft.action == "reminder" and "next_reminder_s" in draft.data,
-                "due_date": due.astimezone(PARIS).strftime("%d/%m/%Y") if due else "—",
+                "fields": self._fields(case, draft),
+                "then": self._then(case, draft),
+                "due_date": _day(due) if due else "—",
             },
         }
+
+    def _fields(self, case: CaseView, draft: Draft) -> dict[str, str]:
+        """The trigger's values under their French labels, dates as dd/mm/yyyy."""
+        values = dict(draft.data.get("fields") or {})
+        specs = {
+            f.name: f
+            for t in self.registry[case.kind].transitions
+            if t.trigger == draft.data.get("trigger")
+            for f in t.fields
+        }
+        shown: dict[str, str] = {}
+        for name, value in values.items():
+            spec = specs.get(name)
+            text = str(value)
+            if spec is not None and spec.type == "date":
+                text = datetime.fromisoformat(text).strftime("%d/%m/%Y")
+            elif isinstance(value, bool):
+                text = "oui" if value else "non"
+            shown[spec.label if spec and spec.label else name] = text
+        return shown
+
+    @staticmethod
+    def _then(case: CaseView, draft: Draft) -> str:
+        """What happens if nobody acts: what a reminder must announce."""
+        if draft.action != "reminder":
+            return ""
+        if "next_reminder_s" in draft.data:  # a periodic reminder after the deadline passed
+            return "incident_open" if case.incident else "still_overdue"
+        return str(draft.data.get("then", "escalate"))
 
     def _level_name(self, role: str | None, case: CaseView) -> str:
         if role is None:
             return "—"
         recipient = self.directory.level_org(role, case)
         return recipient.name if recipient else role
+
+
+def _day(due: datetime) -> str:
+    """The calendar day a deadline belongs to: one due at midnight ends the day before."""
+    return (due - timedelta(seconds=1)).astimezone(PARIS).strftime("%d/%m/%Y")
 
 
 def _paris(instant: datetime) -> str:

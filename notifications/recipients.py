@@ -23,6 +23,11 @@ __all__ = ["Directory", "Recipient", "resolve"]
 _ORG = Organisation.__table__  # type: ignore[attr-defined]
 _REGION = Region.__table__  # type: ignore[attr-defined]
 _AUDIT = AuditEvent.__table__  # type: ignore[attr-defined]
+_FROM_STATES = (
+    sa.select(_AUDIT.c.from_state)
+    .where(_AUDIT.c.case_id == sa.bindparam("case_id"), _AUDIT.c.action == "transition")
+    .order_by(_AUDIT.c.seq)
+)
 
 
 @dataclass(frozen=True)
@@ -76,11 +81,7 @@ class Directory:
 
 def levels_passed(conn: Connection, spec: WorkflowSpec, case_id: int) -> list[str]:
     """The levels that held the case before, in order, from its audit log."""
-    rows = conn.execute(
-        sa.select(_AUDIT.c.from_state)
-        .where(_AUDIT.c.case_id == case_id, _AUDIT.c.action == "transition")
-        .order_by(_AUDIT.c.seq)
-    )
+    rows = conn.execute(_FROM_STATES, {"case_id": case_id})
     levels: list[str] = []
     for (state,) in rows:
         level = spec.state(state).level

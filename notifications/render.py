@@ -26,7 +26,11 @@ class Rendered:
 class Renderer:
     def __init__(self) -> None:
         loader = PackageLoader("templates", "notices")
-        common: dict[str, Any] = {"undefined": StrictUndefined, "keep_trailing_newline": True}
+        common: dict[str, Any] = {
+            "undefined": StrictUndefined,
+            "keep_trailing_newline": True,
+            "auto_reload": False,  # templates ship with the package: no freshness check per use
+        }
         self._text = Environment(loader=loader, autoescape=False, **common)  # plain text
         self._html = Environment(loader=loader, autoescape=True, **common)
 
