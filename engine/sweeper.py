@@ -22,6 +22,7 @@ sweep loops over batches until nothing is due.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -39,7 +40,9 @@ from engine.runner import Runner
 from engine.transition import Command
 from engine.workflow import INCIDENT, OVERDUE
 
-__all__ = ["Fired", "SweepReport", "sweep"]
+__all__ = ["SQLITE_YIELD_S", "Fired", "SweepReport", "sweep"]
+
+SQLITE_YIELD_S = 0.02
 
 log = logging.getLogger("regul.sweeper")
 _D, _C = DEADLINE_TABLE, CASE_TABLE
@@ -95,6 +98,10 @@ def sweep(
         report.batches += 1
         if dry_run or handled < batch_size:
             break
+        if runner.db.is_sqlite:
+            # SQLite has one writer: without a gap between batches a regulator's command,
+            # retrying in SQLite's busy handler, could wait many seconds during a mass sweep.
+            time.sleep(SQLITE_YIELD_S)
     return report
 
 

@@ -75,7 +75,9 @@ class Worker:
                 signal.signal(signum, self._on_signal)
         scheduler = BackgroundScheduler(
             jobstores={"default": MemoryJobStore()},
-            executors={"default": ThreadPoolExecutor(1)},
+            # one thread per job: a long dispatch never holds up the sweep (max_instances=1
+            # still keeps each job single)
+            executors={"default": ThreadPoolExecutor(1 + len(self.jobs))},
             job_defaults={"coalesce": True, "misfire_grace_time": None, "max_instances": 1},
             timezone="UTC",
         )
