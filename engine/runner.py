@@ -261,9 +261,19 @@ class Runner:
         return opened
 
     def apply(
-        self, conn: Connection, case: CaseView, actor: Actor, command: Command
+        self,
+        conn: Connection,
+        case: CaseView,
+        actor: Actor,
+        command: Command,
+        *,
+        deadline_closed: bool = False,
     ) -> CaseView | NotPermitted:
-        """Decide and persist one command on a case the caller has locked (the sweeper too)."""
+        """Decide and persist one command on a case the caller has locked (the sweeper too).
+
+        ``deadline_closed``: the caller already closed the case's open deadline (the sweeper
+        marks it fired), so there is none to supersede.
+        """
         now = self.clock.now()
         spec = self.registry[case.kind]
         result = decide(spec, case, actor, command, now, self.policy)
@@ -285,7 +295,9 @@ class Runner:
             "on_hold": False,
         }
         after = self.record(conn, case, result.audit, now, values, plan=result.deadline)
-        replace_deadline(conn, case_id=case.id, plan=result.deadline, now=now)
+        replace_deadline(
+            conn, case_id=case.id, plan=result.deadline, now=now, first=deadline_closed
+        )
         return after
 
     def record(

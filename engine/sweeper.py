@@ -116,7 +116,7 @@ def _batch(
             for row in rows:
                 try:
                     with conn.begin_nested():
-                        fired.append(_handle(runner, conn, row, now))
+                        fired.append(_handle(runner, conn, row, runner.clock.now()))
                 except RegulError as exc:  # one bad row must not block the others
                     failed.add(row.d_id)
                     report.errors += 1
@@ -156,6 +156,7 @@ def _claim(conn: Connection, now: datetime, size: int, failed: set[int]) -> list
 
 
 def _handle(runner: Runner, conn: Connection, row: Any, now: datetime) -> Fired:
+    """Handle one claimed row at ``now``, the instant its events are stamped with."""
     case = view_of(runner.registry, row)
     late = (now - row.d_due_at).total_seconds()
 
@@ -186,7 +187,8 @@ def _handle(runner: Runner, conn: Connection, row: Any, now: datetime) -> Fired:
         f"Délai dépassé au niveau {case.level} : échéance {row.d_due_at:%d/%m/%Y %H:%M:%S} UTC, "
         f"déclenché avec {_duration(late)} de retard"
     )
-    result = runner.apply(conn, case, SYSTEM, Command(action, reason, {}, context=context))
+    command = Command(action, reason, {}, context=context)
+    result = runner.apply(conn, case, SYSTEM, command, deadline_closed=True)
     if isinstance(result, RegulError):
         raise result
     return done("escalated", result.state)
