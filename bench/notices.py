@@ -29,7 +29,6 @@ Medians of ``--repeat`` runs (default 3).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import shutil
@@ -39,17 +38,11 @@ import sys
 import tempfile
 import time
 from datetime import timedelta
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-# Run as a script, this folder comes first on sys.path and holds transitions.py, named like the
-# `transitions` library the engine imports: take the folder off, put the repository on.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import _core  # this folder is still first on sys.path here
+
+_core.repository_first()
 
 import sqlalchemy as sa  # noqa: E402
 
@@ -61,19 +54,7 @@ from notifications.dispatcher import DispatchPolicy, dispatch  # noqa: E402
 from notifications.outbox import NOTICE_TABLE, Outbox  # noqa: E402
 from workflows import default_notices, default_registry  # noqa: E402
 
-
-def _bench_transitions() -> ModuleType:
-    """The core benchmark, loaded by path (its file name would shadow the transitions library)."""
-    spec = importlib.util.spec_from_file_location("bench_transitions", _HERE / "transitions.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_transitions"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-BT = _bench_transitions()
+BT = _core.load_core_bench()
 POLICY = DispatchPolicy(max_attempts=5, backoff=timedelta(seconds=30), batch_size=50)
 
 # A minimal SMTP sink in its own process: counts messages, prints the count when stdin closes.

@@ -47,7 +47,6 @@ from the batch's ``now``, a little earlier (both are in the JSON).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import itertools
 import json
 import math
@@ -64,27 +63,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
-ROOT = Path(__file__).resolve().parent.parent
-# Run as a script, this folder comes first on sys.path and holds transitions.py, named like the
-# `transitions` library the engine imports: take the folder off, put the repository on.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import _core  # this folder is still first on sys.path here
+
+_core.repository_first()
 
 
-def _load_core_bench() -> Any:
-    """bench/transitions.py under another module name (its own name is the library's)."""
-    spec = importlib.util.spec_from_file_location("bench_transitions", _HERE / "transitions.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_transitions"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-core = _load_core_bench()
+core = _core.load_core_bench()
 
 import sqlalchemy as sa  # noqa: E402
 from sqlmodel.sql.sqltypes import UTCDateTime  # noqa: E402

@@ -65,9 +65,7 @@ EXPORT_COLUMNS = (
 _T = AuditEvent.__table__  # type: ignore[attr-defined]
 _CASE = Case.__table__  # type: ignore[attr-defined]
 _HEAD = AuditHead.__table__  # type: ignore[attr-defined]
-# Actions that move a case; every other action leaves state and version as they were.
 _INSERT = _T.insert()  # built once: the hot path only binds values
-TRANSITION_ACTIONS = frozenset({"opened", "transition"})
 # Actions that change the case's version but not its state: manual control of its deadline.
 VERSIONED_ACTIONS = frozenset({"hold", "resume", "extend"})
 
