@@ -294,12 +294,27 @@ def iter_events(
     case_id: int | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    actor: str | None = None,
+    org: str | None = None,
+    scope_where: Any = None,
     batch: int = 5000,
 ) -> Iterator[Any]:
-    """Events in id order, fetched in keyset pages so memory stays flat on a large log."""
+    """Events in id order, fetched in keyset pages so memory stays flat on a large log.
+
+    ``scope_where`` is a condition on the case table (a regional auditor's region): events
+    of cases outside it, and the ``security`` stream, are left out.
+    """
     last = 0
     while True:
         query = sa.select(_T).where(_T.c.id > last).order_by(_T.c.id).limit(batch)
+        if scope_where is not None:
+            query = query.where(
+                _T.c.case_id.in_(sa.select(_CASE.c.id).where(scope_where).scalar_subquery())
+            )
+        if actor is not None:
+            query = query.where(_T.c.actor == actor)
+        if org is not None:
+            query = query.where(_T.c.org == org)
         if case_id is not None:
             query = query.where(_T.c.case_id == case_id)
         if since is not None:

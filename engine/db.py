@@ -23,7 +23,7 @@ from engine.errors import StorageError
 
 __all__ = ["HEAD_REVISION", "Database", "normalise_url"]
 
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
 

@@ -8,8 +8,10 @@ record). The interfaces turn them into an exit code or an HTTP status by their `
     ├── InputError            a malformed value, unknown field, bad option
     │   └── WorkflowError     a workflow definition that fails validation
     ├── NotFound              unknown case, kind, trigger, user or organisation
-    ├── Conflict              stale version, trigger the state does not allow, idempotency misuse
+    ├── Conflict              stale version, trigger the state does not allow
+    │   └── IdempotencyMismatch   a key reused for another command
     ├── NotPermitted          role, level or scope refuses (recorded in the audit log)
+    ├── Unauthenticated       no, wrong, expired or revoked credentials
     └── StorageError          database unreachable, read-only or not initialised
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 __all__ = [
     "Conflict",
+    "IdempotencyMismatch",
     "InputError",
     "NotFound",
     "NotPermitted",
@@ -24,6 +27,7 @@ __all__ = [
     "StaleVersion",
     "StorageError",
     "TriggerNotAllowed",
+    "Unauthenticated",
     "WorkflowError",
 ]
 
@@ -77,8 +81,17 @@ class TriggerNotAllowed(Conflict):
     code = "trigger_not_allowed"
 
 
+class IdempotencyMismatch(Conflict):
+    code = "idempotency_mismatch"
+
+
 class NotPermitted(RegulError):
     code = "not_permitted"
+    exit_code = 5
+
+
+class Unauthenticated(RegulError):
+    code = "unauthenticated"
     exit_code = 5
 
 

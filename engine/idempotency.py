@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from engine.errors import Conflict, InputError
+from engine.errors import IdempotencyMismatch, InputError
 from engine.models import IdempotencyRecord
 
 __all__ = ["fingerprint", "lookup", "store"]
@@ -40,7 +40,7 @@ def lookup(conn: Connection, *, actor: str, key: str, request_hash: str) -> dict
     if row is None:
         return None
     if row.request_hash != request_hash:
-        raise Conflict(
+        raise IdempotencyMismatch(
             f"idempotency key {key!r} was already used for another command: "
             "use a new key for a new command",
             key=key,

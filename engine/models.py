@@ -15,6 +15,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
 __all__ = [
+    "ApiToken",
     "AuditEvent",
     "AuditHead",
     "Case",
@@ -26,6 +27,7 @@ __all__ = [
     "NoticeCounter",
     "Organisation",
     "Region",
+    "Session",
     "User",
     "Zone",
     "metadata",
@@ -83,6 +85,7 @@ class User(SQLModel, table=True):
     role: str
     org: str = Field(foreign_key="organisation.id")
     active: bool = True
+    password_hash: str | None = None  # argon2id; None: the user cannot log in to the desk
 
 
 class Case(SQLModel, table=True):
@@ -246,3 +249,29 @@ class NoticeAttempt(SQLModel, table=True):
     channel: str
     ok: bool
     error: str = ""
+
+
+class Session(SQLModel, table=True):
+    """A desk session: the cookie carries a random secret, the row only its SHA-256."""
+
+    __tablename__ = "regul_session"
+
+    id: str = Field(primary_key=True)  # sha256 hex of the cookie's secret
+    login: str = Field(foreign_key="regul_user.login", index=True)
+    csrf: str  # the token every form of this session must carry
+    created_at: datetime
+    last_seen_at: datetime
+    ended_at: datetime | None = None
+
+
+class ApiToken(SQLModel, table=True):
+    """A system's API token: shown once, stored as its SHA-256, revocable."""
+
+    __tablename__ = "api_token"
+
+    id: int | None = Field(default=None, primary_key=True)
+    digest: str = Field(unique=True)  # sha256 hex of the secret
+    login: str = Field(foreign_key="regul_user.login", index=True)
+    label: str
+    created_at: datetime
+    revoked_at: datetime | None = None

@@ -15,7 +15,16 @@ from typing import Protocol
 from engine.actors import Actor
 from engine.workflow import WorkflowSpec
 
-__all__ = ["Decision", "Located", "can_control", "can_fire", "can_open", "can_read", "in_scope"]
+__all__ = [
+    "Decision",
+    "Located",
+    "can_audit",
+    "can_control",
+    "can_fire",
+    "can_open",
+    "can_read",
+    "in_scope",
+]
 
 REGULATORS = ("ght", "umac", "ars", "ars_zone", "ccs")
 
@@ -110,4 +119,11 @@ def can_control(actor: Actor, spec: WorkflowSpec, state: str, item: Located) -> 
         return Decision(False, f"the case is at the {level} level, not {actor.role}")
     if not in_scope(actor, item):
         return Decision(False, f"the case lies outside {actor.login}'s scope ({actor.scope})")
+    return ALLOW
+
+
+def can_audit(actor: Actor) -> Decision:
+    """May ``actor`` search, export and verify the audit log (within their scope)?"""
+    if actor.role != "auditor":
+        return Decision(False, f"role {actor.role} does not audit; only auditors read the log")
     return ALLOW

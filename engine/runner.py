@@ -10,7 +10,7 @@ workflow registry; knows nothing of terminals or HTTP.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 from types import SimpleNamespace
@@ -46,11 +46,11 @@ from engine.deadlines import (
 )
 from engine.deadlines import current as current_deadline
 from engine.errors import Conflict, InputError, NotFound, NotPermitted, StaleVersion
-from engine.policy import can_control, can_fire, can_open, can_read
+from engine.policy import can_audit, can_control, can_fire, can_open, can_read
 from engine.transition import Command, Outcome, check_reason, decide, parse_fields
 from engine.workflow import WorkflowRegistry, WorkflowSpec
 
-__all__ = ["Notifier", "Runner", "SilentNotifier", "record_event"]
+__all__ = ["Notifier", "Runner", "SilentNotifier", "record_event", "scope_where"]
 
 
 class Notifier(Protocol):
@@ -410,12 +410,13 @@ class Runner:
         with self.db.read() as conn:
             return load_actor(conn, login)
 
-    def show(self, reference: str, *, login: str | None = None) -> CaseView:
-        with self.db.read() as conn:
-            case = get_case(conn, self.registry, reference)
-            if login is not None:
-                self._check_read(load_actor(conn, login), case, reference)
-            return case
+    def show(self, reference: str, *, login: str | None = None, via: str = "cli") -> CaseView:
+        """A case; read by a person (``login``), the read is recorded in its audit chain."""
+        if login is None:
+            with self.db.read() as conn:
+                return get_case(conn, self.registry, reference)
+        read: CaseView = self._read(reference, login, via, "case", lambda conn, case: case)
+        return read
 
     def allowed_triggers(self, case: CaseView, login: str) -> list[str]:
         spec = self.registry[case.kind]
@@ -430,21 +431,111 @@ class Runner:
         with self.db.read() as conn:
             where = None
             if login is not None:
-                where = _scope_where(load_actor(conn, login))
+                where = scope_where(load_actor(conn, login))
             return list_cases(conn, self.registry, filters=filters, scope_where=where)
 
-    def history(self, reference: str, *, login: str | None = None) -> tuple[CaseView, list[Any]]:
-        with self.db.read() as conn:
-            case = get_case(conn, self.registry, reference)
-            if login is not None:
-                self._check_read(load_actor(conn, login), case, reference)
-            return case, history(conn, case.id)
+    def history(
+        self, reference: str, *, login: str | None = None, via: str = "cli"
+    ) -> tuple[CaseView, list[Any]]:
+        if login is None:
+            with self.db.read() as conn:
+                case = get_case(conn, self.registry, reference)
+                return case, history(conn, case.id)
+        read: tuple[CaseView, list[Any]] = self._read(
+            reference, login, via, "history", lambda conn, case: (case, history(conn, case.id))
+        )
+        return read
 
-    @staticmethod
-    def _check_read(actor: Actor, case: CaseView, reference: str) -> None:
+    def _read(self, reference: str, login: str, via: str, what: str, then: Any) -> Any:
+        """Read a case as a person: the read (or its refusal) is an event of the case's chain.
+
+        French health-data rules want to know who read which case and when. Outside the
+        reader's scope the case is indistinguishable from a missing one (``NotFound``), and
+        the refused attempt is recorded like any refusal.
+        """
+        refused: NotFound | None = None
+        with self.db.write() as conn:
+            actor = load_actor(conn, login)
+            lock_case(conn, self.registry, reference)
+            case = get_case(conn, self.registry, reference)  # with its open deadline
+            now = self.clock.now()
+            decision = can_read(actor, case)
+            data: dict[str, Any] = {"read": what, "via": via}
+            if not decision:
+                data.update(op="read", why=decision.reason)
+                record_event(
+                    conn, case, _draft(actor, "refused", case, case.version, "", data), now
+                )
+                refused = NotFound(
+                    f"no case {reference}: check the reference with 'regul case list'"
+                )
+            else:
+                seq, digest = record_event(
+                    conn, case, _draft(actor, "read", case, case.version, "", data), now
+                )
+                case = replace(case, audit_seq=seq, audit_hash=digest)
+                result = then(conn, case)
+        if refused is not None:
+            raise refused
+        return result
+
+    # -- the audit log, for auditors -----------------------------------------------------
+
+    def auditor(self, login: str, what: str) -> Actor:
+        """The auditor ``login``; anyone else is refused, and the refusal is recorded."""
+        with self.db.write() as conn:
+            actor = load_actor(conn, login)
+            decision = can_audit(actor)
+            if not decision:
+                audit.append_security(
+                    conn,
+                    at=self.clock.now(),
+                    draft=Draft(
+                        actor.login, actor.role, actor.org, "refused", None, None, 0, "",
+                        {"op": what, "why": decision.reason},
+                    ),
+                )  # fmt: skip
+        if not decision:
+            raise NotPermitted(f"{login} may not {what}: {decision.reason}")
+        return actor
+
+    def audit_events(
+        self,
+        *,
+        login: str,
+        case: str | None = None,
+        user: str | None = None,
+        org: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Iterator[Any]:
+        """The events an auditor may read, filtered; streamed in id order."""
+        actor = self.auditor(login, "read the audit log")
+        where = scope_where(actor)
+        with self.db.read() as conn:
+            case_id = self._audited_case(conn, actor, case) if case else None
+        with self.db.read() as conn:
+            yield from audit.iter_events(
+                conn, case_id=case_id, since=since, until=until, actor=user, org=org,
+                scope_where=where,
+            )  # fmt: skip
+
+    def audit_verify(self, *, login: str, case: str | None = None) -> audit.VerifyReport:
+        actor = self.auditor(login, "verify the audit log")
+        with self.db.read() as conn:
+            if case:
+                return audit.verify(conn, case_id=self._audited_case(conn, actor, case))
+            if actor.scope.kind != "national":
+                raise NotPermitted(
+                    "a regional auditor verifies one case at a time: give a case reference"
+                )
+            return audit.verify(conn)
+
+    def _audited_case(self, conn: Connection, actor: Actor, reference: str) -> int:
+        case = get_case(conn, self.registry, reference)
         if not can_read(actor, case):
-            # Outside the reader's scope a case is indistinguishable from a missing one.
-            raise NotFound(f"no case {reference}: check the reference with 'regul case list'")
+            raise NotFound(f"no case {reference}: check the reference")
+        return case.id
 
 
 class _Place:
@@ -454,7 +545,8 @@ class _Place:
         self.org, self.region, self.zone, self.ght = org, region, zone, ght
 
 
-def _scope_where(actor: Actor) -> Any:
+def scope_where(actor: Actor) -> Any:
+    """The condition on the case table that keeps ``actor``'s scope (None: national)."""
     scope, c = actor.scope, CASE_TABLE.c
     column = {"hospital": c.org, "ght": c.ght, "zone": c.zone, "region": c.region}.get(scope.kind)
     return None if column is None else column == scope.code

@@ -72,6 +72,16 @@ class Settings(BaseSettings):
     webhook_secret: str = ""
     notice_max_attempts: int = Field(5, gt=0, le=100)
     notice_backoff: str = Field("30s", description="wait after a first failed delivery, doubled")
+    session_idle: str = Field("30m", description="a desk session ends after this long unused")
+    session_max: str = Field("12h", description="a desk session ends this long after login")
+    cookie_secure: bool = Field(
+        True, description="mark the desk's cookies Secure (browsers keep them on localhost too)"
+    )
+    password_memory_kib: int = Field(
+        65536, ge=8, le=4194304, description="argon2id memory cost of a password hash, in KiB"
+    )
+    password_time_cost: int = Field(3, ge=1, le=20, description="argon2id passes")
+    max_body_bytes: int = Field(65536, gt=0, description="largest request body the API accepts")
     sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
         "FULL",
         description="FULL survives a power cut with every committed transition; NORMAL is faster",

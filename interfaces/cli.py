@@ -1,4 +1,4 @@
-"""The ``regul`` command: init, demo, workflows, case and audit.
+"""The ``regul`` command: init, demo, workflows, case, audit, notices, users, sweep, worker, serve.
 
 Every command has ``--json`` for scripts, a one-line error and a non-zero exit on bad input
 (exit codes: 2 input, 3 not found, 4 conflict, 5 not permitted, 6 storage).
@@ -30,6 +30,8 @@ from interfaces.output import (
     table,
     time_left,
 )
+from interfaces.serve import serve
+from interfaces.users_cli import users_app
 
 __all__ = ["app", "main"]
 
@@ -41,6 +43,8 @@ app.add_typer(workflows_app, name="workflows")
 app.add_typer(case_app, name="case")
 app.add_typer(audit_app, name="audit")
 app.add_typer(notices_app, name="notices")
+app.add_typer(users_app, name="users")
+app.command("serve")(serve)
 
 Json = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 AsUser = Annotated[str, typer.Option("--as", help="Login of the user acting.")]

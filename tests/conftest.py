@@ -33,6 +33,8 @@ PG_REQUIRED = (
     os.environ.get("CI", "").lower() == "true" or os.environ.get("REGUL_REQUIRE_POSTGRES") == "1"
 )
 CASE_TABLES = (
+    "regul_session",
+    "api_token",
     "notice_attempt",
     "notice",
     "notice_counter",
@@ -127,7 +129,8 @@ def truncate_cases(db: Database) -> None:
     with db.engine.begin() as conn:
         conn.execute(sa.text("SET LOCAL session_replication_role = replica"))
         conn.execute(sa.text(f"TRUNCATE {', '.join(CASE_TABLES)} RESTART IDENTITY CASCADE"))
-        conn.execute(sa.text("UPDATE regul_user SET active = true"))
+        conn.execute(sa.text("UPDATE regul_user SET active = true, password_hash = NULL"))
+        conn.execute(sa.text("DELETE FROM regul_user WHERE login LIKE 'new-%'"))
 
 
 @pytest.fixture
@@ -240,3 +243,52 @@ def drive(ctx: Ctx, case: CaseView, triggers: list[str]) -> CaseView:
             data=TRIGGER_FIELDS.get((case.kind, trigger), {}),
         )
     return case
+
+
+# -- the HTTP interfaces -------------------------------------------------------------------
+
+PASSWORD = "correct horse battery staple"
+
+
+@dataclass
+class Web:
+    """A test client on the API and desk, over the same database and clock as ``ctx``."""
+
+    client: Any  # fastapi.testclient.TestClient, base URL https://testserver
+    ctx: Ctx
+    accounts: Any  # engine.accounts.Accounts
+
+    def token(self, login: str) -> dict[str, str]:
+        """Authorization headers with a fresh API token of ``login``."""
+        secret, _ = self.accounts.issue_token(login, label="test")
+        return {"Authorization": f"Bearer {secret}"}
+
+    def login(self, login: str) -> str:
+        """Log ``login`` in on the desk (password set here); returns the session's CSRF token."""
+        self.accounts.set_password(login, PASSWORD)
+        page = self.client.get("/login")
+        csrf = page.text.split('name="csrf" value="')[1].split('"')[0]
+        answer = self.client.post(
+            "/login",
+            data={"login": login, "password": PASSWORD, "csrf": csrf},
+            follow_redirects=False,
+        )
+        assert answer.status_code == 303, answer.text
+        home = self.client.get("/")
+        return home.text.split('name="csrf" value="')[1].split('"')[0]
+
+
+@pytest.fixture
+def web(ctx: Ctx) -> Iterator[Web]:
+    from fastapi.testclient import TestClient
+
+    from engine.accounts import Accounts
+    from engine.settings import load_settings
+    from interfaces.app import App
+    from interfaces.web import create_web
+
+    settings = load_settings(database_url=str(ctx.db.url), notices=False)
+    accounts = Accounts(ctx.db, ctx.clock, memory_kib=64, time_cost=1)
+    app = create_web(App(settings, ctx.db, ctx.registry, ctx.runner), accounts)
+    with TestClient(app, base_url="https://testserver", raise_server_exceptions=False) as client:
+        yield Web(client, ctx, accounts)

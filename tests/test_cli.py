@@ -46,7 +46,9 @@ def test_open_advance_show_history_list(ctx: Ctx, database_url: str) -> None:
     assert shown["deadline"]["state"] == "umac_review"
     assert "seconds_left" in shown["deadline"]
     code, out, _ = regul(database_url, "case", "history", ref, "--json")
-    assert [e["action"] for e in json.loads(out)["events"]] == ["opened", "transition"]
+    events = json.loads(out)["events"]
+    assert [e["action"] for e in events] == ["opened", "transition", "read"]
+    assert (events[-1]["actor"], events[-1]["data"]) == ("umac-sud", {"read": "case", "via": "cli"})
     code, out, _ = regul(
         database_url, "case", "list", "--level", "umac", "--region", "OCC", "--json"
     )

@@ -1,0 +1,458 @@
+"""The JSON API (``/api/v1``): cases, triggers, history, notices, workflows, the audit log.
+
+Thin: each route reads the caller (``interfaces.auth``), calls one engine function and shapes
+its answer. A case's ETag is its version; firing a trigger requires ``If-Match`` and accepts
+``Idempotency-Key``. Errors are RFC 9457 problems (``interfaces.problems``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Response
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from engine import audit
+from engine.cases import CaseFilter, CaseView
+from engine.workflow import WorkflowSpec, parse_duration
+from interfaces.auth import Caller, Services, api_caller, services
+from interfaces.problems import Problem
+from notifications.queries import list_notices
+
+__all__ = ["router"]
+
+Scalar = str | int | float | bool
+Who = Annotated[Caller, Depends(api_caller)]
+Svc = Annotated[Services, Depends(services)]
+IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+Ref = Annotated[str, Path(max_length=40)]
+
+router = APIRouter(prefix="/api/v1")
+PROBLEM = {"content": {"application/problem+json": {}}, "description": "RFC 9457 problem"}
+ERRORS: dict[int | str, dict[str, Any]] = dict.fromkeys(
+    (400, 401, 403, 404, 409, 412, 413, 422, 428, 503), PROBLEM
+)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class OpenCase(Strict):
+    kind: str = Field(max_length=40, description="ecmo, ppe or transfer")
+    org: str = Field(max_length=40, description="the hospital's FINESS number")
+    fields: dict[str, Scalar] = Field(default_factory=dict, description="the workflow's fields")
+
+
+class Fire(Strict):
+    reason: str = Field(max_length=2000, description="why; recorded in the audit log")
+    data: dict[str, Scalar] = Field(default_factory=dict, description="the trigger's fields")
+
+
+class Control(Strict):
+    reason: str = Field(max_length=2000)
+    by: str | None = Field(None, max_length=40, description="extend only: e.g. 30m, 2h")
+
+
+class DeadlineOut(BaseModel):
+    state: str
+    due_at: datetime
+    action: str
+    seconds_left: int
+
+
+class CaseOut(BaseModel):
+    reference: str
+    kind: str
+    state: str
+    level: str | None
+    final: bool
+    version: int
+    org: str
+    region: str
+    zone: str
+    department: str
+    ght: str | None
+    fields: dict[str, Any]
+    opened_by: str
+    opened_at: datetime
+    updated_at: datetime
+    incident: bool
+    on_hold: bool
+    deadline: DeadlineOut | None
+    allowed_triggers: list[str] | None = None
+
+
+class EventOut(BaseModel):
+    seq: int
+    at: datetime
+    actor: str
+    role: str
+    org: str
+    action: str
+    from_state: str | None
+    to_state: str | None
+    version: int
+    reason: str
+    data: dict[str, Any]
+    hash: str
+
+
+class HistoryOut(BaseModel):
+    case: CaseOut
+    events: list[EventOut]
+
+
+class NoticeOut(BaseModel):
+    reference: str
+    kind: str
+    subject: str
+    status: str
+    attempts: int
+    channel: str
+    created_at: datetime
+    sent_at: datetime | None
+    last_error: str
+
+
+class Me(BaseModel):
+    login: str
+    name: str
+    role: str
+    org: str
+    scope: str
+
+
+class TransitionOut(BaseModel):
+    trigger: str
+    source: str
+    dest: str
+    roles: list[str]
+    fields: list[dict[str, Any]]
+
+
+class WorkflowOut(BaseModel):
+    kind: str
+    title: str
+    prefix: str
+    initial: str
+    open_roles: list[str]
+    open_fields: list[dict[str, Any]]
+    states: list[dict[str, Any]]
+    transitions: list[TransitionOut]
+    mermaid: str
+
+
+class VerifyOut(BaseModel):
+    ok: bool
+    streams: int
+    events: int
+    findings: list[str]
+
+
+def case_out(case: CaseView, now: datetime, allowed: list[str] | None = None) -> CaseOut:
+    d = case.deadline
+    deadline = (
+        DeadlineOut(
+            state=d.state,
+            due_at=d.due_at,
+            action=d.action,
+            seconds_left=int((d.due_at - now).total_seconds()),
+        )
+        if d
+        else None
+    )
+    data = {k: getattr(case, k) for k in CaseOut.model_fields if hasattr(case, k)}
+    data.update(deadline=deadline, allowed_triggers=allowed)
+    return CaseOut(**data)
+
+
+def _etag(response: Response, case: CaseView) -> None:
+    response.headers["ETag"] = f'"{case.version}"'
+
+
+def _if_match(value: str | None) -> int:
+    if value is None:
+        raise Problem(
+            428,
+            "if_match_required",
+            "send If-Match with the case's ETag (its version, from GET /api/v1/cases/{ref}), "
+            "so that nobody acts on a stale view",
+        )
+    text = value.strip().removeprefix("W/").strip('"')
+    if not text.isdigit() or len(text) > 9:
+        raise Problem(400, "bad_if_match", f'If-Match {value!r} is not a case version such as "3"')
+    return int(text)
+
+
+def _fields(specs: Any) -> list[dict[str, Any]]:
+    return [
+        {"name": f.name, "type": f.type, "required": f.required, "choices": list(f.choices)}
+        for f in specs
+    ]
+
+
+def workflow_out(spec: WorkflowSpec) -> WorkflowOut:
+    return WorkflowOut(
+        kind=spec.kind,
+        title=spec.title,
+        prefix=spec.prefix,
+        initial=spec.initial,
+        open_roles=list(spec.open_roles),
+        open_fields=_fields(spec.open_fields),
+        states=[
+            {
+                "name": s.name,
+                "label": s.label,
+                "level": s.level,
+                "final": s.final,
+                "deadline": str(s.deadline) if s.deadline else None,
+                "on_deadline": s.on_deadline,
+            }
+            for s in spec.states
+        ],
+        transitions=[
+            TransitionOut(
+                trigger=t.trigger,
+                source=t.source,
+                dest=t.dest,
+                roles=list(t.roles),
+                fields=_fields(t.fields),
+            )
+            for t in spec.transitions
+        ],
+        mermaid=diagram(spec),
+    )
+
+
+_DIAGRAMS: dict[tuple[str, int], str] = {}
+
+
+def diagram(spec: WorkflowSpec) -> str:
+    """The workflow's Mermaid diagram, drawn once per process (drawing costs milliseconds)."""
+    key = (spec.kind, id(spec))
+    if key not in _DIAGRAMS:
+        _DIAGRAMS[key] = spec.mermaid()
+    return _DIAGRAMS[key]
+
+
+@router.get("/me", responses=ERRORS)
+def me(who: Who) -> Me:
+    """Who the credentials belong to, and what part of the country they see."""
+    a = who.actor
+    return Me(login=a.login, name=a.name, role=a.role, org=a.org, scope=str(a.scope))
+
+
+@router.get("/workflows", responses=ERRORS)
+def workflows(who: Who, svc: Svc) -> list[WorkflowOut]:
+    """The declared workflows: states, deadlines, triggers and who may fire them."""
+    return [workflow_out(spec) for spec in svc.runner.registry]
+
+
+@router.get("/workflows/{kind}", responses=ERRORS)
+def workflow(kind: Annotated[str, Path(max_length=40)], who: Who, svc: Svc) -> WorkflowOut:
+    """One workflow, with its Mermaid diagram."""
+    return workflow_out(svc.runner.registry[kind])
+
+
+@router.post("/cases", status_code=201, responses=ERRORS)
+def open_case(
+    body: OpenCase, who: Who, svc: Svc, response: Response, key: IdemKey = None
+) -> CaseOut:
+    """Open a case for a hospital (establishments for their own, regulators in scope)."""
+    case = svc.runner.open_case(
+        kind=body.kind, login=who.login, org=body.org, fields=body.fields, idempotency_key=key
+    )
+    response.headers["Location"] = f"/api/v1/cases/{case.reference}"
+    _etag(response, case)
+    return case_out(case, svc.runner.clock.now())
+
+
+@router.get("/cases", responses=ERRORS)
+def list_cases(
+    who: Who,
+    svc: Svc,
+    kind: Annotated[str | None, Query(max_length=40)] = None,
+    state: Annotated[str | None, Query(max_length=40)] = None,
+    level: Annotated[str | None, Query(max_length=40)] = None,
+    region: Annotated[str | None, Query(max_length=40)] = None,
+    org: Annotated[str | None, Query(max_length=40)] = None,
+    open_only: Annotated[bool, Query(alias="open")] = False,
+    incidents: bool = False,
+    overdue: bool = False,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> list[CaseOut]:
+    """The cases in the caller's scope, newest first, each with its open deadline."""
+    now = svc.runner.clock.now()
+    filters = CaseFilter(
+        kind=kind,
+        state=state,
+        level=level,
+        region=region,
+        org=org,
+        open_only=open_only,
+        incidents=incidents,
+        overdue_at=now if overdue else None,
+        limit=limit,
+        offset=offset,
+    )
+    return [case_out(c, now) for c in svc.runner.search(filters, login=who.login)]
+
+
+@router.get("/cases/{reference}", responses=ERRORS)
+def read_case(reference: Ref, who: Who, svc: Svc, response: Response) -> CaseOut:
+    """One case, its open deadline and the triggers the caller may fire (the read is audited)."""
+    case = svc.runner.show(reference, login=who.login, via=who.via)
+    _etag(response, case)
+    allowed = svc.runner.allowed_triggers(case, who.login)
+    return case_out(case, svc.runner.clock.now(), allowed)
+
+
+@router.post("/cases/{reference}/triggers/{trigger}", responses=ERRORS)
+def fire(
+    reference: Ref,
+    trigger: Annotated[str, Path(max_length=40)],
+    body: Fire,
+    who: Who,
+    svc: Svc,
+    response: Response,
+    if_match: Annotated[str | None, Header(alias="If-Match", max_length=40)] = None,
+    key: IdemKey = None,
+) -> CaseOut:
+    """Fire a trigger; If-Match (the ETag you read) is required, Idempotency-Key welcome."""
+    version = _if_match(if_match)
+    case = svc.runner.advance(
+        reference=reference,
+        trigger=trigger,
+        login=who.login,
+        reason=body.reason,
+        data=body.data,
+        expect_version=version,
+        idempotency_key=key,
+    )
+    _etag(response, case)
+    return case_out(case, svc.runner.clock.now())
+
+
+@router.post("/cases/{reference}/controls/{action}", responses=ERRORS)
+def control(
+    reference: Ref,
+    action: Literal["hold", "resume", "extend"],
+    body: Control,
+    who: Who,
+    svc: Svc,
+    response: Response,
+    if_match: Annotated[str | None, Header(alias="If-Match", max_length=40)] = None,
+) -> CaseOut:
+    """Hold, resume or extend the case's deadline (the regulator holding it)."""
+    version = _if_match(if_match)
+    by = parse_duration(body.by) if body.by is not None else None
+    case = svc.runner.control(
+        reference=reference,
+        action=action,
+        login=who.login,
+        reason=body.reason,
+        extend_by=by,
+        expect_version=version,
+    )
+    _etag(response, case)
+    return case_out(case, svc.runner.clock.now())
+
+
+@router.get("/cases/{reference}/history", responses=ERRORS)
+def case_history(reference: Ref, who: Who, svc: Svc) -> HistoryOut:
+    """The case's audit events, oldest first (the read is audited)."""
+    case, events = svc.runner.history(reference, login=who.login, via=who.via)
+    return HistoryOut(
+        case=case_out(case, svc.runner.clock.now()),
+        events=[EventOut(**{k: getattr(e, k) for k in EventOut.model_fields}) for e in events],
+    )
+
+
+@router.get("/cases/{reference}/notices", responses=ERRORS)
+def case_notices(reference: Ref, who: Who, svc: Svc) -> list[NoticeOut]:
+    """The notices the case produced and their delivery state."""
+    case = svc.runner.show(reference, login=who.login, via=who.via)
+    with svc.runner.db.read() as conn:
+        rows = list_notices(conn, case_id=case.id, limit=1000)
+    return [NoticeOut(**{k: getattr(r, k) for k in NoticeOut.model_fields}) for r in rows]
+
+
+@router.get(
+    "/audit/events",
+    responses={
+        **ERRORS,
+        200: {
+            "content": {"application/x-ndjson": {}, "text/csv": {}},
+            "description": "the events, one JSON object a line (or CSV)",
+        },
+    },
+    response_class=StreamingResponse,
+)
+def audit_events(
+    who: Who,
+    svc: Svc,
+    case: Annotated[str | None, Query(max_length=40)] = None,
+    user: Annotated[str | None, Query(max_length=64)] = None,
+    org: Annotated[str | None, Query(max_length=40)] = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    fmt: Annotated[Literal["jsonl", "csv"], Query(alias="format")] = "jsonl",
+) -> StreamingResponse:
+    """Auditors: the events in their scope, filtered by case, user, organisation and period."""
+    for name, value in (("since", since), ("until", until)):
+        if value is not None and value.tzinfo is None:
+            raise Problem(422, "invalid_input", f"{name}: give a time zone, e.g. 2026-11-25T08:00Z")
+    rows = svc.runner.audit_events(
+        login=who.login, case=case, user=user, org=org, since=since, until=until
+    )
+    first = next(rows, None)  # refusals and unknown cases raise here, before the 200
+    media = "text/csv" if fmt == "csv" else "application/x-ndjson"
+    return StreamingResponse(_export(first, rows, fmt), media_type=media)
+
+
+def _export(first: Any, rows: Iterator[Any], fmt: str) -> Iterator[str]:
+    if fmt == "csv":
+        import csv
+        import io
+
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=audit.EXPORT_COLUMNS)
+        writer.writeheader()
+        yield buffer.getvalue()
+    if first is None:
+        return
+    for row in _chain(first, rows):
+        record = audit.export_record(row)
+        if fmt == "csv":
+            buffer.seek(0)
+            buffer.truncate()
+            record["data"] = json.dumps(record["data"], sort_keys=True, ensure_ascii=False)
+            writer.writerow(record)
+            yield buffer.getvalue()
+        else:
+            yield json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n"
+
+
+def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
+    yield first
+    yield from rest
+
+
+@router.get("/audit/verify", responses=ERRORS)
+def audit_verify(
+    who: Who, svc: Svc, case: Annotated[str | None, Query(max_length=40)] = None
+) -> VerifyOut:
+    """Auditors: walk the hash chains (one case, or the whole log for a national auditor)."""
+    report = svc.runner.audit_verify(login=who.login, case=case)
+    return VerifyOut(
+        ok=report.ok,
+        streams=report.streams,
+        events=report.events,
+        findings=[str(f) for f in report.findings],
+    )

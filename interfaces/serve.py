@@ -1,0 +1,106 @@
+"""``regul serve``: the desk and the API under uvicorn, with the worker beside them.
+
+One process serves HTTP and (unless ``--no-worker``) runs the deadline sweep and the notice
+dispatch on a background thread. ``--demo`` first builds a fresh demo database (``regul
+demo``) and gives one demo account per role a fresh password, printed at start-up.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from engine.errors import InputError
+from engine.worker import Worker
+from interfaces.app import App, build_app
+from interfaces.output import console, fails_cleanly
+
+__all__ = ["DEMO_ACCOUNTS", "serve"]
+
+# One demo account per role, all in Occitanie or national (DESIGN.md, "Who uses it").
+DEMO_ACCOUNTS = (
+    "etab-319900001",
+    "ght-occ-06",
+    "umac-sud",
+    "ars-occ",
+    "arsz-sud",
+    "ccs",
+    "spf",
+    "auditeur",
+    "auditeur-occ",
+    "admin",
+)
+
+
+@fails_cleanly
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Serve a fresh demo database with demo accounts.")
+    ] = False,
+    no_worker: Annotated[
+        bool, typer.Option("--no-worker", help="Do not run the deadline and notice worker.")
+    ] = False,
+    db: Annotated[Path, typer.Option(help="With --demo: the SQLite file to (re)create.")] = Path(
+        "regul-demo.db"
+    ),
+) -> None:
+    """Serve the web desk (/login), the JSON API (/api/v1, /openapi.json) and the worker."""
+    import uvicorn
+
+    from interfaces.web import accounts_of, create_web
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    for chatty in ("transitions", "apscheduler", "alembic"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
+    url = None
+    if demo:
+        from interfaces.demo import run_demo
+
+        summary = run_demo(db, cases_per_kind=10, seed=2026)
+        url = f"sqlite:///{db}"
+        cases = sum(sum(states.values()) for states in summary.states.values())
+        console.print(f"demo database {db}: {cases} cases, audit verified: {summary.audit_ok}")
+    app = build_app(database_url=url)
+    accounts = accounts_of(app)
+    if demo:
+        console.print(f"demo accounts (passwords valid for this database only), "
+                      f"desk at http://{host}:{port}/login :")  # fmt: skip
+        for login in DEMO_ACCOUNTS:
+            password = secrets.token_urlsafe(9)
+            accounts.set_password(login, password)
+            role = next(u.role for u in accounts.list_users() if u.login == login)
+            console.print(f"  {role:<14} {login:<16} {password}")
+    worker = None if no_worker else _start_worker(app)
+    web = create_web(app, accounts)
+    try:
+        uvicorn.run(web, host=host, port=port, log_level="info", access_log=False)
+    except OSError as exc:  # the port is taken, or the address is not ours
+        raise InputError(f"cannot listen on {host}:{port}: {exc}; pick another --port") from None
+    finally:
+        if worker is not None:
+            worker[0].stop()
+            worker[1].join(timeout=30)
+
+
+def _start_worker(app: App) -> tuple[Worker, threading.Thread]:
+    from interfaces.cli import _dispatcher
+
+    jobs = {"dispatch": _dispatcher(app)} if app.settings.notices else {}
+    job = Worker(
+        app.runner,
+        interval=app.settings.sweep_interval,
+        batch_size=app.settings.sweep_batch,
+        jobs=jobs,
+    )
+    thread = threading.Thread(
+        target=job.run_forever, kwargs={"install_signals": False}, name="regul-worker", daemon=True
+    )
+    thread.start()
+    return job, thread

@@ -1,0 +1,99 @@
+"""The HTTP application: the JSON API and the desk in one FastAPI app.
+
+``create_web`` wires the composition root's runner and the accounts into the routers, installs
+the problem handlers (JSON for the API, a French page for the desk), the body-size guard and
+security headers. ``regul serve`` runs it under uvicorn, with the worker beside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from engine.accounts import Accounts
+from engine.errors import RegulError
+from engine.workflow import parse_duration
+from interfaces import api, desk, problems
+from interfaces.app import App
+from interfaces.auth import Services
+
+__all__ = ["accounts_of", "create_web"]
+
+HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "Cache-Control": "no-store",  # pages and answers carry health data
+}
+
+
+def accounts_of(app: App) -> Accounts:
+    s = app.settings
+    return Accounts(
+        app.db,
+        app.runner.clock,
+        session_idle=parse_duration(s.session_idle),
+        session_max=parse_duration(s.session_max),
+        memory_kib=s.password_memory_kib,
+        time_cost=s.password_time_cost,
+    )
+
+
+def create_web(app: App, accounts: Accounts | None = None) -> FastAPI:
+    web = FastAPI(
+        title="Régul API",
+        version="1",
+        description=(
+            "Cases of health-crisis regulation (ECMO, PPE, patient transfer) and their "
+            "escalation ladder. Authenticate with 'Authorization: Bearer <token>'. Errors are "
+            "RFC 9457 problems (application/problem+json)."
+        ),
+        docs_url="/api/docs",
+        redoc_url=None,
+    )
+    web.state.services = Services(app.runner, accounts or accounts_of(app), app.settings)
+    web.include_router(api.router)
+    web.include_router(desk.router)
+    web.add_exception_handler(RegulError, _choose(problems.regul_error, desk.regul_error))
+    web.add_exception_handler(
+        problems.Problem, _choose(problems.interface_problem, desk.interface_problem)
+    )
+    web.add_exception_handler(
+        RequestValidationError, _choose(problems.invalid_request, desk.invalid_request)
+    )
+    web.add_exception_handler(StarletteHTTPException, _choose(problems.http_error, desk.http_error))
+    web.add_exception_handler(Exception, problems.internal_error)
+
+    @web.middleware("http")
+    async def security_headers(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        for name, value in HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
+
+    web.add_middleware(problems.BodyLimit, limit=app.settings.max_body_bytes)
+    return web
+
+
+Handler = Callable[[Request, Exception], Awaitable[Response]]
+
+
+def _choose(for_api: Handler, for_desk: Handler) -> Handler:
+    """API paths get problem+json; the desk's pages get a French HTML page."""
+
+    async def handle(request: Request, exc: Exception) -> Response:
+        if desk.is_desk(request):
+            return await for_desk(request, exc)
+        return await for_api(request, exc)
+
+    return handle
