@@ -153,7 +153,7 @@ class Runner:
         makes the loser fail at insert, and it reads the winner's answer.
         """
         digest = idempotency.fingerprint(request) if key else ""
-        refusal: NotPermitted | None = None
+        refusal: NotPermitted | NotFound | None = None
         try:
             with self.db.write() as conn:
                 actor = load_actor(conn, login)
@@ -163,7 +163,7 @@ class Runner:
                     if earlier is not None:
                         return CaseView.from_dict(earlier)
                 result = work(conn, actor, locked)
-                if isinstance(result, NotPermitted):
+                if isinstance(result, (NotPermitted, NotFound)):
                     refusal = result  # commit the refusal's audit record, then raise
                 elif key:
                     idempotency.store(
@@ -268,7 +268,7 @@ class Runner:
         command: Command,
         *,
         deadline_closed: bool = False,
-    ) -> CaseView | NotPermitted:
+    ) -> CaseView | NotPermitted | NotFound:
         """Decide and persist one command on a case the caller has locked (the sweeper too).
 
         ``deadline_closed``: the caller already closed the case's open deadline (the sweeper
@@ -276,6 +276,11 @@ class Runner:
         """
         now = self.clock.now()
         spec = self.registry[case.kind]
+        if not can_read(actor, case):  # outside scope: first, and as if the case did not exist
+            data = {"trigger": command.trigger, "why": can_read(actor, case).reason}
+            draft = _draft(actor, "refused", case, case.version, command.reason[:2000], data)
+            record_event(conn, case, draft, now)
+            return NotFound(f"no case {case.reference}: check the reference with 'regul case list'")
         result = decide(spec, case, actor, command, now, self.policy)
         if not isinstance(result, Outcome):
             record_event(conn, case, result.audit, now)
@@ -334,14 +339,15 @@ class Runner:
         if action == "extend" and (extend_by is None or extend_by <= timedelta(0)):
             raise InputError("an extension must be longer than zero, e.g. --by 30m")
         text = check_reason(reason)
-        refusal: NotPermitted | None = None
+        refusal: NotPermitted | NotFound | None = None
         with self.db.write() as conn:
             actor = load_actor(conn, login)
             case = lock_case(conn, self.registry, reference)
-            if expect_version is not None and expect_version != case.version:
-                raise StaleVersion(case.reference, expect_version, case.version)
             spec, now = self.registry[case.kind], self.clock.now()
-            _check_controllable(case, action)
+            if can_read(actor, case):  # outside scope, the case's version and state stay unsaid
+                if expect_version is not None and expect_version != case.version:
+                    raise StaleVersion(case.reference, expect_version, case.version)
+                _check_controllable(case, action)
             decision = can_control(actor, spec, case.state, case)
             if not decision:
                 draft = _draft(
@@ -353,8 +359,14 @@ class Runner:
                     {"control": action, "why": decision.reason},
                 )
                 record_event(conn, case, draft, now)
-                refusal = NotPermitted(
-                    f"{actor.login} may not {action} case {case.reference}: {decision.reason}"
+                refusal = (
+                    NotPermitted(
+                        f"{actor.login} may not {action} case {case.reference}: {decision.reason}"
+                    )
+                    if can_read(actor, case)
+                    else NotFound(
+                        f"no case {reference}: check the reference with 'regul case list'"
+                    )
                 )
             else:
                 case = self._control(conn, case, spec, actor, action, text, extend_by, now)

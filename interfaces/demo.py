@@ -27,7 +27,7 @@ from engine import audit
 from engine.cases import CaseView
 from engine.clock import FixedClock, SystemClock
 from engine.db import Database
-from engine.errors import Conflict, NotPermitted
+from engine.errors import Conflict, NotFound, NotPermitted
 from engine.models import AuditEvent, Organisation, User
 from engine.runner import Runner
 from engine.sweeper import sweep
@@ -209,7 +209,7 @@ def _play(
                 login="ars-idf" if hospital.region != "IDF" else "ars-occ",
                 reason="erreur de périmètre",
             )
-        except NotPermitted:
+        except (NotPermitted, NotFound):  # outside scope: "no case", and audited
             summary.refusals += 1
     for rung in ladder[:stop]:
         clock.advance(timedelta(minutes=rng.randrange(5, 50)))

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from engine import audit
 from engine.cases import CaseFilter, CaseView
-from engine.errors import Conflict, InputError, NotPermitted
+from engine.errors import Conflict, InputError, NotFound, NotPermitted
 from engine.sweeper import SweepReport, sweep
 from tests.conftest import ACTORS_OCC, START, TRIGGER_FIELDS, Ctx, drive, path_to
 from workflows import default_registry
@@ -234,7 +234,7 @@ def test_extend_moves_the_due_time_and_is_audited(ctx: Ctx) -> None:
         ("extend", "umac-sud", timedelta(minutes=-5), InputError, "longer than zero"),
         ("resume", "umac-sud", None, Conflict, "is not on hold"),
         ("hold", "ars-occ", None, NotPermitted, "at the umac level"),
-        ("hold", "umac-paris", None, NotPermitted, "outside"),
+        ("hold", "umac-paris", None, NotFound, "no case"),  # outside scope: as if missing
         ("hold", ACTORS_OCC["establishment"], None, NotPermitted, "does not regulate"),
         ("pause", "umac-sud", None, InputError, "unknown control"),
     ],
@@ -259,7 +259,7 @@ def test_bad_control_is_a_clear_error_and_changes_nothing(
             extend_by=extend_by,
         )
     after = ctx.snapshot()
-    if error is NotPermitted:  # only the refusal's own audit record
+    if error in (NotPermitted, NotFound):  # only the refusal's own audit record
         assert len(after["audit_event"]) == len(before["audit_event"]) + 1
         assert after["deadline"] == before["deadline"]
     else:

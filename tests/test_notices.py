@@ -27,7 +27,7 @@ from engine import audit
 from engine.cases import CaseView
 from engine.clock import FixedClock
 from engine.db import Database
-from engine.errors import InputError, NotPermitted, StaleVersion
+from engine.errors import InputError, NotFound, NotPermitted, StaleVersion
 from engine.models import NoticeAttempt
 from engine.runner import Runner
 from engine.settings import load_settings
@@ -534,12 +534,12 @@ def test_references_are_gapless_per_series_and_year(nctx: Ctx) -> None:
 
 
 def test_refused_or_failed_commands_take_no_number(nctx: Ctx) -> None:
-    """NotPermitted, StaleVersion and InputError write no notice and consume no number."""
+    """Refusals, StaleVersion and InputError write no notice and consume no number."""
     ctx = nctx
     case = drive(ctx, ctx.open("ppe"), ["escalate"])  # MINSANTE 001, now at the GHT
     attempts_ = [
         (NotPermitted, {"trigger": "escalate", "login": "ars-occ"}),
-        (NotPermitted, {"trigger": "escalate", "login": "ght-idf-01"}),
+        (NotFound, {"trigger": "escalate", "login": "ght-idf-01"}),  # outside scope
         (StaleVersion, {"trigger": "escalate", "login": "ght-occ-06", "expect_version": 1}),
         (
             InputError,
@@ -556,7 +556,7 @@ def test_refused_or_failed_commands_take_no_number(nctx: Ctx) -> None:
         with pytest.raises(error):
             ctx.runner.advance(**{"reference": case.reference, "reason": "essai", **kwargs})
         after = ctx.snapshot()
-        if error is not NotPermitted:
+        if error not in (NotPermitted, NotFound):
             assert after == before
             continue
         # only the refusal's audit event, and the case row's audit head that points at it
@@ -831,6 +831,7 @@ def test_smtp_trouble_is_retried_with_backoff_then_failed(
     again = notice(ctx, row.reference)
     assert (again.status, again.attempts) == ("queued", 0)
     assert again.next_attempt_at <= datetime.now(UTC)  # the CLI runs on the real clock
+    ctx.clock.set(max(ctx.clock.now(), datetime.now(UTC)))
     with smtp_server() as (port, handler):
         report = dispatch(ctx.db, ctx.clock, {"smtp": SmtpChannel("127.0.0.1", port)}, POLICY)
     assert report.sent == [row.reference]
