@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import signal
 import threading
 from pathlib import Path
 from typing import Annotated
@@ -79,6 +80,10 @@ def serve(
             console.print(f"  {role:<14} {login:<16} {password}")
     worker = None if no_worker else _start_worker(app)
     web = create_web(app, accounts)
+    # uvicorn re-raises SIGTERM/SIGINT once it has shut down; with these no-op handlers in
+    # place that re-raise returns here, so the worker finishes its batch and we exit 0.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda _signum, _frame: None)
     try:
         uvicorn.run(web, host=host, port=port, log_level="info", access_log=False)
     except OSError as exc:  # the port is taken, or the address is not ours
