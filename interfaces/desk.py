@@ -25,8 +25,9 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from engine import audit
 from engine.cases import CaseFilter, CaseView
 from engine.errors import InputError, RegulError, Unauthenticated
+from engine.policy import can_control
 from engine.runner import scope_where
-from engine.workflow import WorkflowSpec
+from engine.workflow import WorkflowSpec, parse_duration
 from interfaces.auth import SESSION_COOKIE, Caller, Services, services
 from interfaces.problems import Problem, regul_status, validation_detail
 from notifications.queries import list_notices
@@ -46,6 +47,11 @@ TRIGGERS = {
     "return": "Restitution",
     "deliver": "Livraison reçue",
     "transferred": "Patient transféré",
+}
+CONTROLS = {
+    "hold": "Suspendre l'échéance",
+    "resume": "Reprendre (échéance relancée)",
+    "extend": "Prolonger l'échéance",
 }
 ACTIONS = {
     "opened": "Ouverture",
@@ -106,6 +112,7 @@ _ENV = Environment(
 )
 _ENV.filters.update(paris=_paris)
 _ENV.globals.update(TRIGGERS=TRIGGERS, ACTIONS=ACTIONS, ROLES=ROLES, left=_left)
+_ENV.globals.update(CONTROLS=CONTROLS)
 
 
 def render(
@@ -210,6 +217,7 @@ def queue(caller: Desk, svc: Svc, everything: bool = False) -> Response:
         now=now,
         everything=everything,
         specs={s.kind: s for s in svc.runner.registry},
+        openable=[s for s in svc.runner.registry if caller.actor.role in s.open_roles],
     )
 
 
@@ -246,8 +254,12 @@ def _case_page(
     allowed = svc.runner.allowed_triggers(case, caller.login)
     with svc.runner.db.read() as conn:
         notices = list_notices(conn, case_id=case.id, limit=200)
+    controls: list[str] = []
+    if not case.final and can_control(caller.actor, spec, case.state, case):
+        controls = ["resume"] if case.on_hold else ["hold", "extend"]
     return render(
         "case.html.j2",
+        controls=controls,
         code=status,
         caller=caller,
         case=case,
@@ -315,9 +327,78 @@ async def fire(request: Request, reference: str, trigger: str, caller: Desk) -> 
     return RedirectResponse(f"/cases/{quote(reference)}?done={quote(trigger)}", 303)
 
 
+@router.post("/cases/{reference}/control/{action}")
+async def control(request: Request, reference: str, action: str, caller: Desk) -> Response:
+    values = await _form(request, caller)
+    svc = services(request)
+    reference = reference[:40]
+    version = values.get("version", "")
+    try:
+        if not version.isdigit():
+            raise InputError("version manquante : rechargez la page")
+        by = values.get("by", "").strip()
+        await run_in_threadpool(
+            lambda: svc.runner.control(
+                reference=reference,
+                action=action[:20],
+                login=caller.login,
+                reason=values.get("reason", ""),
+                extend_by=parse_duration(by) if by else None,
+                expect_version=int(version),
+            )
+        )
+    except RegulError as exc:
+        if isinstance(exc, Unauthenticated):
+            raise
+        status, message = regul_status(exc), _french(exc)
+        if status == 404:
+            raise
+        return await run_in_threadpool(
+            lambda: _case_page(svc, caller, reference, error=message, status=status, form=values)
+        )
+    return RedirectResponse(f"/cases/{quote(reference)}?done={quote(action[:20])}", 303)
+
+
+@router.get("/new/{kind}")
+def new_case_page(kind: str, caller: Desk, svc: Svc) -> Response:
+    spec = svc.runner.registry[kind[:40]]
+    return render("new.html.j2", caller=caller, spec=spec, error="", form={})
+
+
+@router.post("/new/{kind}")
+async def new_case(request: Request, kind: str, caller: Desk) -> Response:
+    values = await _form(request, caller)
+    svc = services(request)
+    spec = svc.runner.registry[kind[:40]]
+    org = caller.actor.org if caller.actor.role == "establishment" else values.get("org", "")
+    fields = {k[6:]: v for k, v in values.items() if k.startswith("field_") and v.strip()}
+    try:
+        case = await run_in_threadpool(
+            lambda: svc.runner.open_case(
+                kind=spec.kind, login=caller.login, org=org.strip()[:40], fields=fields
+            )
+        )
+    except RegulError as exc:
+        if isinstance(exc, Unauthenticated):
+            raise
+        return render(
+            "new.html.j2",
+            code=regul_status(exc),
+            caller=caller,
+            spec=spec,
+            error=_french(exc),
+            form=values,
+        )
+    return RedirectResponse(f"/cases/{quote(case.reference)}?done=opened", 303)
+
+
 def _done(trigger: str) -> str:
     if trigger in TRIGGERS:
         return f"Action enregistrée : {TRIGGERS[trigger]}."
+    if trigger in CONTROLS:
+        return f"Action enregistrée : {CONTROLS[trigger]}."
+    if trigger == "opened":
+        return "Demande enregistrée : le dossier est ouvert."
     return ""
 
 
