@@ -40,6 +40,7 @@ __all__ = [
     "export",
     "iter_events",
     "replay",
+    "spreadsheet_safe",
     "verify",
 ]
 
@@ -334,6 +335,20 @@ def export_record(row: Any) -> dict[str, Any]:
     return record
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """A CSV cell that a spreadsheet will not run as a formula (CWE-1236): a quote in front.
+
+    Only the CSV export does this, for the auditor who opens it in a spreadsheet; the JSON
+    Lines export stays byte-exact, and it is the one the chain can be re-verified from.
+    """
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
 def export(rows: Iterable[Any], out: IO[str], *, fmt: str) -> int:
     """Write events as JSON Lines or CSV; returns how many were written."""
     if fmt not in {"jsonl", "csv"}:
@@ -346,7 +361,7 @@ def export(rows: Iterable[Any], out: IO[str], *, fmt: str) -> int:
         record = export_record(row)
         if writer:
             record["data"] = json.dumps(record["data"], sort_keys=True, ensure_ascii=False)
-            writer.writerow(record)
+            writer.writerow({k: spreadsheet_safe(v) for k, v in record.items()})
         else:
             out.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
         count += 1

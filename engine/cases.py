@@ -180,6 +180,7 @@ class CaseFilter:
     open_only: bool = False
     overdue_at: datetime | None = None  # set to `now` to list only overdue cases
     incidents: bool = False  # only cases with an open incident
+    urgent_for: str | None = None  # order for this role's queue: its level, incidents, due time
     limit: int = 100
     offset: int = 0
 
@@ -218,7 +219,17 @@ def list_cases(
         query = query.where(d.due_at <= filters.overdue_at)
     if scope_where is not None:
         query = query.where(scope_where)
-    query = query.order_by(c.id.desc()).limit(filters.limit).offset(filters.offset)
+    if filters.urgent_for is not None:
+        query = query.order_by(
+            sa.case((sa.and_(c.level == filters.urgent_for, c.final.is_(False)), 0), else_=1),
+            sa.case((c.incident.is_(True), 0), else_=1),
+            sa.case((d.due_at.is_(None), 1), else_=0),
+            d.due_at,
+            c.id.desc(),
+        )
+    else:
+        query = query.order_by(c.id.desc())
+    query = query.limit(filters.limit).offset(filters.offset)
     views = []
     for row in conn.execute(query):
         deadline = OpenDeadline(row.d_state, row.due_at, row.action) if row.due_at else None

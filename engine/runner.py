@@ -524,8 +524,7 @@ class Runner:
         """The events an auditor may read, filtered; streamed in id order."""
         actor = self.auditor(login, "read the audit log")
         where = scope_where(actor)
-        with self.db.read() as conn:
-            case_id = self._audited_case(conn, actor, case) if case else None
+        case_id = self._audited_case(actor, case, "export") if case else None
         with self.db.read() as conn:
             yield from audit.iter_events(
                 conn, case_id=case_id, since=since, until=until, actor=user, org=org,
@@ -534,19 +533,27 @@ class Runner:
 
     def audit_verify(self, *, login: str, case: str | None = None) -> audit.VerifyReport:
         actor = self.auditor(login, "verify the audit log")
+        case_id = self._audited_case(actor, case, "verify") if case else None
         with self.db.read() as conn:
-            if case:
-                return audit.verify(conn, case_id=self._audited_case(conn, actor, case))
+            if case_id is not None:
+                return audit.verify(conn, case_id=case_id)
             if actor.scope.kind != "national":
                 raise NotPermitted(
                     "a regional auditor verifies one case at a time: give a case reference"
                 )
             return audit.verify(conn)
 
-    def _audited_case(self, conn: Connection, actor: Actor, reference: str) -> int:
-        case = get_case(conn, self.registry, reference)
-        if not can_read(actor, case):
-            raise NotFound(f"no case {reference}: check the reference")
+    def _audited_case(self, actor: Actor, reference: str, what: str) -> int:
+        """The id of a case the auditor may read; outside scope: 'no case', refusal recorded."""
+        with self.db.write() as conn:
+            case = lock_case(conn, self.registry, reference)
+            decision = can_read(actor, case)
+            if not decision:
+                data = {"op": f"audit {what}", "why": decision.reason}
+                draft = _draft(actor, "refused", case, case.version, "", data)
+                record_event(conn, case, draft, self.clock.now())
+        if not decision:
+            raise NotFound(f"no case {reference}: check the reference with 'regul case list'")
         return case.id
 
 

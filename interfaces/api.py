@@ -433,7 +433,7 @@ def _export(first: Any, rows: Iterator[Any], fmt: str) -> Iterator[str]:
             buffer.seek(0)
             buffer.truncate()
             record["data"] = json.dumps(record["data"], sort_keys=True, ensure_ascii=False)
-            writer.writerow(record)
+            writer.writerow({k: audit.spreadsheet_safe(v) for k, v in record.items()})
             yield buffer.getvalue()
         else:
             yield json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n"

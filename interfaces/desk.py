@@ -10,7 +10,7 @@ CLI; the policy that decides is ``engine.policy``.
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
@@ -23,8 +23,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
 from engine import audit
-from engine.cases import CaseFilter, CaseView
-from engine.errors import InputError, RegulError, Unauthenticated
+from engine.cases import CaseFilter
+from engine.errors import InputError, NotPermitted, RegulError, Unauthenticated
 from engine.policy import can_control
 from engine.runner import scope_where
 from engine.workflow import WorkflowSpec, parse_duration
@@ -36,6 +36,7 @@ __all__ = ["is_desk", "router"]
 
 PARIS = ZoneInfo("Europe/Paris")
 LOGIN_COOKIE = "regul_login_csrf"
+QUEUE_LIMIT = 500  # the most urgent first; the page says when there are more
 router = APIRouter(include_in_schema=False)
 TRIGGERS = {
     "escalate": "Escalader au niveau supérieur",
@@ -113,6 +114,7 @@ _ENV = Environment(
 _ENV.filters.update(paris=_paris)
 _ENV.globals.update(TRIGGERS=TRIGGERS, ACTIONS=ACTIONS, ROLES=ROLES, left=_left)
 _ENV.globals.update(CONTROLS=CONTROLS)
+_ENV.filters.update(choice=lambda value: _value(value))  # noqa: PLW0108 (defined below)
 
 
 def render(
@@ -166,9 +168,11 @@ def stylesheet() -> Response:
 
 
 @router.get("/login")
-def login_page(request: Request, message: str = "") -> Response:
+def login_page(request: Request, message: str = "", info: str = "") -> Response:
     token = secrets.token_urlsafe(24)
-    response = render("login.html.j2", csrf=token, message=message[:200], login="")
+    response = render(
+        "login.html.j2", csrf=token, message=message[:200], notice=info[:200], login=""
+    )
     _cookie(request, response, LOGIN_COOKIE, token, max_age=3600)
     return response
 
@@ -200,7 +204,7 @@ async def logout(request: Request, caller: Desk) -> Response:
     await _form(request, caller)
     svc = services(request)
     await run_in_threadpool(svc.accounts.logout, request.cookies.get(SESSION_COOKIE, ""))
-    response = RedirectResponse("/login?message=" + quote("Vous êtes déconnecté."), 303)
+    response = RedirectResponse("/login?info=" + quote("Vous êtes déconnecté."), 303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
 
@@ -208,24 +212,22 @@ async def logout(request: Request, caller: Desk) -> Response:
 @router.get("/")
 def queue(caller: Desk, svc: Svc, everything: bool = False) -> Response:
     now = svc.runner.clock.now()
-    cases = svc.runner.search(CaseFilter(open_only=not everything, limit=500), login=caller.login)
-    cases.sort(key=lambda c: _urgency(c, caller, now))
+    filters = CaseFilter(
+        open_only=not everything, limit=QUEUE_LIMIT + 1, urgent_for=caller.actor.role
+    )
+    cases = svc.runner.search(filters, login=caller.login)
+    cut = len(cases) > QUEUE_LIMIT
+    cases = cases[:QUEUE_LIMIT]
     return render(
         "queue.html.j2",
         caller=caller,
         cases=cases,
         now=now,
         everything=everything,
+        cut=cut,
         specs={s.kind: s for s in svc.runner.registry},
         openable=[s for s in svc.runner.registry if caller.actor.role in s.open_roles],
     )
-
-
-def _urgency(case: CaseView, caller: Caller, now: datetime) -> tuple[Any, ...]:
-    """Cases at the caller's level first; then incidents, then the nearest deadline."""
-    mine = case.level == caller.actor.role and not case.final
-    due = case.deadline.due_at if case.deadline else datetime.max.replace(tzinfo=UTC)
-    return (not mine, not case.incident, due, -case.id)
 
 
 @router.get("/cases/{reference}")
@@ -264,7 +266,8 @@ def _case_page(
         caller=caller,
         case=case,
         spec=spec,
-        ladder=ladder(spec, case.state),
+        ladder=ladder(spec, case.state, {e.to_state for e in events if e.to_state}),
+        facts=facts(spec, case.fields),
         events=events,
         notices=notices,
         transitions=[t for t in spec.allowed(case.state) if t.trigger in allowed],
@@ -275,14 +278,23 @@ def _case_page(
     )
 
 
-def ladder(spec: WorkflowSpec, current: str) -> list[dict[str, Any]]:
-    """The workflow's states in declared order, marked passed / current / ahead / side exit."""
+def ladder(spec: WorkflowSpec, current: str, entered: set[str]) -> list[dict[str, Any]]:
+    """The workflow's states in declared order: passed, current, skipped, ahead, or a side exit.
+
+    ``entered`` are the states the case has been in (from its history): a level the case
+    jumped over (a console lent by the ARS never reached the CCS) shows as skipped.
+    """
     main = [s for s in spec.states if s.name not in {"cancelled", "rejected"}]
     names = [s.name for s in main]
     at = names.index(current) if current in names else len(names)
     steps = []
     for index, state in enumerate(main):
-        where = "passed" if index < at else "current" if index == at else "ahead"
+        if index == at:
+            where = "current"
+        elif index < at:
+            where = "passed" if state.name in entered else "skipped"
+        else:
+            where = "ahead"
         steps.append(
             {"name": state.name, "label": state.label, "level": state.level, "where": where}
         )
@@ -295,6 +307,61 @@ def ladder(spec: WorkflowSpec, current: str) -> list[dict[str, Any]]:
     return steps
 
 
+CHOICES = {
+    "hospital": "un établissement",
+    "region": "stock régional",
+    "national": "stock national",
+    "ght": "stock du GHT",
+    "road": "route",
+    "rail": "train",
+    "air": "avion (EVASAN)",
+    "sea": "bateau",
+    "VV": "veino-veineuse (VV)",
+    "VA": "veino-artérielle (VA)",
+    "surgical_mask": "masques chirurgicaux",
+    "ffp2_mask": "masques FFP2",
+    "gown": "surblouses",
+    "apron": "tabliers",
+    "gloves": "gants",
+    "cap": "charlottes",
+    "goggles": "lunettes de protection",
+    "reanimation": "réanimation",
+    "soins_critiques": "soins critiques",
+    "medecine": "médecine",
+    "ssr": "SSR",
+}
+STEP_TITLES = {
+    "resolve": "Solution",
+    "deliver": "Réception",
+    "reject": "Refus",
+    "cancel": "Annulation",
+}
+
+
+def facts(spec: WorkflowSpec, fields: dict[str, Any]) -> list[tuple[str, str]]:
+    """The case's fields as (French label, value): opening fields, then each step's fields."""
+    labels = {f.name: f.label or f.name for f in spec.open_fields}
+    step_labels = {
+        t.trigger: {f.name: f.label or f.name for f in t.fields} for t in spec.transitions
+    }
+    out: list[tuple[str, str]] = []
+    for name, value in fields.items():
+        if isinstance(value, dict):
+            title = STEP_TITLES.get(name, TRIGGERS.get(name, name))
+            for key, inner in value.items():
+                label = step_labels.get(name, {}).get(key, key)
+                out.append((f"{title} — {label}", _value(inner)))
+        else:
+            out.append((labels.get(name, name), _value(value)))
+    return out
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "oui" if value else "non"
+    return CHOICES.get(value, str(value)) if isinstance(value, str) else str(value)
+
+
 @router.post("/cases/{reference}/fire/{trigger}")
 async def fire(request: Request, reference: str, trigger: str, caller: Desk) -> Response:
     values = await _form(request, caller)
@@ -302,9 +369,9 @@ async def fire(request: Request, reference: str, trigger: str, caller: Desk) -> 
     reference, trigger = reference[:40], trigger[:40]
     data = {k[6:]: v for k, v in values.items() if k.startswith("field_") and v.strip()}
     version = values.get("version", "")
+    values["_action"] = trigger
     try:
-        if not version.isdigit():
-            raise InputError("version manquante : rechargez la page")
+        _check_form(values)
         await run_in_threadpool(
             lambda: svc.runner.advance(
                 reference=reference,
@@ -333,9 +400,9 @@ async def control(request: Request, reference: str, action: str, caller: Desk) -
     svc = services(request)
     reference = reference[:40]
     version = values.get("version", "")
+    values["_action"] = action[:20]
     try:
-        if not version.isdigit():
-            raise InputError("version manquante : rechargez la page")
+        _check_form(values)
         by = values.get("by", "").strip()
         await run_in_threadpool(
             lambda: svc.runner.control(
@@ -390,6 +457,14 @@ async def new_case(request: Request, kind: str, caller: Desk) -> Response:
             form=values,
         )
     return RedirectResponse(f"/cases/{quote(case.reference)}?done=opened", 303)
+
+
+def _check_form(values: dict[str, str]) -> None:
+    """The desk's own French checks before the engine's (which check again)."""
+    if not values.get("version", "").isdigit():
+        raise InputError("version du dossier manquante : rechargez la page")
+    if not values.get("reason", "").strip():
+        raise InputError("le motif est obligatoire : expliquez votre décision en une phrase")
 
 
 def _done(trigger: str) -> str:
@@ -467,7 +542,10 @@ def audit_page(
         if close is not None:
             close()  # the generator holds a database connection
         if verify:
-            report = svc.runner.audit_verify(login=caller.login, case=case.strip() or None)
+            try:
+                report = svc.runner.audit_verify(login=caller.login, case=case.strip() or None)
+            except NotPermitted as exc:  # a regional auditor verifies one case at a time
+                error = _french(exc)
     except RegulError as exc:
         if regul_status(exc) in {401, 403}:
             raise
@@ -535,8 +613,39 @@ def audit_export(
 # -- errors on desk pages ---------------------------------------------------------------
 
 
+_FRENCH = {
+    "not_found": (
+        "Dossier introuvable : la référence n'existe pas ou ne relève pas de votre périmètre."
+    ),
+    "stale_version": (
+        "Le dossier a été modifié depuis que vous l'avez ouvert : relisez-le ci-dessous puis "
+        "décidez à nouveau. Rien n'a été enregistré."
+    ),
+    "trigger_not_allowed": (
+        "Cette action n'est pas possible dans l'état actuel du dossier. Rien n'a été enregistré."
+    ),
+}
+_SESSION_ENDS = (
+    ("wrong login", "Identifiant ou mot de passe incorrect, ou compte désactivé."),
+    ("inactivity", "Votre session a expiré après une période d'inactivité : reconnectez-vous."),
+    ("maximum length", "Votre session a atteint sa durée maximale : reconnectez-vous."),
+    ("", "Votre session a pris fin : reconnectez-vous."),
+)
+_PREFIXES = {
+    "not_permitted": "Action non permise (refus consigné au journal)",
+    "invalid_input": "Saisie invalide",
+    "conflict": "Conflit",
+    "storage": "Base de données indisponible",
+}
+
+
 def _french(exc: RegulError) -> str:
-    return exc.message
+    """The desk's French wording of an engine error (the engine's own detail kept after it)."""
+    if exc.code in _FRENCH:
+        return _FRENCH[exc.code]
+    if exc.code == "unauthenticated":
+        return next(french for key, french in _SESSION_ENDS if key in exc.message)
+    return f"{_PREFIXES.get(exc.code, 'Erreur')} : {exc.message}"
 
 
 async def regul_error(request: Request, exc: Exception) -> Response:
@@ -546,27 +655,35 @@ async def regul_error(request: Request, exc: Exception) -> Response:
         if request.cookies.get(SESSION_COOKIE):
             response.delete_cookie(SESSION_COOKIE, path="/")
         return response
-    status = regul_status(exc)
-    return render("error.html.j2", code=status, title=_title(status), detail=_french(exc))
+    return await _error_page(request, regul_status(exc), _french(exc))
 
 
 async def interface_problem(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, Problem)
-    return render("error.html.j2", code=exc.status, title=_title(exc.status), detail=exc.detail)
+    return await _error_page(request, exc.status, exc.detail)
 
 
 async def invalid_request(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     status, _, detail = validation_detail(exc)
-    return render("error.html.j2", code=status, title=_title(status), detail=detail)
+    return await _error_page(request, status, detail)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     detail = "Cette page n'existe pas." if exc.status_code == 404 else str(exc.detail)
-    return render(
-        "error.html.j2", code=exc.status_code, title=_title(exc.status_code), detail=detail
-    )
+    return await _error_page(request, exc.status_code, detail)
+
+
+async def _error_page(request: Request, status: int, detail: str) -> Response:
+    """A French error page, with the navigation when the visitor is logged in."""
+    caller = None
+    if request.cookies.get(SESSION_COOKIE):
+        try:
+            caller = await run_in_threadpool(desk_caller, request)
+        except RegulError:
+            caller = None
+    return render("error.html.j2", code=status, caller=caller, title=_title(status), detail=detail)
 
 
 def _title(status: int) -> str:

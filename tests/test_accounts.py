@@ -43,7 +43,8 @@ def test_passwords_are_argon2id_and_never_stored_plain(ctx: Ctx) -> None:
         stored = conn.execute(
             sa.text("SELECT password_hash FROM regul_user WHERE login = 'ars-occ'")
         ).scalar_one()
-    assert stored.startswith("$argon2id$") and PASSWORD not in stored
+    assert stored.startswith("$argon2id$")
+    assert PASSWORD not in stored
     opened = acc.login("ars-occ", PASSWORD)
     assert opened.actor.login == "ars-occ"
     assert ctx.count("regul_session", f"id = '{digest(opened.secret)}'") == 1
@@ -104,7 +105,8 @@ def test_tokens_are_stored_hashed_and_revocable(ctx: Ctx) -> None:
     """The secret is shown once; the row keeps its SHA-256; a revoked token is refused."""
     acc = accounts(ctx)
     secret, info = acc.issue_token("ccs", label="plateforme-stock")
-    assert secret.startswith("regul_") and len(secret) > 40
+    assert secret.startswith("regul_")
+    assert len(secret) > 40
     assert ctx.count("api_token", f"digest = '{digest(secret)}'") == 1
     assert ctx.count("api_token", f"digest = '{secret}'") == 0
     acc.revoke_token(info.id)
@@ -156,12 +158,14 @@ def test_users_cli_add_list_token_disable(ctx: Ctx, database_url: str) -> None:
     assert listed["new-samu31"]["tokens"] == 1
     assert secret not in out
     code, out, _ = regul(database_url, "users", "disable", "new-samu31")
-    assert code == 0 and "1 session(s) and token(s) ended" in out
+    assert code == 0
+    assert "1 session(s) and token(s) ended" in out
     with pytest.raises(Unauthenticated):
         accounts(ctx).token_actor(secret)
     code, _, err = regul(database_url, "users", "add", "new-x", "--name", "X", "--role", "ars",
                          "--org", "319900001", "--no-password")  # fmt: skip
-    assert code == 2 and "belongs to a ars" in err
+    assert code == 2
+    assert "belongs to a ars" in err
 
 
 def _free_port() -> int:

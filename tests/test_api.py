@@ -22,7 +22,8 @@ def is_problem(answer: Any, status: int, code: str) -> dict[str, Any]:
     assert answer.headers["content-type"] == "application/problem+json"
     body: dict[str, Any] = answer.json()
     assert (body["status"], body["code"]) == (status, code)
-    assert body["detail"] and "Traceback" not in answer.text
+    assert body["detail"]
+    assert "Traceback" not in answer.text
     return body
 
 
@@ -60,7 +61,8 @@ def test_open_read_fire_history_notices(web: Web) -> None:
         ("read", "umac-sud"),
     ]
     notices = web.client.get(f"/api/v1/cases/{ref}/notices", headers=umac)
-    assert notices.status_code == 200 and isinstance(notices.json(), list)
+    assert notices.status_code == 200
+    assert isinstance(notices.json(), list)
 
 
 def test_stale_if_match_is_412_and_changes_nothing(web: Web) -> None:

@@ -270,8 +270,8 @@ def log_out(page: Page) -> None:
     from playwright.sync_api import expect
 
     page.get_by_role("button", name="Se déconnecter").click()
-    expect(page).to_have_url("/login?message=Vous%20%C3%AAtes%20d%C3%A9connect%C3%A9.")
-    expect(page.get_by_text("Vous êtes déconnecté.")).to_be_visible()
+    expect(page).to_have_url("/login?info=Vous%20%C3%AAtes%20d%C3%A9connect%C3%A9.")
+    expect(page.get_by_role("status")).to_have_text("Vous êtes déconnecté.")  # not an alert
     expect(page.get_by_role("button", name="Se déconnecter")).to_have_count(0)
 
 
@@ -357,15 +357,6 @@ def test_umac_escalates_ars_of_the_region_resolves_other_region_sees_nothing(
     shoot(page, "07-ars-idf-case-not-found")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,  # a missing browser or a dead server is an error, never this xfail
-    reason=(
-        "BUG: templates/desk/case.html.j2 prints case.fields raw: a trigger's fields, stored "
-        "nested under the trigger (fields['resolve'] = {...}), show as a Python dict repr, and "
-        "every field under its code name instead of its FieldSpec label"
-    ),
-)
 def test_case_page_shows_the_resolution_fields_under_their_labels(page: Page, desk: Desk) -> None:
     """The console lent by the ARS reads « Origine : national », not a Python dict."""
     from playwright.sync_api import expect
@@ -380,20 +371,13 @@ def test_case_page_shows_the_resolution_fields_under_their_labels(page: Page, de
     text = facts.inner_text()
     assert "{'source'" not in text, text
     terms = facts.get_by_role("term").all_inner_texts()
-    assert {"Référence pseudonyme du patient", "Origine", "Date de retour du prêt"} <= set(terms), (
-        terms
-    )
+    assert {
+        "Référence pseudonyme du patient",
+        "Solution — Origine",
+        "Solution — Date de retour du prêt",
+    } <= set(terms), terms
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "BUG: interfaces/desk.py ladder() marks every state declared before the current one "
-        "as passed, so a console the ARS lent shows « Régulation nationale (CCS) » as passed "
-        "although the case never went there"
-    ),
-)
 def test_ladder_does_not_show_skipped_levels_as_passed(page: Page, desk: Desk) -> None:
     """The lent console went requested → UMAC → ARS → dispatched: the CCS step is not behind it."""
     from playwright.sync_api import expect
