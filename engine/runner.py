@@ -133,7 +133,7 @@ class Runner:
             login,
             idempotency_key,
             request,
-            lambda conn, actor, case: self.apply(conn, case, actor, command),
+            lambda conn, actor, case: self.apply(conn, case, actor, command, as_written=reference),
             lock=lambda conn: lock_case(conn, self.registry, reference),
         )
 
@@ -268,11 +268,13 @@ class Runner:
         command: Command,
         *,
         deadline_closed: bool = False,
+        as_written: str | None = None,
     ) -> CaseView | NotPermitted | NotFound:
         """Decide and persist one command on a case the caller has locked (the sweeper too).
 
         ``deadline_closed``: the caller already closed the case's open deadline (the sweeper
-        marks it fired), so there is none to supersede.
+        marks it fired), so there is none to supersede. ``as_written``: the reference as the
+        caller wrote it, repeated in a 'no case' answer exactly as for a missing case.
         """
         now = self.clock.now()
         spec = self.registry[case.kind]
@@ -280,7 +282,8 @@ class Runner:
             data = {"trigger": command.trigger, "why": can_read(actor, case).reason}
             draft = _draft(actor, "refused", case, case.version, command.reason[:2000], data)
             record_event(conn, case, draft, now)
-            return NotFound(f"no case {case.reference}: check the reference with 'regul case list'")
+            written = as_written if as_written is not None else case.reference
+            return NotFound(f"no case {written}: check the reference with 'regul case list'")
         result = decide(spec, case, actor, command, now, self.policy)
         if not isinstance(result, Outcome):
             record_event(conn, case, result.audit, now)
@@ -422,12 +425,14 @@ class Runner:
         with self.db.read() as conn:
             return load_actor(conn, login)
 
-    def show(self, reference: str, *, login: str | None = None, via: str = "cli") -> CaseView:
+    def show(
+        self, reference: str, *, login: str | None = None, via: str = "cli", what: str = "case"
+    ) -> CaseView:
         """A case; read by a person (``login``), the read is recorded in its audit chain."""
         if login is None:
             with self.db.read() as conn:
                 return get_case(conn, self.registry, reference)
-        read: CaseView = self._read(reference, login, via, "case", lambda conn, case: case)
+        read: CaseView = self._read(reference, login, via, what, lambda conn, case: case)
         return read
 
     def allowed_triggers(self, case: CaseView, login: str) -> list[str]:
@@ -520,38 +525,53 @@ class Runner:
         org: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        via: str = "cli",
     ) -> Iterator[Any]:
-        """The events an auditor may read, filtered; streamed in id order."""
+        """The events an auditor may read, filtered; streamed in id order.
+
+        Naming a case reads it: the read (or its refusal) is recorded in its chain first.
+        """
         actor = self.auditor(login, "read the audit log")
         where = scope_where(actor)
-        case_id = self._audited_case(actor, case, "export") if case else None
+        case_id = self._audited_case(actor, case, "export", via) if case else None
         with self.db.read() as conn:
             yield from audit.iter_events(
                 conn, case_id=case_id, since=since, until=until, actor=user, org=org,
                 scope_where=where,
             )  # fmt: skip
 
-    def audit_verify(self, *, login: str, case: str | None = None) -> audit.VerifyReport:
+    def audit_verify(
+        self, *, login: str, case: str | None = None, via: str = "cli"
+    ) -> audit.VerifyReport:
         actor = self.auditor(login, "verify the audit log")
-        case_id = self._audited_case(actor, case, "verify") if case else None
+        case_id = self._audited_case(actor, case, "verify", via) if case else None
         with self.db.read() as conn:
             if case_id is not None:
                 return audit.verify(conn, case_id=case_id)
-            if actor.scope.kind != "national":
-                raise NotPermitted(
-                    "a regional auditor verifies one case at a time: give a case reference"
-                )
-            return audit.verify(conn)
+            if actor.scope.kind == "national":
+                return audit.verify(conn)
+        why = "a regional auditor verifies one case at a time: give a case reference"
+        with self.db.write() as conn:
+            audit.append_security(
+                conn,
+                at=self.clock.now(),
+                draft=Draft(actor.login, actor.role, actor.org, "refused", None, None, 0, "",
+                            {"op": "verify the whole audit log", "why": why}),
+            )  # fmt: skip
+        raise NotPermitted(why)
 
-    def _audited_case(self, actor: Actor, reference: str, what: str) -> int:
+    def _audited_case(self, actor: Actor, reference: str, what: str, via: str) -> int:
         """The id of a case the auditor may read; outside scope: 'no case', refusal recorded."""
         with self.db.write() as conn:
             case = lock_case(conn, self.registry, reference)
             decision = can_read(actor, case)
+            data: dict[str, Any] = {"read": f"audit {what}", "via": via}
             if not decision:
-                data = {"op": f"audit {what}", "why": decision.reason}
-                draft = _draft(actor, "refused", case, case.version, "", data)
-                record_event(conn, case, draft, self.clock.now())
+                data.update(op="read", why=decision.reason)
+            action = "read" if decision else "refused"
+            record_event(
+                conn, case, _draft(actor, action, case, case.version, "", data), self.clock.now()
+            )
         if not decision:
             raise NotFound(f"no case {reference}: check the reference with 'regul case list'")
         return case.id

@@ -377,7 +377,7 @@ def case_history(reference: Ref, who: Who, svc: Svc) -> HistoryOut:
 @router.get("/cases/{reference}/notices", responses=ERRORS)
 def case_notices(reference: Ref, who: Who, svc: Svc) -> list[NoticeOut]:
     """The notices the case produced and their delivery state."""
-    case = svc.runner.show(reference, login=who.login, via=who.via)
+    case = svc.runner.show(reference, login=who.login, via=who.via, what="notices")
     with svc.runner.db.read() as conn:
         rows = list_notices(conn, case_id=case.id, limit=1000)
     return [NoticeOut(**{k: getattr(r, k) for k in NoticeOut.model_fields}) for r in rows]
@@ -409,7 +409,7 @@ def audit_events(
         if value is not None and value.tzinfo is None:
             raise Problem(422, "invalid_input", f"{name}: give a time zone, e.g. 2026-11-25T08:00Z")
     rows = svc.runner.audit_events(
-        login=who.login, case=case, user=user, org=org, since=since, until=until
+        login=who.login, case=case, user=user, org=org, since=since, until=until, via=who.via
     )
     first = next(rows, None)  # refusals and unknown cases raise here, before the 200
     media = "text/csv" if fmt == "csv" else "application/x-ndjson"
@@ -449,7 +449,7 @@ def audit_verify(
     who: Who, svc: Svc, case: Annotated[str | None, Query(max_length=40)] = None
 ) -> VerifyOut:
     """Auditors: walk the hash chains (one case, or the whole log for a national auditor)."""
-    report = svc.runner.audit_verify(login=who.login, case=case)
+    report = svc.runner.audit_verify(login=who.login, case=case, via=who.via)
     return VerifyOut(
         ok=report.ok,
         streams=report.streams,

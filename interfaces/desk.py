@@ -533,6 +533,7 @@ def audit_page(
             org=org.strip() or None,
             since=window[0],
             until=window[1],
+            via="desk",
         )
         for row in rows:
             events.append(row)
@@ -543,7 +544,9 @@ def audit_page(
             close()  # the generator holds a database connection
         if verify:
             try:
-                report = svc.runner.audit_verify(login=caller.login, case=case.strip() or None)
+                report = svc.runner.audit_verify(
+                    login=caller.login, case=case.strip() or None, via="desk"
+                )
             except NotPermitted as exc:  # a regional auditor verifies one case at a time
                 error = _french(exc)
     except RegulError as exc:
@@ -599,6 +602,7 @@ def audit_export(
         org=org.strip() or None,
         since=window[0],
         until=window[1],
+        via="desk",
     )
     out = io.StringIO()
     audit.export(rows, out, fmt="csv")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -200,7 +201,11 @@ def test_audit_endpoints_are_for_auditors(web: Web) -> None:
     export = web.client.get(f"/api/v1/audit/events?case={ref}", headers=auditor)
     assert export.status_code == 200
     assert export.headers["content-type"].startswith("application/x-ndjson")
-    assert len(export.text.splitlines()) == 1
+    lines = [json.loads(line) for line in export.text.splitlines()]
+    assert [(e["action"], e["actor"]) for e in lines] == [
+        ("opened", "etab-319900001"),
+        ("read", "auditeur"),  # naming a case in the log reads it: recorded first
+    ]
     verify = web.client.get("/api/v1/audit/verify", headers=auditor).json()
     assert verify["ok"] is True
     csv = web.client.get("/api/v1/audit/events?format=csv", headers=auditor)
