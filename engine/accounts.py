@@ -256,12 +256,13 @@ class Accounts:
     def login(self, login: str, password: str) -> Login:
         """Check a password and open a session; any failure says the same thing."""
         now = self.clock.now()
+        login = login.replace("\x00", "")[:64]  # PostgreSQL text cannot hold U+0000
         with self.db.read() as conn:
             row = conn.execute(sa.select(_USER).where(_USER.c.login == login)).first()
         ok = self._verify(row.password_hash if row is not None else None, password)
         if not ok or row is None or not row.active:
             with self.db.write() as conn:
-                _security(conn, now, login[:64] or "-", "login_failed", {"user": login[:64]})
+                _security(conn, now, login or "-", "login_failed", {"user": login})
             raise Unauthenticated(
                 "wrong login or password, or the account is disabled: try again or ask an "
                 "administrator"

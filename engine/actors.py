@@ -84,7 +84,7 @@ def load_actor(conn: Connection, login: str) -> Actor:
         raise NotPermitted(
             "'system' is the deadline sweeper's identity, not a user: act as yourself with --as"
         )
-    row = conn.execute(_ACTOR, {"login": login}).first()
+    row = None if "\x00" in login else conn.execute(_ACTOR, {"login": login}).first()
     if row is None:
         raise NotFound(
             f"unknown user {login!r}: check the login, or list users in the directory "
@@ -106,7 +106,11 @@ def load_actor(conn: Connection, login: str) -> Actor:
 
 
 def load_org(conn: Connection, org_id: str) -> sa.Row[tuple[object, ...]]:
-    row = conn.execute(sa.select(_ORG).where(_ORG.c.id == org_id)).first()
+    row = (
+        None
+        if "\x00" in org_id
+        else conn.execute(sa.select(_ORG).where(_ORG.c.id == org_id)).first()
+    )
     if row is None:
         raise NotFound(
             f"unknown organisation {org_id!r}: hospitals go by their FINESS number, "

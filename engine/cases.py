@@ -197,6 +197,9 @@ def list_cases(
         spec = registry[filters.kind]
         if filters.state is not None:
             spec.state(filters.state)
+    texts = (filters.kind, filters.state, filters.level, filters.region, filters.org)
+    if any(t is not None and "\x00" in t for t in texts):
+        raise InputError("a filter contains the NUL character (U+0000): remove it")
     if filters.limit <= 0 or filters.limit > 10000 or filters.offset < 0:
         raise InputError("--limit must be between 1 and 10000 and --offset not negative")
     c, d = CASE_TABLE.c, _DEADLINE.c
@@ -219,22 +222,26 @@ def list_cases(
         query = query.where(d.due_at <= filters.overdue_at)
     if scope_where is not None:
         query = query.where(scope_where)
-    if filters.urgent_for is not None:
-        query = query.order_by(
-            sa.case((sa.and_(c.level == filters.urgent_for, c.final.is_(False)), 0), else_=1),
-            sa.case((c.incident.is_(True), 0), else_=1),
-            sa.case((d.due_at.is_(None), 1), else_=0),
-            d.due_at,
-            c.id.desc(),
-        )
-    else:
-        query = query.order_by(c.id.desc())
-    query = query.limit(filters.limit).offset(filters.offset)
+    query = query.order_by(*_order(filters)).limit(filters.limit).offset(filters.offset)
     views = []
     for row in conn.execute(query):
         deadline = OpenDeadline(row.d_state, row.due_at, row.action) if row.due_at else None
         views.append(view_of(registry, row, deadline))
     return views
+
+
+def _order(filters: CaseFilter) -> tuple[Any, ...]:
+    """Newest first; or a role's queue: its level first, then incidents, then the due time."""
+    c, d = CASE_TABLE.c, _DEADLINE.c
+    if filters.urgent_for is None:
+        return (c.id.desc(),)
+    return (
+        sa.case((sa.and_(c.level == filters.urgent_for, c.final.is_(False)), 0), else_=1),
+        sa.case((c.incident.is_(True), 0), else_=1),
+        sa.case((d.due_at.is_(None), 1), else_=0),
+        d.due_at,
+        c.id.desc(),
+    )
 
 
 def history(conn: Connection, case_id: int) -> list[Any]:

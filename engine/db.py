@@ -19,7 +19,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from engine.errors import StorageError
+from engine.errors import InputError, StorageError
 
 __all__ = ["HEAD_REVISION", "Database", "normalise_url"]
 
@@ -80,6 +80,10 @@ class Database:
         except DBAPIError as exc:
             if "append-only" in str(exc.orig):
                 raise StorageError(f"refused by the database: {exc.orig}") from exc
+            if "NUL" in str(exc.orig):  # PostgreSQL text cannot hold U+0000; nothing was written
+                raise InputError(
+                    "a value contains the NUL character (U+0000), which no text may hold: remove it"
+                ) from exc
             raise
 
     def _explain(self, exc: OperationalError) -> str:

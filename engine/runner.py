@@ -531,6 +531,8 @@ class Runner:
 
         Naming a case reads it: the read (or its refusal) is recorded in its chain first.
         """
+        if any(t is not None and "\x00" in t for t in (user, org, case)):
+            raise InputError("a filter contains the NUL character (U+0000): remove it")
         actor = self.auditor(login, "read the audit log")
         where = scope_where(actor)
         case_id = self._audited_case(actor, case, "export", via) if case else None

@@ -73,6 +73,8 @@ def check_reason(reason: str) -> str:
     text = reason.strip()
     if not text:
         raise InputError("a reason is required: say why, in a sentence")
+    if "\x00" in text:
+        raise InputError("the reason contains the NUL character (U+0000): remove it")
     if len(text) > MAX_REASON:
         raise InputError(f"the reason is longer than {MAX_REASON} characters: shorten it")
     return text

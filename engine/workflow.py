@@ -67,6 +67,11 @@ class FieldSpec:
 
     def parse(self, raw: object) -> str | int | bool:
         """The stored (JSON) form of ``raw``, or an InputError naming the field."""
+        if isinstance(raw, str) and "\x00" in raw:
+            raise InputError(
+                f"field {self.name!r}: contains the NUL character (U+0000); remove it",
+                field=self.name,
+            )
         try:
             return _PARSERS[self.type](self, raw)
         except (ValueError, TypeError) as exc:

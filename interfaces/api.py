@@ -8,13 +8,14 @@ its answer. A case's ETag is its version; firing a trigger requires ``If-Match``
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Response
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from engine import audit
 from engine.cases import CaseFilter, CaseView
@@ -29,6 +30,24 @@ Scalar = str | int | float | bool
 Who = Annotated[Caller, Depends(api_caller)]
 Svc = Annotated[Services, Depends(services)]
 IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+IfMatch = Annotated[
+    str | None,
+    Header(
+        alias="If-Match",
+        max_length=40,
+        description='required: the ETag you read (the case version, e.g. "3"); 428 without it',
+    ),
+]
+
+
+def _iso_instant(value: object) -> object:
+    """Only an ISO 8601 text is a date-time here: a bare number is not a Unix timestamp."""
+    if not isinstance(value, str) or not re.match(r"\d{4}-\d{2}-\d{2}", value):
+        raise ValueError("give an ISO 8601 date-time with its zone, e.g. 2026-11-25T08:00Z")
+    return value
+
+
+Instant = Annotated[datetime | None, BeforeValidator(_iso_instant)]
 Ref = Annotated[str, Path(max_length=40)]
 
 router = APIRouter(prefix="/api/v1")
@@ -321,7 +340,7 @@ def fire(
     who: Who,
     svc: Svc,
     response: Response,
-    if_match: Annotated[str | None, Header(alias="If-Match", max_length=40)] = None,
+    if_match: IfMatch = None,
     key: IdemKey = None,
 ) -> CaseOut:
     """Fire a trigger; If-Match (the ETag you read) is required, Idempotency-Key welcome."""
@@ -347,7 +366,7 @@ def control(
     who: Who,
     svc: Svc,
     response: Response,
-    if_match: Annotated[str | None, Header(alias="If-Match", max_length=40)] = None,
+    if_match: IfMatch = None,
 ) -> CaseOut:
     """Hold, resume or extend the case's deadline (the regulator holding it)."""
     version = _if_match(if_match)
@@ -400,8 +419,8 @@ def audit_events(
     case: Annotated[str | None, Query(max_length=40)] = None,
     user: Annotated[str | None, Query(max_length=64)] = None,
     org: Annotated[str | None, Query(max_length=40)] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Instant = None,
+    until: Instant = None,
     fmt: Annotated[Literal["jsonl", "csv"], Query(alias="format")] = "jsonl",
 ) -> StreamingResponse:
     """Auditors: the events in their scope, filtered by case, user, organisation and period."""

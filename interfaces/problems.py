@@ -125,6 +125,8 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
         405: f"{request.method} is not allowed on {request.url.path}: see /openapi.json",
     }.get(exc.status_code, str(exc.detail))
     code = {404: "no_route", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    if exc.status_code == 400 and "parsing the body" in str(exc.detail):
+        code, detail = "malformed_json", "the body is not valid JSON: send a JSON object in UTF-8"
     return problem(exc.status_code, code, detail, request.url.path, dict(exc.headers or {}))
 
 
