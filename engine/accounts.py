@@ -27,7 +27,7 @@ from engine.audit import Draft
 from engine.clock import Clock
 from engine.db import Database
 from engine.errors import Conflict, InputError, NotFound, NotPermitted, Unauthenticated
-from engine.models import ApiToken, Session, User
+from engine.models import ApiToken, AuditEvent, Session, User
 
 __all__ = [
     "ROLES",
@@ -55,6 +55,21 @@ TOKEN_PREFIX = "regul_"
 _USER = User.__table__  # type: ignore[attr-defined]
 _SESSION = Session.__table__  # type: ignore[attr-defined]
 _TOKEN = ApiToken.__table__  # type: ignore[attr-defined]
+_EVENT = AuditEvent.__table__  # type: ignore[attr-defined]
+# Failed logins of one login name in the window: past the limit, every attempt is refused
+# until the window has passed (the audit log's security stream is the counter).
+LOCKOUT_LIMIT = 5
+LOCKOUT_WINDOW = timedelta(minutes=15)
+_FAILURES = (
+    sa.select(sa.func.count())
+    .select_from(_EVENT)
+    .where(
+        _EVENT.c.case_id.is_(None),
+        _EVENT.c.action == "login_failed",
+        _EVENT.c.actor == sa.bindparam("login"),
+        _EVENT.c.at >= sa.bindparam("since"),
+    )
+)
 _SESSION_OF = sa.select(_SESSION).where(_SESSION.c.id == sa.bindparam("id"))
 _TOKEN_OF = sa.select(_TOKEN).where(_TOKEN.c.digest == sa.bindparam("digest"))
 _TOUCH = (
@@ -259,6 +274,16 @@ class Accounts:
         login = login.replace("\x00", "")[:64]  # PostgreSQL text cannot hold U+0000
         with self.db.read() as conn:
             row = conn.execute(sa.select(_USER).where(_USER.c.login == login)).first()
+            failures = conn.execute(
+                _FAILURES, {"login": login or "-", "since": now - LOCKOUT_WINDOW}
+            ).scalar_one()
+        if failures >= LOCKOUT_LIMIT:
+            with self.db.write() as conn:
+                _security(conn, now, login or "-", "login_failed", {"user": login, "locked": True})
+            raise Unauthenticated(
+                f"too many failed logins for {login!r}: wait {LOCKOUT_WINDOW.seconds // 60} "
+                "minutes, or ask an administrator"
+            )
         ok = self._verify(row.password_hash if row is not None else None, password)
         if not ok or row is None or not row.active:
             with self.db.write() as conn:

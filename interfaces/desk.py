@@ -633,6 +633,10 @@ _SESSION_ENDS = (
     ("wrong login", "Identifiant ou mot de passe incorrect, ou compte désactivé."),
     ("inactivity", "Votre session a expiré après une période d'inactivité : reconnectez-vous."),
     ("maximum length", "Votre session a atteint sa durée maximale : reconnectez-vous."),
+    (
+        "too many failed",
+        "Trop d'échecs de connexion : attendez 15 minutes ou appelez un administrateur.",
+    ),
     ("", "Votre session a pris fin : reconnectez-vous."),
 )
 _PREFIXES = {

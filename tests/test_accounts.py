@@ -65,6 +65,20 @@ def test_failed_login_says_the_same_and_is_audited(ctx: Ctx, login: str, passwor
     assert ctx.count("audit_event", "case_id IS NULL AND action = 'login_failed'") == 1
 
 
+def test_five_failures_lock_the_login_for_fifteen_minutes(ctx: Ctx) -> None:
+    """After 5 failed logins in 15 min even the right password is refused, until the window passes."""
+    acc = accounts(ctx)
+    acc.set_password("ars-occ", PASSWORD)
+    for _ in range(5):
+        with pytest.raises(Unauthenticated, match="wrong login"):
+            acc.login("ars-occ", "not the password")
+    with pytest.raises(Unauthenticated, match="too many failed logins"):
+        acc.login("ars-occ", PASSWORD)
+    assert ctx.count("regul_session") == 0
+    ctx.clock.advance(timedelta(minutes=16))
+    assert acc.login("ars-occ", PASSWORD).actor.login == "ars-occ"
+
+
 def test_session_idle_and_absolute_timeouts(ctx: Ctx) -> None:
     """A session dies after 30 min unused, and after 12 h however busy."""
     acc = accounts(ctx)
