@@ -49,6 +49,7 @@ TRIGGERS = {
     "deliver": "Livraison reçue",
     "transferred": "Patient transféré",
 }
+SCOPES = {"hospital": "établissement", "ght": "GHT", "zone": "zone", "region": "région"}
 CONTROLS = {
     "hold": "Suspendre l'échéance",
     "resume": "Reprendre (échéance relancée)",
@@ -114,6 +115,13 @@ _ENV = Environment(
 _ENV.filters.update(paris=_paris)
 _ENV.globals.update(TRIGGERS=TRIGGERS, ACTIONS=ACTIONS, ROLES=ROLES, left=_left)
 _ENV.globals.update(CONTROLS=CONTROLS)
+_ENV.filters.update(
+    scope=lambda scope: (
+        "national"
+        if scope.kind == "national"
+        else f"{SCOPES.get(scope.kind, scope.kind)} {scope.code}"
+    ),
+)
 _ENV.filters.update(choice=lambda value: _value(value))  # noqa: PLW0108 (defined below)
 
 
