@@ -38,7 +38,7 @@ from engine.cases import CaseView
 from engine.clock import FixedClock
 from engine.db import Database
 from engine.errors import (
-    Conflict,
+    IdempotencyMismatch,
     InputError,
     NotFound,
     NotPermitted,
@@ -196,6 +196,7 @@ class Replays:
 @dataclass(frozen=True)
 class Raises:
     error: type[RegulError]
+    refusal: bool = False  # the engine records the refusal in the audit log
 
 
 class CaseCommands(RuleBasedStateMachine):
@@ -366,7 +367,7 @@ class CaseCommands(RuleBasedStateMachine):
             return Raises(NotFound)  # the case is locked before its key is looked up
         if c.key is not None and (c.login, c.key) in self.records:
             identity, answer = self.records[(c.login, c.key)]
-            return Replays(answer) if identity == c.identity() else Raises(Conflict)
+            return Replays(answer) if identity == c.identity() else Raises(IdempotencyMismatch)
         checks: list[tuple[bool, type[RegulError]]]
         if c.op == "open":
             checks = [
@@ -381,6 +382,8 @@ class CaseCommands(RuleBasedStateMachine):
             case = self.cases[c.reference]
             spec = REGISTRY[case.kind]
             transition = spec.transition(case.state, c.trigger)
+            if not in_scope(c.login, case.hospital):  # as if missing; the refusal recorded
+                return Raises(NotFound, refusal=True)
             checks = [
                 (c.trigger not in spec.triggers, NotFound),
                 (not c.reason.strip(), InputError),
@@ -413,7 +416,7 @@ class CaseCommands(RuleBasedStateMachine):
         if isinstance(expected, Raises):
             assert error is not None, f"{c} succeeded ({answer}); expected {expected.error}"
             assert type(error) is expected.error, f"{c}: {error!r}; expected {expected.error}"
-            if expected.error is NotPermitted:
+            if expected.error is NotPermitted or expected.refusal:
                 self.check_refusal_only(c, before, self.ctx.snapshot())
             else:
                 assert self.ctx.snapshot() == before, f"{c} raised {error!r} but wrote"
