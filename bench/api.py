@@ -228,7 +228,13 @@ class Server:
     """``regul serve --no-worker`` on 127.0.0.1, its output in files."""
 
     def __init__(
-        self, url: str, notices: bool, work_dir: Path, token: str, profile: Path | None = None
+        self,
+        url: str,
+        notices: bool,
+        work_dir: Path,
+        token: str,
+        profile: Path | None = None,
+        workers: int = 1,
     ) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -236,6 +242,8 @@ class Server:
         self.out = (work_dir / "serve.out").open("wb")
         self.err = self.err_path.open("wb")
         command = [str(REGUL), "serve", "--no-worker", "--port", str(self.port)]
+        if workers > 1:
+            command += ["--workers", str(workers)]
         if profile is not None:  # the same application, every thread under cProfile
             here = str(Path(__file__).resolve())
             command = [sys.executable, here, "--serve-profiled", f"{self.port}:{profile}"]
@@ -388,10 +396,31 @@ def profile_groups(path: Path, top: int) -> dict[str, Any]:
 
 
 def proc_cpu(pid: int) -> float:
-    """User + system CPU seconds of a process (all its threads)."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    """User + system CPU seconds of a process (all its threads) and of its live children."""
+    total = 0.0
+    for path in [f"/proc/{pid}/stat", *_children_stats(pid)]:
+        try:
+            with open(path, encoding="ascii") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return total
+
+
+def _children_stats(pid: int) -> list[str]:
+    """The stat files of ``pid``'s children (``regul serve --workers N`` forks N processes)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text(encoding="ascii")
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(str(entry / "stat"))
+    return found
 
 
 def machine_cpu() -> tuple[float, float]:
@@ -805,7 +834,8 @@ def table(result: dict[str, Any]) -> str:
         f"Machine: {m['cpus']} CPUs, Python {m['python']}, PostgreSQL {m['postgresql']}, "
         f"SQLAlchemy {m['sqlalchemy']}, psycopg {m['psycopg']}; load average "
         f"{m['loadavg_start'][0]} at start, {m['loadavg_end'][0]} at end; code {m['code_sha256']}",
-        f"Server: regul serve --no-worker{' (under cProfile)' if cfg['profile'] else ''}, "
+        f"Server: regul serve --no-worker --workers {cfg.get('workers', 1)}"
+        f"{' (under cProfile)' if cfg['profile'] else ''}, "
         f"REGUL_NOTICES={'true' if cfg['notices'] else 'false'}, {result['seeded']} ECMO cases "
         f"in umac_review for {result['hospitals']} hospitals; "
         f"start-up {result['server_startup_s']} s",
@@ -1063,9 +1093,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result["init"] = init_demo(schema.url, work_dir)
         db = Database(schema.url)
         pool = prepare(db, args, result)
-        log(f"regul serve --no-worker (REGUL_NOTICES={'true' if args.notices else 'false'})")
+        log(
+            f"regul serve --no-worker --workers {args.workers} "
+            f"(REGUL_NOTICES={'true' if args.notices else 'false'})"
+        )
         profile = work_dir / "serve.prof" if args.profile else None
-        server = Server(schema.server_url, args.notices, work_dir, pool[0][1], profile)
+        server = Server(
+            schema.server_url, args.notices, work_dir, pool[0][1], profile, args.workers
+        )
         result["server_startup_s"] = round(server.startup_s, 2)
         before = audit_counts(db)
         phases = run_phases(args, server, pool, schema, work_dir)
@@ -1100,6 +1135,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--seconds", type=float, default=60.0, help="measured seconds of each phase (60)")
     add("--warmup", type=float, default=3.0, help="unmeasured seconds before each window (3)")
     add("--clients", type=int, default=50, help="concurrent clients (50)")
+    add("--workers", type=int, default=1, help="HTTP processes of regul serve (1)")
     add("--think", type=float, default=0.5, help="mean think time of the paced phase, s (0.5)")
     add("--fire-every", type=int, default=2, help="a transition after every N reads (2)")
     add(

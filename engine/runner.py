@@ -435,9 +435,10 @@ class Runner:
         read: CaseView = self._read(reference, login, via, what, lambda conn, case: case)
         return read
 
-    def allowed_triggers(self, case: CaseView, login: str) -> list[str]:
+    def allowed_triggers(self, case: CaseView, login: str | Actor) -> list[str]:
+        """The triggers ``login`` may fire on ``case`` now (an Actor saves a database read)."""
         spec = self.registry[case.kind]
-        actor = self.actor(login)
+        actor = login if isinstance(login, Actor) else self.actor(login)
         return [
             t.trigger
             for t in spec.allowed(case.state)

@@ -328,7 +328,7 @@ def read_case(reference: Ref, who: Who, svc: Svc, response: Response) -> CaseOut
     """One case, its open deadline and the triggers the caller may fire (the read is audited)."""
     case = svc.runner.show(reference, login=who.login, via=who.via)
     _etag(response, case)
-    allowed = svc.runner.allowed_triggers(case, who.login)
+    allowed = svc.runner.allowed_triggers(case, who.actor)
     return case_out(case, svc.runner.clock.now(), allowed)
 
 

@@ -261,7 +261,7 @@ def _case_page(
     now = svc.runner.clock.now()
     case, events = svc.runner.history(reference, login=caller.login, via="desk")
     spec = svc.runner.registry[case.kind]
-    allowed = svc.runner.allowed_triggers(case, caller.login)
+    allowed = svc.runner.allowed_triggers(case, caller.actor)
     with svc.runner.db.read() as conn:
         notices = list_notices(conn, case_id=case.id, limit=200)
     controls: list[str] = []

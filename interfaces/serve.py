@@ -51,6 +51,14 @@ def serve(
     db: Annotated[Path, typer.Option(help="With --demo: the SQLite file to (re)create.")] = Path(
         "regul-demo.db"
     ),
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="HTTP processes (PostgreSQL only; the deadline worker still runs once, here).",
+            min=1,
+            max=64,
+        ),
+    ] = 1,
 ) -> None:
     """Serve the web desk (/login), the JSON API (/api/v1, /openapi.json) and the worker."""
     import uvicorn
@@ -69,6 +77,10 @@ def serve(
         cases = sum(sum(states.values()) for states in summary.states.values())
         console.print(f"demo database {db}: {cases} cases, audit verified: {summary.audit_ok}")
     app = build_app(database_url=url)
+    if workers > 1 and app.db.dialect == "sqlite":
+        raise InputError(
+            "--workers above 1 needs PostgreSQL (REGUL_DATABASE_URL): SQLite has one writer"
+        )
     accounts = accounts_of(app)
     if demo:
         console.print(f"demo accounts (passwords valid for this database only), "
@@ -79,13 +91,19 @@ def serve(
             role = next(u.role for u in accounts.list_users() if u.login == login)
             console.print(f"  {role:<14} {login:<16} {password}")
     worker = None if no_worker else _start_worker(app)
-    web = create_web(app, accounts)
     # uvicorn re-raises SIGTERM/SIGINT once it has shut down; with these no-op handlers in
     # place that re-raise returns here, so the worker finishes its batch and we exit 0.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda _signum, _frame: None)
     try:
-        uvicorn.run(web, host=host, port=port, log_level="info", access_log=False)
+        if workers > 1:  # each process builds its own app from the same settings
+            uvicorn.run(
+                "interfaces.web:from_environment", factory=True, workers=workers,
+                host=host, port=port, log_level="info", access_log=False,
+            )  # fmt: skip
+        else:
+            web = create_web(app, accounts)
+            uvicorn.run(web, host=host, port=port, log_level="info", access_log=False)
     except OSError as exc:  # the port is taken, or the address is not ours
         raise InputError(f"cannot listen on {host}:{port}: {exc}; pick another --port") from None
     finally:

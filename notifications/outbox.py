@@ -23,7 +23,7 @@ from engine.cases import CaseView
 from engine.models import Notice, NoticeCounter
 from engine.workflow import WorkflowRegistry
 from notifications.recipients import Directory, levels_passed, resolve
-from notifications.render import Rendered, Renderer
+from notifications.render import MID_STANDIN, REF_STANDIN, Rendered, Renderer
 from notifications.rules import NoticeBook, NoticeRule
 
 __all__ = ["NOTICE_TABLE", "Outbox", "event_name", "format_reference"]
@@ -93,12 +93,15 @@ class Outbox:
         if book is None or rule is None:
             return
         year = now.astimezone(PARIS).year
+        # Render first with placeholders, then take the number: the counter row stays locked
+        # (until commit) for as short a time as it can, since it serialises a whole series.
+        rendered, action, info = self.compose(
+            conn, case, draft, rule, book.series, now, reference=REF_STANDIN, message_id=MID_STANDIN
+        )
         number = next_number(conn, book.series, year)
         reference = format_reference(book.series, year, number)
         message_id = f"<{book.series.lower()}.{year}.{number:06d}@regul.invalid>"
-        rendered, action, info = self.compose(
-            conn, case, draft, rule, book.series, now, reference=reference, message_id=message_id
-        )
+        rendered = rendered.with_reference(reference, message_id)
         conn.execute(
             _INSERT_NOTICE,
             {

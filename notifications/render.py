@@ -13,7 +13,12 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-__all__ = ["Rendered", "Renderer"]
+__all__ = ["MID_STANDIN", "REF_STANDIN", "Rendered", "Renderer"]
+
+
+# Stand-ins for the reference and Message-ID while rendering, replaced once the number is
+# taken (private-use characters: no template escapes or produces them).
+REF_STANDIN, MID_STANDIN = "\ue000REF\ue000", "\ue000MID\ue000"
 
 
 @dataclass(frozen=True)
@@ -21,6 +26,14 @@ class Rendered:
     subject: str
     text: str
     html: str
+
+    def with_reference(self, reference: str, message_id: str) -> Rendered:
+        """The same notice with the stand-ins it was rendered with replaced by the real ones."""
+
+        def fill(text: str) -> str:
+            return text.replace(REF_STANDIN, reference).replace(MID_STANDIN, message_id)
+
+        return Rendered(fill(self.subject), fill(self.text), fill(self.html))
 
 
 class Renderer:
