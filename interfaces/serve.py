@@ -97,10 +97,7 @@ def serve(
         signal.signal(signum, lambda _signum, _frame: None)
     try:
         if workers > 1:  # each process builds its own app from the same settings
-            uvicorn.run(
-                "interfaces.web:from_environment", factory=True, workers=workers,
-                host=host, port=port, log_level="info", access_log=False,
-            )  # fmt: skip
+            _run_workers(host, port, workers)
         else:
             web = create_web(app, accounts)
             uvicorn.run(web, host=host, port=port, log_level="info", access_log=False)
@@ -110,6 +107,29 @@ def serve(
         if worker is not None:
             worker[0].stop()
             worker[1].join(timeout=30)
+
+
+def _run_workers(host: str, port: int, workers: int) -> None:
+    """What ``uvicorn.run(..., workers=N)`` does, with a listening socket that says it is TCP.
+
+    uvicorn binds ``socket.socket(AF_INET)``, whose ``proto`` is 0; asyncio then skips
+    TCP_NODELAY on the accepted connections (it checks ``proto == IPPROTO_TCP``), and every
+    keep-alive answer waited ~40 ms for a delayed ACK (bench/api.py: 44 ms per request with 2
+    workers, 2 ms with 1). The same descriptor, re-wrapped with ``IPPROTO_TCP``, fixes it.
+    """
+    import socket
+
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    config = uvicorn.Config(
+        "interfaces.web:from_environment", factory=True, workers=workers,
+        host=host, port=port, log_level="info", access_log=False,
+    )  # fmt: skip
+    bound = config.bind_socket()
+    sock = socket.socket(bound.family, bound.type, socket.IPPROTO_TCP, fileno=bound.detach())
+    sock.set_inheritable(True)
+    Multiprocess(config, sockets=[sock]).run()
 
 
 def _start_worker(app: App) -> tuple[Worker, threading.Thread]:
