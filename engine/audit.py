@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ __all__ = [
     "canonical",
     "chain_hash",
     "export",
+    "export_lines",
     "iter_events",
     "replay",
     "spreadsheet_safe",
@@ -349,23 +351,34 @@ def spreadsheet_safe(value: Any) -> Any:
     return value
 
 
-def export(rows: Iterable[Any], out: IO[str], *, fmt: str) -> int:
-    """Write events as JSON Lines or CSV; returns how many were written."""
+def export_lines(rows: Iterable[Any], *, fmt: str) -> Iterator[str]:
+    """Events as JSON Lines, or CSV (header first, cells made spreadsheet-safe), line by line."""
     if fmt not in {"jsonl", "csv"}:
         raise InputError(f"unknown export format {fmt!r}: use jsonl or csv")
-    count = 0
-    writer = csv.DictWriter(out, fieldnames=EXPORT_COLUMNS) if fmt == "csv" else None
-    if writer:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=EXPORT_COLUMNS)
+    if fmt == "csv":
         writer.writeheader()
+        yield buffer.getvalue()
     for row in rows:
         record = export_record(row)
-        if writer:
-            record["data"] = json.dumps(record["data"], sort_keys=True, ensure_ascii=False)
-            writer.writerow({k: spreadsheet_safe(v) for k, v in record.items()})
-        else:
-            out.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
+        if fmt == "jsonl":
+            yield json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n"
+            continue
+        record["data"] = json.dumps(record["data"], sort_keys=True, ensure_ascii=False)
+        buffer.seek(0)
+        buffer.truncate()
+        writer.writerow({k: spreadsheet_safe(v) for k, v in record.items()})
+        yield buffer.getvalue()
+
+
+def export(rows: Iterable[Any], out: IO[str], *, fmt: str) -> int:
+    """Write events as JSON Lines or CSV; returns how many were written."""
+    count = -1 if fmt == "csv" else 0  # the CSV header is a line too
+    for line in export_lines(rows, fmt=fmt):
+        out.write(line)
         count += 1
-    return count
+    return max(count, 0)
 
 
 @dataclass(frozen=True)

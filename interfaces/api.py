@@ -7,7 +7,6 @@ its answer. A case's ETag is its version; firing a trigger requires ``If-Match``
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from datetime import datetime
@@ -432,35 +431,13 @@ def audit_events(
     )
     first = next(rows, None)  # refusals and unknown cases raise here, before the 200
     media = "text/csv" if fmt == "csv" else "application/x-ndjson"
-    return StreamingResponse(_export(first, rows, fmt), media_type=media)
-
-
-def _export(first: Any, rows: Iterator[Any], fmt: str) -> Iterator[str]:
-    if fmt == "csv":
-        import csv
-        import io
-
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=audit.EXPORT_COLUMNS)
-        writer.writeheader()
-        yield buffer.getvalue()
-    if first is None:
-        return
-    for row in _chain(first, rows):
-        record = audit.export_record(row)
-        if fmt == "csv":
-            buffer.seek(0)
-            buffer.truncate()
-            record["data"] = json.dumps(record["data"], sort_keys=True, ensure_ascii=False)
-            writer.writerow({k: audit.spreadsheet_safe(v) for k, v in record.items()})
-            yield buffer.getvalue()
-        else:
-            yield json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n"
+    return StreamingResponse(audit.export_lines(_chain(first, rows), fmt=fmt), media_type=media)
 
 
 def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
-    yield first
-    yield from rest
+    if first is not None:
+        yield first
+        yield from rest
 
 
 @router.get("/audit/verify", responses=ERRORS)

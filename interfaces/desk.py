@@ -10,6 +10,7 @@ CLI; the policy that decides is ``engine.policy``.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -378,28 +379,38 @@ async def fire(request: Request, reference: str, trigger: str, caller: Desk) -> 
     data = {k[6:]: v for k, v in values.items() if k.startswith("field_") and v.strip()}
     version = values.get("version", "")
     values["_action"] = trigger
+    return await _act(
+        svc, caller, reference, trigger, values,
+        lambda: svc.runner.advance(
+            reference=reference, trigger=trigger, login=caller.login,
+            reason=values.get("reason", ""), data=data, expect_version=int(version),
+        ),
+    )  # fmt: skip
+
+
+async def _act(
+    svc: Services,
+    caller: Caller,
+    reference: str,
+    action: str,
+    values: dict[str, str],
+    work: Callable[[], object],
+) -> Response:
+    """Run a case form's command; on refusal, the case page again with the French reason.
+
+    A missing or out-of-scope case and an ended session go to the error handlers instead.
+    """
     try:
         _check_form(values)
-        await run_in_threadpool(
-            lambda: svc.runner.advance(
-                reference=reference,
-                trigger=trigger,
-                login=caller.login,
-                reason=values.get("reason", ""),
-                data=data,
-                expect_version=int(version),
-            )
-        )
+        await run_in_threadpool(work)
     except RegulError as exc:
-        if isinstance(exc, Unauthenticated):
-            raise
         status, message = regul_status(exc), _french(exc)
-        if status == 404:
+        if isinstance(exc, Unauthenticated) or status == 404:
             raise
         return await run_in_threadpool(
             lambda: _case_page(svc, caller, reference, error=message, status=status, form=values)
         )
-    return RedirectResponse(f"/cases/{quote(reference)}?done={quote(trigger)}", 303)
+    return RedirectResponse(f"/cases/{quote(reference)}?done={quote(action)}", 303)
 
 
 @router.post("/cases/{reference}/control/{action}")
@@ -408,30 +419,16 @@ async def control(request: Request, reference: str, action: str, caller: Desk) -
     svc = services(request)
     reference = reference[:40]
     version = values.get("version", "")
-    values["_action"] = action[:20]
-    try:
-        _check_form(values)
-        by = values.get("by", "").strip()
-        await run_in_threadpool(
-            lambda: svc.runner.control(
-                reference=reference,
-                action=action[:20],
-                login=caller.login,
-                reason=values.get("reason", ""),
-                extend_by=parse_duration(by) if by else None,
-                expect_version=int(version),
-            )
-        )
-    except RegulError as exc:
-        if isinstance(exc, Unauthenticated):
-            raise
-        status, message = regul_status(exc), _french(exc)
-        if status == 404:
-            raise
-        return await run_in_threadpool(
-            lambda: _case_page(svc, caller, reference, error=message, status=status, form=values)
-        )
-    return RedirectResponse(f"/cases/{quote(reference)}?done={quote(action[:20])}", 303)
+    values["_action"] = action = action[:20]
+    by = values.get("by", "").strip()
+    return await _act(
+        svc, caller, reference, action, values,
+        lambda: svc.runner.control(
+            reference=reference, action=action, login=caller.login,
+            reason=values.get("reason", ""), expect_version=int(version),
+            extend_by=parse_duration(by) if by else None,
+        ),
+    )  # fmt: skip
 
 
 @router.get("/new/{kind}")
