@@ -530,18 +530,19 @@ class Runner:
     ) -> Iterator[Any]:
         """The events an auditor may read, filtered; streamed in id order.
 
-        Naming a case reads it: the read (or its refusal) is recorded in its chain first.
+        The checks run now (a refusal raises here, recorded); the events stream as the
+        iterator is consumed. Naming a case reads it: the read is recorded in its chain first.
         """
         if any(t is not None and "\x00" in t for t in (user, org, case)):
             raise InputError("a filter contains the NUL character (U+0000): remove it")
         actor = self.auditor(login, "read the audit log")
-        where = scope_where(actor)
         case_id = self._audited_case(actor, case, "export", via) if case else None
+        filters = {"case_id": case_id, "since": since, "until": until, "actor": user, "org": org}
+        return self._events(filters, scope_where(actor))
+
+    def _events(self, filters: dict[str, Any], where: Any) -> Iterator[Any]:
         with self.db.read() as conn:
-            yield from audit.iter_events(
-                conn, case_id=case_id, since=since, until=until, actor=user, org=org,
-                scope_where=where,
-            )  # fmt: skip
+            yield from audit.iter_events(conn, scope_where=where, **filters)
 
     def audit_verify(
         self, *, login: str, case: str | None = None, via: str = "cli"
