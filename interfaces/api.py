@@ -82,7 +82,9 @@ class DeadlineOut(BaseModel):
     seconds_left: int
 
 
-class CaseOut(BaseModel):
+class CaseSummary(BaseModel):
+    """A case in a list: where it stands, not its clinical facts (reading those is recorded)."""
+
     reference: str
     kind: str
     state: str
@@ -94,13 +96,18 @@ class CaseOut(BaseModel):
     zone: str
     department: str
     ght: str | None
-    fields: dict[str, Any]
     opened_by: str
     opened_at: datetime
     updated_at: datetime
     incident: bool
     on_hold: bool
     deadline: DeadlineOut | None
+
+
+class CaseOut(CaseSummary):
+    """One case: its facts (pseudonymous patient reference, clinical fields) too."""
+
+    fields: dict[str, Any]
     allowed_triggers: list[str] | None = None
 
 
@@ -172,6 +179,15 @@ class VerifyOut(BaseModel):
 
 
 def case_out(case: CaseView, now: datetime, allowed: list[str] | None = None) -> CaseOut:
+    data = _summary_data(case, now)
+    return CaseOut(**data, fields=case.fields, allowed_triggers=allowed)
+
+
+def case_summary(case: CaseView, now: datetime) -> CaseSummary:
+    return CaseSummary(**_summary_data(case, now))
+
+
+def _summary_data(case: CaseView, now: datetime) -> dict[str, Any]:
     d = case.deadline
     deadline = (
         DeadlineOut(
@@ -183,9 +199,9 @@ def case_out(case: CaseView, now: datetime, allowed: list[str] | None = None) ->
         if d
         else None
     )
-    data = {k: getattr(case, k) for k in CaseOut.model_fields if hasattr(case, k)}
-    data.update(deadline=deadline, allowed_triggers=allowed)
-    return CaseOut(**data)
+    data = {k: getattr(case, k) for k in CaseSummary.model_fields if k != "deadline"}
+    data["deadline"] = deadline
+    return data
 
 
 def _etag(response: Response, case: CaseView) -> None:
@@ -303,8 +319,11 @@ def list_cases(
     overdue: bool = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
-) -> list[CaseOut]:
-    """The cases in the caller's scope, newest first, each with its open deadline."""
+) -> list[CaseSummary]:
+    """The cases in the caller's scope, newest first, each with its open deadline.
+
+    Summaries: the clinical facts come with GET /cases/{ref}, whose read is recorded.
+    """
     now = svc.runner.clock.now()
     filters = CaseFilter(
         kind=kind,
@@ -318,7 +337,7 @@ def list_cases(
         limit=limit,
         offset=offset,
     )
-    return [case_out(c, now) for c in svc.runner.search(filters, login=who.login)]
+    return [case_summary(c, now) for c in svc.runner.search(filters, login=who.login)]
 
 
 @router.get("/cases/{reference}", responses=ERRORS)

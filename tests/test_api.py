@@ -66,6 +66,22 @@ def test_open_read_fire_history_notices(web: Web) -> None:
     assert isinstance(notices.json(), list)
 
 
+def test_list_gives_summaries_without_clinical_facts(web: Web) -> None:
+    """GET /cases shows where cases stand; their facts only come with a (recorded) read."""
+    ref = open_case(web)["reference"]
+    headers = web.token("umac-sud")
+    before = web.ctx.snapshot()
+    (listed,) = web.client.get("/api/v1/cases", headers=headers).json()
+    assert listed["reference"] == ref
+    assert "fields" not in listed
+    assert "PAT-0042" not in str(listed)
+    assert web.ctx.snapshot() == before  # a list is not a read of each case
+    assert web.client.get(f"/api/v1/cases/{ref}", headers=headers).json()["fields"] == {
+        "patient_ref": "PAT-0042",
+        "mode": "VV",
+    }
+
+
 def test_stale_if_match_is_412_and_changes_nothing(web: Web) -> None:
     """A stale ETag gets 412, a missing one 428; neither writes anything."""
     ref = open_case(web)["reference"]
