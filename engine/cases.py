@@ -28,6 +28,7 @@ __all__ = [
     "history",
     "list_cases",
     "lock_case",
+    "no_case",
     "parse_reference",
     "view_of",
 ]
@@ -143,7 +144,8 @@ def view_of(registry: WorkflowRegistry, row: Any, deadline: OpenDeadline | None 
     )
 
 
-def _missing(text: str) -> NotFound:
+def no_case(text: str) -> NotFound:
+    """'No case': for a missing reference, and for a case outside the caller's scope alike."""
     return NotFound(f"no case {text}: check the reference with 'regul case list'", case=text)
 
 
@@ -153,7 +155,7 @@ def lock_case(conn: Connection, registry: WorkflowRegistry, reference: str) -> C
     query = _BY_ID_LOCKED if conn.dialect.name == "postgresql" else _BY_ID
     row = conn.execute(query, {"case_id": case_id}).first()
     if row is None or (kind is not None and row.kind != kind):
-        raise _missing(reference)
+        raise no_case(reference)
     return view_of(registry, row)
 
 
@@ -161,7 +163,7 @@ def get_case(conn: Connection, registry: WorkflowRegistry, reference: str) -> Ca
     case_id, kind = parse_reference(registry, reference)
     row = conn.execute(_BY_ID, {"case_id": case_id}).first()
     if row is None or (kind is not None and row.kind != kind):
-        raise _missing(reference)
+        raise no_case(reference)
     return view_of(registry, row, _open_deadline(conn, case_id))
 
 

@@ -10,11 +10,11 @@ workflow registry; knows nothing of terminals or HTTP.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 from types import SimpleNamespace
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -32,6 +32,7 @@ from engine.cases import (
     history,
     list_cases,
     lock_case,
+    no_case,
     view_of,
 )
 from engine.clock import Clock
@@ -50,7 +51,16 @@ from engine.policy import can_audit, can_control, can_fire, can_open, can_read
 from engine.transition import Command, Outcome, check_reason, decide, parse_fields
 from engine.workflow import WorkflowRegistry, WorkflowSpec
 
-__all__ = ["Notifier", "Runner", "SilentNotifier", "record_event", "scope_where"]
+__all__ = [
+    "Notifier",
+    "Runner",
+    "SilentNotifier",
+    "record_event",
+    "refuse_outside_cases",
+    "scope_where",
+]
+
+T = TypeVar("T")
 
 
 class Notifier(Protocol):
@@ -205,21 +215,8 @@ class Runner:
         located = _Place(hospital.id, hospital.region, hospital.zone, hospital.ght)
         decision = can_open(actor, spec, located)
         if not decision:
-            audit.append_security(
-                conn,
-                at=now,
-                draft=Draft(
-                    actor.login,
-                    actor.role,
-                    actor.org,
-                    "refused",
-                    None,
-                    None,
-                    0,
-                    "",
-                    {"op": "open", "kind": spec.kind, "org": org_id, "why": decision.reason},
-                ),
-            )
+            data = {"op": "open", "kind": spec.kind, "org": org_id, "why": decision.reason}
+            refuse_outside_cases(conn, actor, now, data)
             return NotPermitted(f"{actor.login} may not open this case: {decision.reason}")
         fields = parse_fields(spec.open_fields, raw, what=f"opening a {spec.kind} case")
         row = {
@@ -278,12 +275,12 @@ class Runner:
         """
         now = self.clock.now()
         spec = self.registry[case.kind]
-        if not can_read(actor, case):  # outside scope: first, and as if the case did not exist
-            data = {"trigger": command.trigger, "why": can_read(actor, case).reason}
+        readable = can_read(actor, case)
+        if not readable:  # outside scope: first, and as if the case did not exist
+            data = {"trigger": command.trigger, "why": readable.reason}
             draft = _draft(actor, "refused", case, case.version, command.reason[:2000], data)
             record_event(conn, case, draft, now)
-            written = as_written if as_written is not None else case.reference
-            return NotFound(f"no case {written}: check the reference with 'regul case list'")
+            return no_case(as_written if as_written is not None else case.reference)
         result = decide(spec, case, actor, command, now, self.policy)
         if not isinstance(result, Outcome):
             record_event(conn, case, result.audit, now)
@@ -347,7 +344,8 @@ class Runner:
             actor = load_actor(conn, login)
             case = lock_case(conn, self.registry, reference)
             spec, now = self.registry[case.kind], self.clock.now()
-            if can_read(actor, case):  # outside scope, the case's version and state stay unsaid
+            readable = can_read(actor, case)
+            if readable:  # outside scope, the case's version and state stay unsaid
                 if expect_version is not None and expect_version != case.version:
                     raise StaleVersion(case.reference, expect_version, case.version)
                 _check_controllable(case, action)
@@ -366,10 +364,8 @@ class Runner:
                     NotPermitted(
                         f"{actor.login} may not {action} case {case.reference}: {decision.reason}"
                     )
-                    if can_read(actor, case)
-                    else NotFound(
-                        f"no case {reference}: check the reference with 'regul case list'"
-                    )
+                    if readable
+                    else no_case(reference)
                 )
             else:
                 case = self._control(conn, case, spec, actor, action, text, extend_by, now)
@@ -432,8 +428,7 @@ class Runner:
         if login is None:
             with self.db.read() as conn:
                 return get_case(conn, self.registry, reference)
-        read: CaseView = self._read(reference, login, via, what, lambda conn, case: case)
-        return read
+        return self._read(reference, login, via, what, lambda conn, case: case)
 
     def allowed_triggers(self, case: CaseView, login: str | Actor) -> list[str]:
         """The triggers ``login`` may fire on ``case`` now (an Actor saves a database read)."""
@@ -459,12 +454,18 @@ class Runner:
             with self.db.read() as conn:
                 case = get_case(conn, self.registry, reference)
                 return case, history(conn, case.id)
-        read: tuple[CaseView, list[Any]] = self._read(
+        return self._read(
             reference, login, via, "history", lambda conn, case: (case, history(conn, case.id))
         )
-        return read
 
-    def _read(self, reference: str, login: str, via: str, what: str, then: Any) -> Any:
+    def _read(
+        self,
+        reference: str,
+        reader: str | Actor,
+        via: str,
+        what: str,
+        then: Callable[[Connection, CaseView], T],
+    ) -> T:
         """Read a case as a person: the read (or its refusal) is an event of the case's chain.
 
         French health-data rules want to know who read which case and when. Outside the
@@ -473,26 +474,20 @@ class Runner:
         """
         refused: NotFound | None = None
         with self.db.write() as conn:
-            actor = load_actor(conn, login)
+            actor = reader if isinstance(reader, Actor) else load_actor(conn, reader)
             lock_case(conn, self.registry, reference)
             case = get_case(conn, self.registry, reference)  # with its open deadline
-            now = self.clock.now()
             decision = can_read(actor, case)
             data: dict[str, Any] = {"read": what, "via": via}
             if not decision:
                 data.update(op="read", why=decision.reason)
-                record_event(
-                    conn, case, _draft(actor, "refused", case, case.version, "", data), now
-                )
-                refused = NotFound(
-                    f"no case {reference}: check the reference with 'regul case list'"
-                )
+            action = "read" if decision else "refused"
+            draft = _draft(actor, action, case, case.version, "", data)
+            seq, digest = record_event(conn, case, draft, self.clock.now())
+            if decision:
+                result = then(conn, replace(case, audit_seq=seq, audit_hash=digest))
             else:
-                seq, digest = record_event(
-                    conn, case, _draft(actor, "read", case, case.version, "", data), now
-                )
-                case = replace(case, audit_seq=seq, audit_hash=digest)
-                result = then(conn, case)
+                refused = no_case(reference)
         if refused is not None:
             raise refused
         return result
@@ -505,14 +500,9 @@ class Runner:
             actor = load_actor(conn, login)
             decision = can_audit(actor)
             if not decision:
-                audit.append_security(
-                    conn,
-                    at=self.clock.now(),
-                    draft=Draft(
-                        actor.login, actor.role, actor.org, "refused", None, None, 0, "",
-                        {"op": what, "why": decision.reason},
-                    ),
-                )  # fmt: skip
+                refuse_outside_cases(
+                    conn, actor, self.clock.now(), {"op": what, "why": decision.reason}
+                )
         if not decision:
             raise NotPermitted(f"{login} may not {what}: {decision.reason}")
         return actor
@@ -556,29 +546,13 @@ class Runner:
                 return audit.verify(conn)
         why = "a regional auditor verifies one case at a time: give a case reference"
         with self.db.write() as conn:
-            audit.append_security(
-                conn,
-                at=self.clock.now(),
-                draft=Draft(actor.login, actor.role, actor.org, "refused", None, None, 0, "",
-                            {"op": "verify the whole audit log", "why": why}),
-            )  # fmt: skip
+            data = {"op": "verify the whole audit log", "why": why}
+            refuse_outside_cases(conn, actor, self.clock.now(), data)
         raise NotPermitted(why)
 
     def _audited_case(self, actor: Actor, reference: str, what: str, via: str) -> int:
-        """The id of a case the auditor may read; outside scope: 'no case', refusal recorded."""
-        with self.db.write() as conn:
-            case = lock_case(conn, self.registry, reference)
-            decision = can_read(actor, case)
-            data: dict[str, Any] = {"read": f"audit {what}", "via": via}
-            if not decision:
-                data.update(op="read", why=decision.reason)
-            action = "read" if decision else "refused"
-            record_event(
-                conn, case, _draft(actor, action, case, case.version, "", data), self.clock.now()
-            )
-        if not decision:
-            raise NotFound(f"no case {reference}: check the reference with 'regul case list'")
-        return case.id
+        """The id of a case the auditor may read (the read recorded); else 'no case'."""
+        return self._read(reference, actor, via, f"audit {what}", lambda conn, case: case.id)
 
 
 class _Place:
@@ -622,6 +596,14 @@ def record_event(
     if updated != 1:  # the case lock makes this unreachable; it is the last guard
         raise StaleVersion(case.reference, case.version, -1)
     return seq, digest
+
+
+def refuse_outside_cases(
+    conn: Connection, actor: Actor, now: datetime, data: dict[str, Any]
+) -> None:
+    """Record a refusal that concerns no case in the ``security`` stream of the audit log."""
+    draft = Draft(actor.login, actor.role, actor.org, "refused", None, None, 0, "", data)
+    audit.append_security(conn, at=now, draft=draft)
 
 
 def _draft(
