@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 
 from engine.errors import InputError, StorageError
 
@@ -80,7 +80,8 @@ class Database:
         except DBAPIError as exc:
             if "append-only" in str(exc.orig):
                 raise StorageError(f"refused by the database: {exc.orig}") from exc
-            if "NUL" in str(exc.orig):  # PostgreSQL text cannot hold U+0000; nothing was written
+            if isinstance(exc, DataError) and "0x00" in str(exc.orig):
+                # PostgreSQL text cannot hold U+0000 ("cannot contain NUL (0x00) bytes")
                 raise InputError(
                     "a value contains the NUL character (U+0000), which no text may hold: remove it"
                 ) from exc
