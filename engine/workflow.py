@@ -219,6 +219,14 @@ class WorkflowSpec:
         return cursor.state
 
     def mermaid(self) -> str:
+        """The diagram in Mermaid, drawn once per spec (drawing costs milliseconds) and kept."""
+        drawn: str | None = self.__dict__.get("_mermaid")
+        if drawn is None:
+            drawn = self._draw_mermaid()
+            object.__setattr__(self, "_mermaid", drawn)  # a cache, not a field: frozen stays
+        return drawn
+
+    def _draw_mermaid(self) -> str:
         from transitions.extensions import GraphMachine
 
         holder = _Cursor(self.initial)

@@ -258,19 +258,8 @@ def workflow_out(spec: WorkflowSpec) -> WorkflowOut:
             )
             for t in spec.transitions
         ],
-        mermaid=diagram(spec),
+        mermaid=spec.mermaid(),
     )
-
-
-_DIAGRAMS: dict[tuple[str, int], str] = {}
-
-
-def diagram(spec: WorkflowSpec) -> str:
-    """The workflow's Mermaid diagram, drawn once per process (drawing costs milliseconds)."""
-    key = (spec.kind, id(spec))
-    if key not in _DIAGRAMS:
-        _DIAGRAMS[key] = spec.mermaid()
-    return _DIAGRAMS[key]
 
 
 @router.get("/me", responses=ERRORS)
