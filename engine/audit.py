@@ -378,7 +378,7 @@ def export(rows: Iterable[Any], out: IO[str], *, fmt: str) -> int:
     for line in export_lines(rows, fmt=fmt):
         out.write(line)
         count += 1
-    return max(count, 0)
+    return count
 
 
 @dataclass(frozen=True)
