@@ -31,7 +31,7 @@ from engine.runner import scope_where
 from engine.workflow import WorkflowSpec, parse_duration
 from interfaces.auth import SESSION_COOKIE, Caller, Services, services
 from interfaces.problems import Problem, regul_status, validation_detail
-from notifications.queries import list_notices
+from notifications.queries import STATUSES, list_notices
 
 __all__ = ["is_desk", "router"]
 
@@ -484,35 +484,12 @@ def _done(trigger: str) -> str:
 
 @router.get("/notices")
 def notices_page(caller: Desk, svc: Svc, status: str = "") -> Response:
-    from notifications.queries import STATUSES
-
     chosen = status if status in STATUSES else None
-    rows = _scoped_notices(svc, caller, chosen)
+    with svc.runner.db.read() as conn:
+        rows = list_notices(conn, status=chosen, limit=500, scope_where=scope_where(caller.actor))
     return render(
         "notices.html.j2", caller=caller, notices=rows, status=chosen or "", statuses=STATUSES
     )
-
-
-def _scoped_notices(svc: Services, caller: Caller, status: str | None) -> list[Any]:
-    import sqlalchemy as sa
-
-    from engine.cases import CASE_TABLE
-    from engine.models import Notice
-
-    n = Notice.__table__  # type: ignore[attr-defined]
-    query = (
-        sa.select(n, CASE_TABLE.c.kind, CASE_TABLE.c.org.label("case_org"))
-        .join(CASE_TABLE, CASE_TABLE.c.id == n.c.case_id)
-        .order_by(n.c.id.desc())
-        .limit(500)
-    )
-    where = scope_where(caller.actor)
-    if where is not None:
-        query = query.where(where)
-    if status:
-        query = query.where(n.c.status == status)
-    with svc.runner.db.read() as conn:
-        return list(conn.execute(query))
 
 
 @router.get("/audit")

@@ -1,4 +1,4 @@
-"""Reading and re-queuing notices: what ``regul notices`` (and later the desk) shows."""
+"""Reading and re-queuing notices: what ``regul notices`` and the desk's notices page show."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from engine.cases import CASE_TABLE
 from engine.errors import Conflict, InputError, NotFound
 from engine.models import NoticeAttempt
 from notifications.outbox import NOTICE_TABLE
@@ -27,7 +28,9 @@ def list_notices(
     status: str | None = None,
     series: str | None = None,
     limit: int = 100,
+    scope_where: Any = None,
 ) -> list[Any]:
+    """Newest first; ``scope_where`` (a condition on the case table) keeps a reader's scope."""
     if status is not None and status not in STATUSES:
         raise InputError(f"--status {status!r}: use one of {', '.join(STATUSES)}")
     if series is not None and series not in SERIES:
@@ -35,6 +38,8 @@ def list_notices(
     if not 0 < limit <= 10000:
         raise InputError("--limit must be between 1 and 10000")
     query = sa.select(_N).order_by(_N.c.id.desc()).limit(limit)
+    if scope_where is not None:
+        query = query.join(CASE_TABLE, CASE_TABLE.c.id == _N.c.case_id).where(scope_where)
     for column, value in ((_N.c.case_id, case_id), (_N.c.status, status), (_N.c.series, series)):
         if value is not None:
             query = query.where(column == value)
