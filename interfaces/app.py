@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from engine.clock import Clock, SystemClock
 from engine.db import Database
@@ -16,7 +17,11 @@ from engine.workflow import WorkflowRegistry
 from notifications.setup import build_outbox
 from workflows import default_notices, default_registry
 
-__all__ = ["App", "build_app", "closing_apps"]
+if TYPE_CHECKING:  # the scheduler is imported only by the commands that run a worker
+    from engine.sweeper import SweepReport
+    from engine.worker import Worker
+
+__all__ = ["App", "build_app", "build_worker", "closing_apps"]
 
 _OPEN: ContextVar[list[App] | None] = ContextVar("regul_open_apps", default=None)
 
@@ -63,3 +68,30 @@ def closing_apps() -> Iterator[None]:
         _OPEN.reset(token)
         for app in opened:
             app.db.dispose()
+
+
+def build_worker(
+    app: App,
+    *,
+    interval: float | None = None,
+    on_sweep: Callable[[SweepReport], None] = lambda _report: None,
+) -> Worker:
+    """The deadline worker of ``app``, with the notice dispatch beside it when notices are on.
+
+    ``regul worker`` and ``regul serve`` both run this one.
+    """
+    from engine.worker import Worker
+    from notifications.dispatcher import dispatch
+    from notifications.setup import build_channels, dispatch_policy
+
+    jobs: dict[str, Callable[[], object]] = {}
+    if app.settings.notices:
+        channels, policy = build_channels(app.settings), dispatch_policy(app.settings)
+        jobs["dispatch"] = lambda: dispatch(app.db, app.runner.clock, channels, policy)
+    return Worker(
+        app.runner,
+        interval=interval if interval is not None else app.settings.sweep_interval,
+        batch_size=app.settings.sweep_batch,
+        on_sweep=on_sweep,
+        jobs=jobs,
+    )

@@ -18,7 +18,7 @@ from engine import audit
 from engine.cases import CaseFilter
 from engine.errors import InputError
 from engine.workflow import format_duration
-from interfaces.app import App, build_app
+from interfaces.app import build_app, build_worker
 from interfaces.notices_cli import notices_app
 from interfaces.output import (
     case_dict,
@@ -578,7 +578,6 @@ def worker(
     import logging
 
     from engine.sweeper import SweepReport
-    from engine.worker import Worker
 
     ctx = build_app()
     every = interval if interval is not None else ctx.settings.sweep_interval
@@ -595,10 +594,7 @@ def worker(
                 "sweep: %s, %s error(s)", report.counts(), report.errors
             )
 
-    jobs = {"dispatch": _dispatcher(ctx)} if ctx.settings.notices else {}
-    job = Worker(
-        ctx.runner, interval=every, batch_size=ctx.settings.sweep_batch, on_sweep=told, jobs=jobs
-    )
+    job = build_worker(ctx, interval=every, on_sweep=told)
     if once:
         report, others = job.run_once()
         if as_json:
@@ -608,14 +604,6 @@ def worker(
             })  # fmt: skip
         return
     job.run_forever()
-
-
-def _dispatcher(ctx: App) -> Callable[[], object]:
-    from notifications.dispatcher import dispatch
-    from notifications.setup import build_channels, dispatch_policy
-
-    channels, policy = build_channels(ctx.settings), dispatch_policy(ctx.settings)
-    return lambda: dispatch(ctx.db, ctx.runner.clock, channels, policy)
 
 
 def main() -> None:

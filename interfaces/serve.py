@@ -12,14 +12,16 @@ import secrets
 import signal
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from engine.errors import InputError
-from engine.worker import Worker
-from interfaces.app import App, build_app
+from interfaces.app import App, build_app, build_worker
 from interfaces.output import console, fails_cleanly
+
+if TYPE_CHECKING:  # the scheduler loads only when a server starts, not with every command
+    from engine.worker import Worker
 
 __all__ = ["DEMO_ACCOUNTS", "serve"]
 
@@ -133,15 +135,7 @@ def _run_workers(host: str, port: int, workers: int) -> None:
 
 
 def _start_worker(app: App) -> tuple[Worker, threading.Thread]:
-    from interfaces.cli import _dispatcher
-
-    jobs = {"dispatch": _dispatcher(app)} if app.settings.notices else {}
-    job = Worker(
-        app.runner,
-        interval=app.settings.sweep_interval,
-        batch_size=app.settings.sweep_batch,
-        jobs=jobs,
-    )
+    job = build_worker(app)
     thread = threading.Thread(
         target=job.run_forever, kwargs={"install_signals": False}, name="regul-worker", daemon=True
     )
