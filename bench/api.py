@@ -747,28 +747,7 @@ def transition_rate(work: Any, cases: int, notices: bool) -> dict[str, Any]:
     With ``notices``, the runner gets the notice outbox as its notifier, as the server's does.
     """
     target = work.postgres()
-    original = core.Runner
-    if notices:
-        from notifications.outbox import Outbox
-        from workflows import default_notices
-
-        def noticing(db: Database, registry: Any, clock: Any) -> Runner:
-            return Runner(db, registry, clock, notifier=Outbox(registry, default_notices()))
-
-        core.Runner = noticing
-    try:
-        ladders, _ = core.setup_facts(target, [KIND])
-        seconds, cpu, commands = core.run_engine(target, ladders, cases)
-    finally:
-        core.Runner = original
-        work.discard(target)
-    return {
-        "notices": notices,
-        "commands": commands,
-        "seconds": round(seconds, 2),
-        "per_s": round(commands / seconds, 1),
-        "cpu_us": round(cpu / commands * 1e6, 1),
-    }
+    return _core.engine_rate(core, work, target, kind=KIND, cases=cases, notices=notices)
 
 
 # -- checks ----------------------------------------------------------------------------------

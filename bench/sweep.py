@@ -566,29 +566,7 @@ def transition_rate(work: Any, plan: Plan, cases: int, notices: bool) -> dict[st
     outbox as its notifier (run_engine's ``Runner`` is swapped for the time of the call).
     """
     target = make_target(work, plan)
-    original = core.Runner
-    if notices:
-        from notifications.outbox import Outbox
-        from workflows import default_notices
-
-        def noticing(db: Database, registry: Any, clock: Any) -> Runner:
-            return Runner(db, registry, clock, notifier=Outbox(registry, default_notices()))
-
-        core.Runner = noticing
-    try:
-        ladders, _ = core.setup_facts(target, [KIND])
-        seconds, cpu, commands = core.run_engine(target, ladders, cases)
-    finally:
-        core.Runner = original
-        work.discard(target)
-    return {
-        "cases": cases,
-        "commands": commands,
-        "notices": notices,
-        "seconds": round(seconds, 2),
-        "per_s": round(commands / seconds, 1),
-        "cpu_us": round(cpu / commands * 1e6, 1),
-    }
+    return _core.engine_rate(core, work, target, kind=KIND, cases=cases, notices=notices)
 
 
 def burst(
