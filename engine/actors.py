@@ -8,13 +8,12 @@ sweeper.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from engine.errors import NotFound, NotPermitted
 from engine.models import Organisation, User
+from engine.values import SYSTEM, Actor, Scope
 
 __all__ = ["SYSTEM", "Actor", "Scope", "load_actor", "load_org"]
 
@@ -24,53 +23,6 @@ _ACTOR = (  # built once, bound per command
     sa.select(_USER, _ORG.c.kind, _ORG.c.region, _ORG.c.zone, _ORG.c.ght)
     .join(_ORG, _ORG.c.id == _USER.c.org)
     .where(_USER.c.login == sa.bindparam("login"))
-)
-
-
-@dataclass(frozen=True)
-class Scope:
-    """What part of the country an actor may see: a kind and a code (or national)."""
-
-    kind: str  # hospital | ght | zone | region | national
-    code: str | None = None
-
-    def __str__(self) -> str:
-        return "national" if self.kind == "national" else f"{self.kind} {self.code}"
-
-
-@dataclass(frozen=True)
-class Actor:
-    login: str
-    name: str
-    role: str
-    org: str
-    org_kind: str
-    region: str | None
-    zone: str | None
-    ght: str | None
-
-    @property
-    def scope(self) -> Scope:
-        if self.role == "establishment":
-            return Scope("hospital", self.org)
-        if self.role == "ght":
-            return Scope("ght", self.ght)
-        if self.role in {"umac", "ars_zone"}:
-            return Scope("zone", self.zone)
-        if self.role == "ars" or (self.role == "auditor" and self.org_kind == "ars"):
-            return Scope("region", self.region)
-        return Scope("national")
-
-
-SYSTEM = Actor(
-    login="system",
-    name="Échéancier Régul",
-    role="system",
-    org="REGUL",
-    org_kind="system",
-    region=None,
-    zone=None,
-    ght=None,
 )
 
 

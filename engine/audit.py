@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection
 
 from engine.errors import InputError, NotFound
 from engine.models import AuditEvent, AuditHead, Case
+from engine.values import Draft
 from engine.workflow import WorkflowRegistry
 
 __all__ = [
@@ -71,21 +72,6 @@ _HEAD = AuditHead.__table__  # type: ignore[attr-defined]
 _INSERT = _T.insert()  # built once: the hot path only binds values
 # Actions that change the case's version but not its state: manual control of its deadline.
 VERSIONED_ACTIONS = frozenset({"hold", "resume", "extend"})
-
-
-@dataclass(frozen=True)
-class Draft:
-    """An audit event before it is chained: what the pure decision produces."""
-
-    actor: str
-    role: str
-    org: str
-    action: str
-    from_state: str | None
-    to_state: str | None
-    version: int
-    reason: str
-    data: dict[str, Any]
 
 
 def _stamp(at: datetime) -> str:

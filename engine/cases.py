@@ -8,7 +8,7 @@ so that nothing per case outlives the call.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 
 from engine.errors import InputError, NotFound
 from engine.models import AuditEvent, Case, Deadline
+from engine.values import CaseView, OpenDeadline, reference_of
 from engine.workflow import WorkflowRegistry
 
 __all__ = [
@@ -43,62 +44,6 @@ _OPEN_DEADLINE = sa.select(_DEADLINE.c.state, _DEADLINE.c.due_at, _DEADLINE.c.ac
     _DEADLINE.c.case_id == sa.bindparam("case_id"), _DEADLINE.c.status == "open"
 )
 _REFERENCE = re.compile(r"^(?:([A-Za-z]+)-)?0*(\d+)$")
-
-
-@dataclass(frozen=True)
-class OpenDeadline:
-    state: str
-    due_at: datetime
-    action: str
-
-
-@dataclass(frozen=True)
-class CaseView:
-    id: int
-    reference: str
-    kind: str
-    state: str
-    level: str | None
-    final: bool
-    version: int
-    org: str
-    region: str
-    zone: str
-    department: str
-    ght: str | None
-    fields: dict[str, Any]
-    opened_by: str
-    opened_at: datetime
-    updated_at: datetime
-    audit_seq: int
-    audit_hash: str
-    incident: bool = False
-    on_hold: bool = False
-    deadline: OpenDeadline | None = field(default=None, compare=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        for key in ("opened_at", "updated_at"):
-            data[key] = data[key].isoformat()
-        if self.deadline:
-            data["deadline"]["due_at"] = self.deadline.due_at.isoformat()
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CaseView:
-        values = dict(data)
-        for key in ("opened_at", "updated_at"):
-            values[key] = datetime.fromisoformat(values[key])
-        if values.get("deadline"):
-            d = values["deadline"]
-            values["deadline"] = OpenDeadline(
-                d["state"], datetime.fromisoformat(d["due_at"]), d["action"]
-            )
-        return cls(**values)
-
-
-def reference_of(prefix: str, case_id: int) -> str:
-    return f"{prefix}-{case_id:06d}"
 
 
 def parse_reference(registry: WorkflowRegistry, text: str) -> tuple[int, str | None]:

@@ -51,7 +51,6 @@ class Database:
         self.engine: Engine = sa.create_engine(self.url, **kwargs)
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine, sqlite_synchronous)
-        self._writer = self.engine.execution_options(regul_write=True)
 
     @property
     def is_sqlite(self) -> bool:
@@ -62,14 +61,32 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        """A transaction that holds the write lock on SQLite; commits on success."""
-        with self._translated(), self._writer.begin() as conn:
+        """A transaction that holds the write lock on SQLite; commits on success.
+
+        SQLite gets ``BEGIN IMMEDIATE`` here, where the write starts (an engine-wide "begin"
+        listener would turn on SQLAlchemy's event dispatch for every statement).
+        """
+        with self._translated(), self._transaction("BEGIN IMMEDIATE") as conn:
             yield conn
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        with self._translated(), self.engine.connect() as conn:
+        with self._translated(), self._transaction("BEGIN") as conn:
             yield conn
+
+    @contextmanager
+    def _transaction(self, begin: str) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            if self.is_sqlite:  # the driver runs in autocommit mode: we say where it begins
+                conn.exec_driver_sql(begin)
+            else:
+                conn.begin()
+            try:
+                yield conn
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
 
     @contextmanager
     def _translated(self) -> Iterator[None]:
@@ -113,7 +130,7 @@ class Database:
         from alembic.config import Config
         from alembic.runtime.migration import MigrationContext
 
-        with self._translated(), self.engine.begin() as conn:
+        with self._translated(), self._transaction("BEGIN IMMEDIATE") as conn:
             before = MigrationContext.configure(conn).get_current_revision()
             config = Config()
             config.set_main_option("script_location", str(_MIGRATIONS))
@@ -157,8 +174,3 @@ def _configure_sqlite(engine: Engine, synchronous: str) -> None:
         cursor.execute(f"PRAGMA synchronous = {synchronous}")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        immediate = conn.get_execution_options().get("regul_write", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

@@ -2,7 +2,11 @@
 
 Every error says what was wrong and what to do, carries its data as attributes, and is
 raised before anything is written (an authorization refusal writes only its own audit
-record). The interfaces turn them into an exit code or an HTTP status by their ``code``.
+record). The interfaces turn them into an exit code or an HTTP status by their ``code`` (the
+class of error), and into their own wording by ``why`` (the precise error: a key of their
+catalogues, e.g. ``interfaces.catalogue``) and ``data`` (its typed parameters); the English
+``message`` is the CLI's and the API's default wording. No interface reads ``message`` to
+decide anything. This module imports nothing.
 
     RegulError
     ├── InputError            a malformed value, unknown field, bad option
@@ -38,9 +42,10 @@ class RegulError(Exception):
     code = "error"
     exit_code = 1
 
-    def __init__(self, message: str, **data: object) -> None:
+    def __init__(self, message: str, /, *, why: str = "", **data: object) -> None:
         super().__init__(message)
         self.message = message
+        self.why = why or self.code
         self.data = data
 
 
@@ -70,6 +75,7 @@ class StaleVersion(Conflict):
         super().__init__(
             f"case {case_ref} is at version {actual}, not {expected}: someone acted on it since "
             f"you read it; run 'regul case show {case_ref}' and decide again",
+            why="stale_version",
             case=case_ref,
             expected=expected,
             actual=actual,

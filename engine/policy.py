@@ -12,10 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from engine.actors import Actor
+from engine.values import Actor
+from engine.vocab import REGULATORS, Role, ScopeKind
 from engine.workflow import WorkflowSpec
 
 __all__ = [
+    "REGULATORS",
     "Decision",
     "Located",
     "can_audit",
@@ -25,8 +27,6 @@ __all__ = [
     "can_read",
     "in_scope",
 ]
-
-REGULATORS = ("ght", "umac", "ars", "ars_zone", "ccs")
 
 
 class Located(Protocol):
@@ -44,11 +44,20 @@ class Located(Protocol):
 
 @dataclass(frozen=True)
 class Decision:
+    """Allowed, or a typed refusal: ``why`` (a catalogue key), its ``params``, and ``reason``
+    (the English explanation recorded in the audit log)."""
+
     allowed: bool
     reason: str = ""
+    why: str = ""
+    params: tuple[tuple[str, str], ...] = ()
 
     def __bool__(self) -> bool:
         return self.allowed
+
+
+def _no(why: str, reason: str, **params: str) -> Decision:
+    return Decision(False, reason, why, tuple(params.items()))
 
 
 ALLOW = Decision(True)
@@ -56,7 +65,7 @@ ALLOW = Decision(True)
 
 def in_scope(actor: Actor, item: Located) -> bool:
     scope = actor.scope
-    if scope.kind == "national" or actor.role == "system":
+    if scope.kind == ScopeKind.NATIONAL or actor.role == Role.SYSTEM:
         return True
     value = {
         "hospital": item.org,
@@ -70,41 +79,73 @@ def in_scope(actor: Actor, item: Located) -> bool:
 def can_read(actor: Actor, item: Located) -> Decision:
     if in_scope(actor, item):
         return ALLOW
-    return Decision(False, f"the case lies outside {actor.login}'s scope ({actor.scope})")
+    return _outside(actor)
+
+
+def _outside(actor: Actor) -> Decision:
+    return _no(
+        "outside_scope",
+        f"the case lies outside {actor.login}'s scope ({actor.scope})",
+        login=actor.login,
+        scope=str(actor.scope),
+    )
 
 
 def can_open(actor: Actor, spec: WorkflowSpec, hospital: Located) -> Decision:
     if actor.role not in spec.open_roles:
-        return Decision(
-            False,
+        return _no(
+            "role_may_not_open",
             f"role {actor.role} may not open a {spec.kind} case; "
             f"{' or '.join(spec.open_roles)} may",
+            role=actor.role,
+            kind=spec.kind,
         )
     if not in_scope(actor, hospital):
-        return Decision(False, f"{hospital.org} lies outside {actor.login}'s scope ({actor.scope})")
+        return _no(
+            "hospital_outside_scope",
+            f"{hospital.org} lies outside {actor.login}'s scope ({actor.scope})",
+            org=hospital.org,
+            scope=str(actor.scope),
+        )
     return ALLOW
 
 
-def can_fire(actor: Actor, spec: WorkflowSpec, state: str, trigger: str, item: Located) -> Decision:
+def can_fire(  # noqa: PLR0911 - one return per rule reads as the doctrine does
+    actor: Actor, spec: WorkflowSpec, state: str, trigger: str, item: Located
+) -> Decision:
     """May ``actor`` fire ``trigger`` on a case of ``spec`` in ``state``?"""
     transition = spec.transition(state, trigger)
     if transition is None:  # the runner reports this as a conflict before asking
-        return Decision(False, f"{trigger} is not possible from {state}")
-    if actor.role == "system":
+        return _no("trigger_not_allowed", f"{trigger} is not possible from {state}")
+    if actor.role == Role.SYSTEM:
         on_deadline = spec.state(state).on_deadline
-        return ALLOW if on_deadline == trigger else Decision(False, "system fires only deadlines")
+        if on_deadline == trigger:
+            return ALLOW
+        return _no("system_fires_deadlines", "system fires only deadlines")
     if actor.role not in transition.roles:
-        return Decision(
-            False,
+        return _no(
+            "role_may_not_fire",
             f"role {actor.role} may not {trigger} a {spec.kind} case in {state}; "
             f"{' or '.join(transition.roles)} may",
+            role=actor.role,
+            trigger=trigger,
+            state=state,
         )
     level = spec.state(state).level
     if not transition.any_level and level != actor.role:
-        return Decision(False, f"the case is at the {level} level, not {actor.role}")
+        return _wrong_level(level, actor)
     if not in_scope(actor, item):
-        return Decision(False, f"the case lies outside {actor.login}'s scope ({actor.scope})")
+        return _outside(actor)
     return ALLOW
+
+
+def _wrong_level(level: str | None, actor: Actor) -> Decision:
+    return _no(
+        "wrong_level",
+        f"the case is at the {level} level, not {actor.role}",
+        level=str(level),
+        role=actor.role,
+    )
 
 
 def can_control(actor: Actor, spec: WorkflowSpec, state: str, item: Located) -> Decision:
@@ -114,16 +155,24 @@ def can_control(actor: Actor, spec: WorkflowSpec, state: str, item: Located) -> 
     """
     level = spec.state(state).level
     if actor.role not in REGULATORS:
-        return Decision(False, f"role {actor.role} does not regulate; {', '.join(REGULATORS)} do")
+        return _no(
+            "not_a_regulator",
+            f"role {actor.role} does not regulate; {', '.join(REGULATORS)} do",
+            role=actor.role,
+        )
     if level != actor.role:
-        return Decision(False, f"the case is at the {level} level, not {actor.role}")
+        return _wrong_level(level, actor)
     if not in_scope(actor, item):
-        return Decision(False, f"the case lies outside {actor.login}'s scope ({actor.scope})")
+        return _outside(actor)
     return ALLOW
 
 
 def can_audit(actor: Actor) -> Decision:
     """May ``actor`` search, export and verify the audit log (within their scope)?"""
-    if actor.role != "auditor":
-        return Decision(False, f"role {actor.role} does not audit; only auditors read the log")
+    if actor.role != Role.AUDITOR:
+        return _no(
+            "not_an_auditor",
+            f"role {actor.role} does not audit; only auditors read the log",
+            role=actor.role,
+        )
     return ALLOW

@@ -1,35 +1,35 @@
 """The outbox: notices numbered, rendered and queued in the transaction of their event.
 
-``Outbox`` is the runner's ``Notifier``. For each recorded event that its workflow declares a
-notice for, it takes the next reference of the series and year (``MARS N°2026_017``: a counter
-row updated in the same transaction, so numbers have no gaps and no duplicates, also under
-concurrent transitions on PostgreSQL), finds the recipients in the directory, renders text and
-HTML, and inserts the notice as ``queued``. Delivery is the dispatcher's job, later.
+``Outbox`` is the unit of work's ``Notifier``: it tells the decisions which events its
+workflows declare a notice for, and for each such recorded event finds the recipients in the
+directory and renders text and HTML with stand-ins for the reference. The unit of work (the
+only writer of the notice tables) then takes the next reference of the series and year
+(``MARS N°2026_017``: a counter row updated in the same transaction, so numbers have no gaps
+and no duplicates, also under concurrent transitions on PostgreSQL) and inserts the notice as
+``queued``. Delivery is the dispatcher's job, later.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from engine.audit import Draft
-from engine.cases import CaseView
-from engine.models import Notice, NoticeCounter
+from engine.decisions import event_name
+from engine.models import Notice
+from engine.values import CaseView, Draft
 from engine.workflow import WorkflowRegistry
 from notifications.recipients import Directory, levels_passed, resolve
 from notifications.render import MID_STANDIN, REF_STANDIN, Rendered, Renderer
 from notifications.rules import NoticeBook, NoticeRule
 
-__all__ = ["NOTICE_TABLE", "Outbox", "event_name", "format_reference"]
+__all__ = ["NOTICE_TABLE", "Outbox", "Pending", "event_name", "format_reference"]
 
 NOTICE_TABLE = Notice.__table__  # type: ignore[attr-defined]
-_COUNTER = NoticeCounter.__table__  # type: ignore[attr-defined]
 PARIS = ZoneInfo("Europe/Paris")
 SERIES_TITLES = {
     "MARS": "Message d'Alerte Rapide Sanitaire",
@@ -45,29 +45,30 @@ def format_reference(series: str, year: int, number: int) -> str:
     return f"{series} N°{year}_{number:03d}"
 
 
-def event_name(draft: Draft) -> str:
-    return str(draft.data.get("trigger")) if draft.action == "transition" else draft.action
+@dataclass
+class Pending:
+    """A rendered notice waiting for its number (``engine.unit_of_work.PendingNotice``)."""
 
+    series: str
+    year: int
+    rendered: Rendered
+    values: dict[str, Any]
 
-def next_number(conn: Connection, series: str, year: int) -> int:
-    """Take the next number of a series and year; the row stays locked until commit."""
-    statement = _NEXT_NUMBER[conn.dialect.name]
-    return int(conn.execute(statement, {"series": series, "year": year}).scalar_one())
-
-
-def _upsert(insert: Any) -> Any:
-    return (
-        insert(_COUNTER)
-        .values(series=sa.bindparam("series"), year=sa.bindparam("year"), last=1)
-        .on_conflict_do_update(
-            index_elements=["series", "year"], set_={"last": _COUNTER.c.last + 1}
-        )
-        .returning(_COUNTER.c.last)
-    )
-
-
-_NEXT_NUMBER = {"postgresql": _upsert(postgresql.insert), "sqlite": _upsert(sqlite.insert)}
-_INSERT_NOTICE = NOTICE_TABLE.insert()
+    def row(self, number: int) -> dict[str, Any]:
+        reference = format_reference(self.series, self.year, number)
+        message_id = f"<{self.series.lower()}.{self.year}.{number:06d}@regul.invalid>"
+        rendered = self.rendered.with_reference(reference, message_id)
+        return {
+            **self.values,
+            "reference": reference,
+            "series": self.series,
+            "year": self.year,
+            "number": number,
+            "message_id": message_id,
+            "subject": rendered.subject,
+            "body_text": rendered.text,
+            "body_html": rendered.html,
+        }
 
 
 class Outbox:
@@ -85,38 +86,37 @@ class Outbox:
         self.renderer = renderer or Renderer()
         self.directory = Directory()
 
-    def on_event(
+    def declares(self, kind: str, event: str) -> bool:
+        """Does workflow ``kind`` declare a notice for ``event``? (asked by the decisions)"""
+        book = self.books.get(kind)
+        return book is not None and book.rule(event) is not None
+
+    def prepare(
         self, conn: Connection, case: CaseView, draft: Draft, seq: int, now: datetime
-    ) -> None:
+    ) -> Pending | None:
+        """Render the notice of an event, to be numbered and inserted at commit.
+
+        The unit of work numbers the pending notices of a transaction in one global order
+        (series, year) just before commit: the counter row, which serialises a series, is
+        locked for as short a time as it can be, and never in an order that could deadlock.
+        """
         book = self.books.get(case.kind)
         rule = book.rule(event_name(draft)) if book and draft.action != "refused" else None
         if book is None or rule is None:
-            return
-        year = now.astimezone(PARIS).year
-        # Render first with placeholders, then take the number: the counter row stays locked
-        # (until commit) for as short a time as it can, since it serialises a whole series.
+            return None
         rendered, action, info = self.compose(
             conn, case, draft, rule, book.series, now, reference=REF_STANDIN, message_id=MID_STANDIN
         )
-        number = next_number(conn, book.series, year)
-        reference = format_reference(book.series, year, number)
-        message_id = f"<{book.series.lower()}.{year}.{number:06d}@regul.invalid>"
-        rendered = rendered.with_reference(reference, message_id)
-        conn.execute(
-            _INSERT_NOTICE,
+        channel = self.channel_for(action[0]["org"]) if action else "eml"
+        return Pending(
+            book.series,
+            now.astimezone(PARIS).year,
+            rendered,
             {
-                "reference": reference,
-                "series": book.series,
-                "year": year,
-                "number": number,
                 "kind": rule.kind,
                 "case_id": case.id,
                 "event_seq": seq,
-                "message_id": message_id,
-                "channel": self.channel_for(action[0]["org"]) if action else "eml",
-                "subject": rendered.subject,
-                "body_text": rendered.text,
-                "body_html": rendered.html,
+                "channel": channel,
                 "recipients": {"action": action, "info": info},
                 "status": "queued",
                 "attempts": 0,
@@ -163,7 +163,10 @@ class Outbox:
     ) -> dict[str, Any]:
         spec = self.registry[case.kind]
         hospital = self.directory.org(case.org)
-        due = case.deadline.due_at if case.deadline else draft.data.get("due_at")
+        # A reminder, an incident or an overdue notice is about the deadline that was swept
+        # (its event carries it); a transition's notice announces the next level's deadline.
+        swept = draft.action != "transition" and draft.data.get("due_at")
+        due = swept or (case.deadline.due_at if case.deadline else None)
         if isinstance(due, str):
             due = datetime.fromisoformat(due)
         actor = draft.actor if draft.actor != "system" else "l'échéancier automatique"

@@ -107,7 +107,7 @@ def test_trigger_not_allowed_in_state_changes_nothing(
 
 @pytest.mark.parametrize("role", ["ars", "umac", "ars_zone", "ght", "establishment"])
 def test_out_of_scope_refusal_is_audited_and_changes_nothing_else(ctx: Ctx, role: str) -> None:
-    """Another region/zone/GHT's user gets 'no case' (as if missing); only the refusal is recorded."""
+    """Another region/zone/GHT's user gets 'no case' (as if missing); only the refusal is recorded, its text kept out of the case's chain."""
     for spec in REGISTRY:
         for t in spec.transitions:
             level = spec.state(t.source).level
@@ -125,11 +125,17 @@ def test_out_of_scope_refusal_is_audited_and_changes_nothing_else(ctx: Ctx, role
                 after = ctx.snapshot()
                 assert after["deadline"] == before["deadline"]
                 assert after["idempotency"] == before["idempotency"]
-                assert len(after["audit_event"]) == len(before["audit_event"]) + 1
+                # one event in the case's chain (without the outsider's text), one in the
+                # security stream (with it, bounded)
+                assert len(after["audit_event"]) == len(before["audit_event"]) + 2
                 with ctx.db.read() as conn:
                     event = list(audit.iter_events(conn, case_id=case.id))[-1]
                     assert (event.action, event.actor) == ("refused", OUTSIDERS[role])
                     assert "outside" in event.data["why"]
+                    assert event.reason == ""
+                    security = list(audit.iter_events(conn))[-1]
+                    assert (security.case_id, security.reason) == (None, "hors périmètre")
+                    assert security.data["case"] == case.reference
                     assert audit.verify(conn).ok
                 shown = ctx.runner.show(case.reference)
                 assert (shown.state, shown.version) == (case.state, case.version)

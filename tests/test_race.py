@@ -23,6 +23,7 @@ from engine.clock import FixedClock
 from engine.db import Database
 from engine.errors import RegulError
 from engine.runner import Runner
+from engine.unit_of_work import Tx
 from notifications.outbox import Outbox
 from tests.conftest import ACTORS_OCC, DEFAULT_FIELDS, START, TOULOUSE, truncate_cases
 from workflows import default_notices, default_registry
@@ -45,7 +46,23 @@ def _runner(db: Database) -> Runner:
 
 
 def _hold_at(db: Database, marker: tuple[str, ...], waits: list[float]) -> None:
-    """Time every statement; stay ``HOLD`` seconds after the one that contains ``marker``."""
+    """Time every statement; stay ``HOLD`` seconds after the one that contains ``marker``.
+
+    The case lock runs on the driver's cursor (``Tx.lock``), outside SQLAlchemy's events: it
+    is timed and held by wrapping ``Tx.lock`` itself.
+    """
+    if marker == LOCK_CASE:
+        locking = Tx.lock
+
+        def lock(self: Tx, reference: str) -> Any:
+            started = time.monotonic()
+            try:
+                return locking(self, reference)
+            finally:
+                waits.append(time.monotonic() - started)
+                time.sleep(HOLD)
+
+        Tx.lock = lock  # type: ignore[method-assign]  # this racer's own process
 
     @event.listens_for(db.engine, "before_cursor_execute")
     def _started(conn: Any, cursor: Any, statement: str, *args: Any) -> None:

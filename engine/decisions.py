@@ -1,0 +1,541 @@
+"""Deciding: every command kind is a pure function to one ``Outcome``.
+
+A person's trigger, a control (hold, resume, extend), opening a case, a recorded read, and
+every swept deadline (escalate, remind, incident, overdue, no-op) are decided here from the
+case, the command, the actor and ``now`` (read once per command by the caller), with the
+policy's one-pass answer (allowed, or a typed refusal). Nothing here does I/O: the outcome
+carries the audit events, the case change, the deadline plan and the notices to queue, and
+``engine.unit_of_work`` applies it in one transaction. A malformed or stale command raises
+before any outcome exists. Imports no database library.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from engine.deadlines import extended, plan_deadline
+from engine.errors import (
+    Conflict,
+    InputError,
+    NotFound,
+    NotPermitted,
+    StaleVersion,
+    TriggerNotAllowed,
+)
+from engine.policy import Decision, can_audit, can_control, can_fire, can_open, can_read
+from engine.values import (
+    SYSTEM,
+    Actor,
+    CaseView,
+    Command,
+    DeadlineChange,
+    DeadlinePlan,
+    DeadlineRow,
+    Draft,
+    Outcome,
+    Place,
+    ReminderPolicy,
+)
+from engine.vocab import Action, Control, DeadlineStatus, Role, SweepOutcome
+from engine.workflow import INCIDENT, OVERDUE, FieldSpec, WorkflowRegistry, WorkflowSpec
+
+__all__ = [
+    "MAX_REASON",
+    "Decider",
+    "Declares",
+    "check_reason",
+    "decide",
+    "event_name",
+    "no_case",
+    "parse_fields",
+]
+
+MAX_REASON = 2000
+MAX_REFUSED_TEXT = 200  # a refused caller's free text, kept in the security stream only
+REMIND = "remind"  # the action of a periodic reminder row after a deadline passed
+
+Declares = Callable[[str, str], bool]
+"""Does workflow ``kind`` declare a notice for ``event``? (the notice book's answer)"""
+
+
+def _none(_kind: str, _event: str) -> bool:
+    return False
+
+
+def parse_fields(
+    specs: Sequence[FieldSpec], raw: Mapping[str, object], *, what: str
+) -> dict[str, Any]:
+    """Check ``raw`` against ``specs``: unknown, missing and malformed values are errors."""
+    known = {f.name: f for f in specs}
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        names = ", ".join(known) or "none"
+        raise InputError(
+            f"unknown field(s) {', '.join(unknown)} for {what}; fields: {names}",
+            why="unknown_field",
+            fields=unknown,
+        )
+    values: dict[str, Any] = {}
+    for name, spec in known.items():
+        if name in raw and raw[name] not in (None, ""):
+            values[name] = spec.parse(raw[name])
+        elif spec.required:
+            raise InputError(
+                f"{what} needs field {name!r} ({spec.label or spec.type})",
+                why="missing_field",
+                field=name,
+                label=spec.label or name,
+            )
+    return values
+
+
+def check_reason(reason: str) -> str:
+    text = reason.strip()
+    if not text:
+        raise InputError("a reason is required: say why, in a sentence", why="reason_required")
+    if "\x00" in text:
+        raise InputError(
+            "the reason contains the NUL character (U+0000): remove it", why="nul_character"
+        )
+    if len(text) > MAX_REASON:
+        raise InputError(
+            f"the reason is longer than {MAX_REASON} characters: shorten it",
+            why="reason_too_long",
+            limit=MAX_REASON,
+        )
+    return text
+
+
+def no_case(text: str) -> NotFound:
+    """'No case': for a missing reference, and for a case outside the caller's scope alike."""
+    return NotFound(
+        f"no case {text}: check the reference with 'regul case list'", why="no_case", case=text
+    )
+
+
+def _draft(
+    actor: Actor, action: str, case: CaseView, version: int, reason: str, data: dict[str, Any]
+) -> Draft:
+    return Draft(
+        actor.login, actor.role, actor.org, action, case.state, case.state, version, reason, data
+    )
+
+
+def _security(actor: Actor, data: dict[str, Any], reason: str = "") -> Draft:
+    return Draft(actor.login, actor.role, actor.org, Action.REFUSED, None, None, 0, reason, data)
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(int(seconds), 0)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, _ = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"
+
+
+@dataclass(frozen=True)
+class Decider:
+    """The pure decisions of one deployment: its workflows, reminder policy and notice book."""
+
+    registry: WorkflowRegistry
+    policy: ReminderPolicy = ReminderPolicy()  # noqa: RUF009 - frozen, immutable default
+    declares: Declares = _none
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _notices(self, kind: str, events: Sequence[Draft]) -> tuple[int, ...]:
+        return tuple(
+            i
+            for i, draft in enumerate(events)
+            if draft.action != Action.REFUSED and self.declares(kind, event_name(draft))
+        )
+
+    def _outcome(self, case: CaseView, events: tuple[Draft, ...], **kw: Any) -> Outcome:
+        return Outcome(case, events, notices=self._notices(case.kind, events), **kw)
+
+    def _outside(
+        self, case: CaseView, actor: Actor, decision: Decision, data: dict[str, Any],
+        text: str, as_written: str,
+    ) -> Outcome:  # fmt: skip
+        """An attempt on a case outside the caller's scope: 'no case', recorded twice.
+
+        The case's chain gets the refusal without the caller's free text (an outsider must
+        not be able to write into another scope's evidence); the security stream keeps what
+        they typed, bounded.
+        """
+        data = {**data, "why": decision.reason}
+        seen = {**data, "case": case.reference}
+        return Outcome(
+            case,
+            (_draft(actor, Action.REFUSED, case, case.version, "", data),),
+            security=(_security(actor, seen, text[:MAX_REFUSED_TEXT]),),
+            refusal=no_case(as_written),
+        )
+
+    def _refused(
+        self, case: CaseView, actor: Actor, decision: Decision, what: str, text: str,
+        data: dict[str, Any],
+    ) -> Outcome:  # fmt: skip
+        return Outcome(
+            case,
+            (_draft(actor, Action.REFUSED, case, case.version, text, data),),
+            refusal=NotPermitted(
+                f"{actor.login} may not {what} case {case.reference}: {decision.reason}",
+                why=decision.why or "not_permitted",
+                case=case.reference,
+                action=what,
+                **dict(decision.params),
+            ),
+        )
+
+    # -- opening ----------------------------------------------------------------------------
+
+    def open(
+        self, actor: Actor, kind: str, place: Place, raw: Mapping[str, object], now: datetime
+    ) -> Outcome:
+        """Open a case of ``kind`` for the hospital at ``place``: its row, event, deadline."""
+        spec = self.registry[kind]
+        if place.kind != "hospital":
+            raise InputError(
+                f"{place.org} is a {place.kind}, not a hospital: cases are opened for a hospital",
+                why="not_a_hospital",
+                org=place.org,
+            )
+        decision = can_open(actor, spec, place)
+        if not decision:
+            data = {"op": "open", "kind": kind, "org": place.org, "why": decision.reason}
+            return Outcome(
+                None,
+                security=(_security(actor, data),),
+                refusal=NotPermitted(
+                    f"{actor.login} may not open this case: {decision.reason}",
+                    why=decision.why,
+                    **dict(decision.params),
+                ),
+            )
+        fields = parse_fields(spec.open_fields, raw, what=f"opening a {kind} case")
+        level = spec.state(spec.initial).level
+        row = {
+            "kind": kind, "state": spec.initial, "level": level, "final": False, "version": 1,
+            "org": place.org, "region": place.region, "zone": place.zone,
+            "department": place.department, "ght": place.ght, "fields": fields,
+            "opened_by": actor.login, "opened_at": now, "updated_at": now, "audit_seq": 0,
+            "audit_hash": "", "incident": False, "on_hold": False,
+        }  # fmt: skip
+        case = CaseView(id=0, reference="", **row)  # id and reference once inserted
+        draft = Draft(
+            actor.login, actor.role, actor.org, Action.OPENED, None, spec.initial, 1, "",
+            {"kind": kind, "org": place.org, "fields": fields},
+        )  # fmt: skip
+        plan = plan_deadline(spec, spec.initial, 1, now, fields=fields, policy=self.policy)
+        return self._outcome(case, (draft,), opened=row, deadline=DeadlineChange(open=plan))
+
+    # -- a person's trigger (and the sweep's escalation) --------------------------------------
+
+    def fire(
+        self, case: CaseView, actor: Actor, command: Command, now: datetime, *,
+        as_written: str | None = None, close: DeadlineStatus = DeadlineStatus.SUPERSEDED,
+    ) -> Outcome:  # fmt: skip
+        """Fire ``command.trigger`` on ``case``; ``close``: what becomes of its open deadline."""
+        readable = can_read(actor, case)
+        if not readable:  # outside scope: first, and as if the case did not exist
+            data = {"trigger": command.trigger}
+            written = as_written if as_written is not None else case.reference
+            return self._outside(case, actor, readable, data, command.reason, written)
+        spec = self.registry[case.kind]
+        trigger = command.trigger
+        if trigger not in spec.triggers:
+            raise NotFound(
+                f"unknown trigger {trigger!r} for {spec.kind}; triggers: "
+                f"{', '.join(spec.triggers)}",
+                why="unknown_trigger",
+                trigger=trigger,
+            )
+        reason = check_reason(command.reason)
+        if command.expect_version is not None and command.expect_version != case.version:
+            raise StaleVersion(case.reference, command.expect_version, case.version)
+        transition = spec.transition(case.state, trigger)
+        if transition is None:
+            possible = ", ".join(t.trigger for t in spec.allowed(case.state))
+            raise TriggerNotAllowed(
+                f"case {case.reference} is {case.state}: {trigger} is not possible there; "
+                f"possible: {possible or 'none (it is closed)'}",
+                why="trigger_not_allowed",
+                case=case.reference,
+                state=case.state,
+                trigger=trigger,
+            )
+        decision = can_fire(actor, spec, case.state, trigger, case)
+        if not decision:
+            data = {"trigger": trigger, "why": decision.reason}
+            return self._refused(case, actor, decision, trigger, reason, data)
+        values = parse_fields(transition.fields, command.data, what=f"{spec.kind} {trigger}")
+        new_state = spec.fire(case.state, trigger)
+        target = spec.state(new_state)
+        version = case.version + 1
+        fields = dict(case.fields)
+        if values:
+            fields[trigger] = values
+        draft = Draft(
+            actor.login, actor.role, actor.org, Action.TRANSITION, case.state, new_state,
+            version, reason, {"trigger": trigger, "fields": values, **(command.context or {})},
+        )  # fmt: skip
+        plan = plan_deadline(spec, new_state, version, now, fields=fields, policy=self.policy)
+        change = {
+            "state": new_state, "level": target.level, "final": target.final,
+            "version": version, "fields": fields, "updated_at": now, "incident": False,
+            "on_hold": False,
+        }  # fmt: skip
+        after = replace(case, **change)  # type: ignore[arg-type]
+        return self._outcome(
+            after,
+            (draft,),
+            values=change,
+            deadline=DeadlineChange(close=close, open=plan),
+            sweep=SweepOutcome.ESCALATED if actor.role == Role.SYSTEM else None,
+        )
+
+    # -- manual control of the deadline --------------------------------------------------------
+
+    def control(
+        self, case: CaseView, actor: Actor, action: str, reason: str, now: datetime, *,
+        extend_by: timedelta | None = None, expect_version: int | None = None,
+        deadline: DeadlineRow | None = None, as_written: str | None = None,
+    ) -> Outcome:  # fmt: skip
+        """Hold a case (its deadline suspended), resume it (restarted in full), or extend it."""
+        if action not in set(Control):
+            raise InputError(
+                f"unknown control {action!r}: hold, resume or extend", why="unknown_control"
+            )
+        if action == Control.EXTEND and (extend_by is None or extend_by <= timedelta(0)):
+            raise InputError(
+                "an extension must be longer than zero, e.g. --by 30m", why="extension_not_positive"
+            )
+        text = check_reason(reason)
+        readable = can_read(actor, case)
+        written = as_written if as_written is not None else case.reference
+        if not readable:  # outside scope, the case's version and state stay unsaid
+            return self._outside(case, actor, readable, {"control": action}, text, written)
+        if expect_version is not None and expect_version != case.version:
+            raise StaleVersion(case.reference, expect_version, case.version)
+        _check_controllable(case, action)
+        spec = self.registry[case.kind]
+        decision = can_control(actor, spec, case.state, case)
+        if not decision:
+            data = {"control": action, "why": decision.reason}
+            return self._refused(case, actor, decision, action, text, data)
+        version = case.version + 1
+        data: dict[str, Any] = {}
+        change: DeadlineChange
+        if action == Control.HOLD:
+            change = DeadlineChange(close=DeadlineStatus.HELD)
+        elif action == Control.RESUME:
+            plan = plan_deadline(
+                spec, case.state, version, now, fields=case.fields, policy=self.policy
+            )
+            change = DeadlineChange(close=DeadlineStatus.SUPERSEDED, open=plan)
+        else:
+            if deadline is None:
+                raise InputError(
+                    f"case {case.reference} has no running deadline to extend",
+                    why="no_deadline_to_extend",
+                    case=case.reference,
+                )
+            assert extend_by is not None
+            due = deadline.due_at + extend_by
+            plan = extended(deadline.state, deadline.action, due, version, now, self.policy)
+            change = DeadlineChange(close=DeadlineStatus.SUPERSEDED, open=plan)
+            data = {
+                "from": deadline.due_at.isoformat(),
+                "to": due.isoformat(),
+                "by_s": int(extend_by.total_seconds()),
+            }
+        values = {"version": version, "updated_at": now, "on_hold": action == Control.HOLD}
+        after = replace(case, version=version, updated_at=now, on_hold=action == Control.HOLD)
+        draft = _draft(actor, action, case, version, text, data)
+        return self._outcome(after, (draft,), values=values, deadline=change)
+
+    # -- a person's read --------------------------------------------------------------------
+
+    def read(
+        self, case: CaseView, actor: Actor, what: str, via: str, *, as_written: str
+    ) -> Outcome:
+        """A person reads a case: a ``read`` event in its chain, or 'no case' outside scope."""
+        data: dict[str, Any] = {"read": what, "via": via}
+        decision = can_read(actor, case)
+        if decision:
+            return Outcome(case, (_draft(actor, Action.READ, case, case.version, "", data),))
+        data.update(op="read")
+        return self._outside(case, actor, decision, data, "", as_written)
+
+    def audit(self, actor: Actor, what: str) -> Outcome | None:
+        """None when ``actor`` may read the audit log; else the recorded refusal."""
+        decision = can_audit(actor)
+        if decision:
+            return None
+        return self.refuse(actor, {"op": what, "why": decision.reason}, decision, what)
+
+    def refuse(
+        self, actor: Actor, data: dict[str, Any], decision: Decision | None = None,
+        what: str = "",
+    ) -> Outcome:  # fmt: skip
+        """A refusal that concerns no case, for the security stream."""
+        why = decision.reason if decision else str(data.get("why", ""))
+        return Outcome(
+            None,
+            security=(_security(actor, data),),
+            refusal=NotPermitted(
+                f"{actor.login} may not {what or data.get('op', 'do this')}: {why}",
+                why=(decision.why if decision else "") or "not_permitted",
+                **(dict(decision.params) if decision else {}),
+            ),
+        )
+
+    # -- a swept deadline -------------------------------------------------------------------
+
+    def swept(self, case: CaseView, row: DeadlineRow, now: datetime) -> Outcome:
+        """What the sweep does with a claimed ``row`` of ``case`` at ``now``.
+
+        Before its due time: a reminder for the level holding the case. Past due: the
+        state's trigger fired as ``system``, or past the top of a ladder an incident (the
+        case flagged, the crisis centre reminded every ``incident_period``), or past a date
+        the case carries an overdue notice (reminded every ``overdue_period``). A row whose
+        case moved on (another version or state, on hold, closed) closes as a recorded no-op.
+        """
+        late = (now - row.due_at).total_seconds()
+        if (case.version, case.state) != (row.version, row.state) or case.on_hold or case.final:
+            why = f"le dossier a évolué (version {case.version}, état {case.state})"
+            draft = _system(case, Action.DEADLINE_NOOP, why, {"deadline": row.id})
+            return self._outcome(
+                case, (draft,), deadline=DeadlineChange(close=DeadlineStatus.NOOP),
+                sweep=SweepOutcome.NOOP,
+            )  # fmt: skip
+        if now < row.due_at:
+            return self._remind(case, row, now)
+        context = {"deadline": row.id, "due_at": row.due_at.isoformat(), "late_s": round(late, 3)}
+        if row.action in (INCIDENT, OVERDUE, REMIND):
+            return self._raise(case, row, now, context)
+        reason = (
+            f"Délai dépassé au niveau {case.level} : échéance {row.due_at:%d/%m/%Y %H:%M:%S} "
+            f"UTC, déclenché avec {_duration(late)} de retard"
+        )
+        command = Command(row.action, reason, {}, context=context)
+        outcome = self.fire(case, SYSTEM, command, now, close=DeadlineStatus.FIRED)
+        if outcome.refusal is not None:
+            raise outcome.refusal
+        return outcome
+
+    def _remind(self, case: CaseView, row: DeadlineRow, now: datetime) -> Outcome:
+        policy, start, due = self.policy, row.created_at, row.due_at
+        passed = policy.passed(start, due, now)
+        data = {
+            "deadline": row.id,
+            "due_at": due.isoformat(),
+            "fraction": policy.fractions[passed - 1] if passed else None,
+            "for": case.level,
+            "left_s": int((due - now).total_seconds()),
+            "then": row.action,  # what passing the deadline will do: a trigger, incident, overdue
+        }
+        left = _duration((due - now).total_seconds())
+        reason = f"Rappel : échéance le {due:%d/%m/%Y %H:%M} UTC, reste {left}"
+        touch = (row.id, max(passed, row.reminders + 1), policy.next_look(start, due, passed))
+        return self._outcome(
+            case,
+            (_system(case, Action.REMINDER, reason, data),),
+            deadline=DeadlineChange(touch=touch),
+            sweep=SweepOutcome.REMINDER,
+        )
+
+    def _raise(
+        self, case: CaseView, row: DeadlineRow, now: datetime, context: dict[str, Any]
+    ) -> Outcome:
+        """Past the top of the ladder or a carried date: record, flag, remind periodically."""
+        incident = row.action == INCIDENT or (row.action == REMIND and case.incident)
+        policy = self.policy
+        period = policy.incident_period if incident else policy.overdue_period
+        if row.action == REMIND:
+            outcome, action = SweepOutcome.REPEAT, Action.REMINDER
+            reason = (
+                "Relance : toujours sans décision" if incident else "Relance : échéance dépassée"
+            )
+        elif incident:
+            outcome, action = SweepOutcome.INCIDENT, Action.INCIDENT
+            reason = (
+                f"Incident : aucune décision au niveau {case.level}, dernier niveau de l'échelle"
+            )
+        else:
+            outcome, action = SweepOutcome.OVERDUE, Action.OVERDUE
+            reason = (
+                f"Échéance dépassée ({case.state}) : retour ou livraison attendu le "
+                f"{row.due_at:%d/%m/%Y}"
+            )
+        data = {
+            **context,
+            "for": Role.CCS if incident else case.level,
+            "next_reminder_s": int(period.total_seconds()),
+        }
+        values = {"incident": True} if incident else {}
+        after = replace(case, incident=True) if incident else case
+        plan = DeadlinePlan(
+            case.state, case.version, now + period, REMIND, next_at=now + period, start=now
+        )
+        return self._outcome(
+            after,
+            (_system(case, action, reason, data),),
+            values=values,
+            deadline=DeadlineChange(close=DeadlineStatus.FIRED, open=plan),
+            sweep=outcome,
+        )
+
+
+def event_name(draft: Draft) -> str:
+    """The name a notice book knows an event by: its trigger, else its action."""
+    return str(draft.data.get("trigger")) if draft.action == Action.TRANSITION else draft.action
+
+
+def _system(case: CaseView, action: str, reason: str, data: dict[str, Any]) -> Draft:
+    return Draft(
+        SYSTEM.login, SYSTEM.role, SYSTEM.org, action, case.state, case.state, case.version,
+        reason, data,
+    )  # fmt: skip
+
+
+def _check_controllable(case: CaseView, action: str) -> None:
+    if case.final:
+        raise Conflict(
+            f"case {case.reference} is {case.state} (closed): there is no deadline to {action}",
+            why="case_closed",
+            case=case.reference,
+        )
+    if action == Control.HOLD and case.on_hold:
+        raise Conflict(
+            f"case {case.reference} is already on hold: resume it first",
+            why="already_on_hold",
+            case=case.reference,
+        )
+    if action == Control.RESUME and not case.on_hold:
+        raise Conflict(
+            f"case {case.reference} is not on hold", why="not_on_hold", case=case.reference
+        )
+    if action == Control.EXTEND and case.on_hold:
+        raise Conflict(
+            f"case {case.reference} is on hold: resume it before extending",
+            why="on_hold",
+            case=case.reference,
+        )
+
+
+def decide(
+    spec: WorkflowSpec,
+    case: CaseView,
+    actor: Actor,
+    command: Command,
+    now: datetime,
+    policy: ReminderPolicy = ReminderPolicy(),  # noqa: B008 - frozen, immutable default
+) -> Outcome:
+    """One trigger on one case, decided with ``spec`` alone (the table-driven tests' entry)."""
+    return Decider(WorkflowRegistry([spec]), policy).fire(case, actor, command, now)

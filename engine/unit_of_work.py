@@ -1,0 +1,465 @@
+"""The unit of work: applies an ``Outcome`` in one transaction, and is the only writer.
+
+It is the one module that writes the case, audit, deadline, notice and idempotency tables.
+A command opens one write transaction (``BEGIN IMMEDIATE`` on SQLite, issued where the write
+starts; on PostgreSQL the case row is locked ``FOR UPDATE``), reads what the decision needs
+(the actor, the case with its open deadline), lets ``engine.decisions`` decide, and calls
+``Tx.apply``: the new case row, the audit events chained to the case's head, the case row
+updated under its version, the deadline plan (close, touch, open), the security stream, and
+the notices, rendered by the notifier and numbered at commit in one global order.
+
+Locks are always taken in one order: the case row, then its deadline row, then the security
+stream's head, then the notice counters sorted by (series, year) at commit. The sweep takes
+case rows with ``SKIP LOCKED`` before their deadline rows, so it never holds a row it skipped.
+A PostgreSQL deadlock or serialisation failure is retried, bounded, and logged.
+
+The hot statements run as prepared per-dialect SQL on the driver's cursor inside the
+SQLAlchemy transaction (SQLAlchemy's per-statement cost was most of a transition's time: see
+BENCHMARKS.md); the SQLModel tables stay the schema and the migrations.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, Protocol, TypeVar
+
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+
+from engine import idempotency
+from engine.actors import load_actor, load_org
+from engine.audit import GENESIS, SECURITY_STREAM, canonical, chain_hash
+from engine.cases import parse_reference
+from engine.db import Database
+from engine.decisions import no_case
+from engine.errors import StaleVersion, StorageError
+from engine.values import (
+    Actor,
+    CaseView,
+    DeadlineRow,
+    Draft,
+    OpenDeadline,
+    Outcome,
+    Place,
+    reference_of,
+)
+from engine.workflow import WorkflowRegistry
+
+__all__ = ["Notifier", "PendingNotice", "SilentNotifier", "Tx", "UnitOfWork"]
+
+T = TypeVar("T")
+log = logging.getLogger("regul.unit_of_work")
+DEADLOCK_RETRIES = 3
+
+
+class PendingNotice(Protocol):
+    """A notice rendered in the transaction, waiting for its number at commit."""
+
+    series: str
+    year: int
+
+    def row(self, number: int) -> dict[str, Any]:
+        """The notice row, numbered ``number`` in its series and year."""
+        ...
+
+
+class Notifier(Protocol):
+    """The notice module as the unit of work sees it: declarations, then rendering."""
+
+    def declares(self, kind: str, event: str) -> bool: ...
+
+    def prepare(
+        self, conn: Connection, case: CaseView, draft: Draft, seq: int, now: datetime
+    ) -> PendingNotice | None: ...
+
+
+class SilentNotifier:
+    """A notifier that queues nothing (tests of the engine alone, benchmarks with notices off)."""
+
+    def declares(self, kind: str, event: str) -> bool:
+        return False
+
+    def prepare(
+        self, conn: Connection, case: CaseView, draft: Draft, seq: int, now: datetime
+    ) -> PendingNotice | None:
+        return None
+
+
+# -- the hot statements, per dialect ----------------------------------------------------------
+
+_CASE_COLS = (
+    "id, kind, state, level, final, version, org, region, zone, department, ght, fields, "
+    "opened_by, opened_at, updated_at, audit_seq, audit_hash, incident, on_hold"
+)
+_DL_COLS = "d.id, d.state, d.version, d.due_at, d.next_at, d.reminders, d.action, d.created_at"
+_C_COLS = ", ".join(f"c.{c.strip()}" for c in _CASE_COLS.split(","))
+_SQL = {
+    "lock": f"SELECT {_C_COLS}, {_DL_COLS} FROM regul_case c LEFT JOIN deadline d "
+    "ON d.case_id = c.id AND d.status = 'open' WHERE c.id = :id",
+    "insert_case": "INSERT INTO regul_case (kind, state, level, final, version, org, region, "
+    "zone, department, ght, fields, opened_by, opened_at, updated_at, audit_seq, audit_hash, "
+    "incident, on_hold) VALUES (:kind, :state, :level, :final, :version, :org, :region, :zone, "
+    ":department, :ght, :fields, :opened_by, :opened_at, :updated_at, :audit_seq, :audit_hash, "
+    ":incident, :on_hold) RETURNING id",
+    "insert_event": "INSERT INTO audit_event (case_id, seq, at, actor, role, org, action, "
+    "from_state, to_state, version, reason, data, prev_hash, hash) VALUES (:case_id, :seq, :at, "
+    ":actor, :role, :org, :action, :from_state, :to_state, :version, :reason, :data, "
+    ":prev_hash, :hash)",
+    "head": "UPDATE regul_case SET audit_seq = :audit_seq, audit_hash = :audit_hash "
+    "WHERE id = :id AND version = :old",
+    "case": "UPDATE regul_case SET audit_seq = :audit_seq, audit_hash = :audit_hash, "
+    "state = :state, level = :level, final = :final, version = :version, fields = :fields, "
+    "updated_at = :updated_at, incident = :incident, on_hold = :on_hold "
+    "WHERE id = :id AND version = :old",
+    "close": "UPDATE deadline SET status = :status, closed_at = :now "
+    "WHERE case_id = :case_id AND status = 'open'",
+    "touch": "UPDATE deadline SET reminders = :reminders, next_at = :next_at WHERE id = :id",
+    "open": "INSERT INTO deadline (case_id, state, version, due_at, next_at, reminders, action, "
+    "status, created_at) VALUES (:case_id, :state, :version, :due_at, :next_at, :reminders, "
+    ":action, 'open', :created_at)",
+    "security_head": "SELECT seq, hash FROM audit_head WHERE stream = :stream",
+    "security_update": "UPDATE audit_head SET seq = :seq, hash = :hash WHERE stream = :stream",
+    "security_insert": "INSERT INTO audit_head (stream, seq, hash) VALUES (:stream, :seq, :hash)",
+    "counter": "INSERT INTO notice_counter (series, year, last) VALUES (:series, :year, 1) "
+    "ON CONFLICT (series, year) DO UPDATE SET last = notice_counter.last + 1 RETURNING last",
+    "notice": "INSERT INTO notice (reference, series, year, number, kind, case_id, event_seq, "
+    "message_id, channel, subject, body_text, body_html, recipients, status, attempts, "
+    "next_attempt_at, last_error, created_at) VALUES (:reference, :series, :year, :number, "
+    ":kind, :case_id, :event_seq, :message_id, :channel, :subject, :body_text, :body_html, "
+    ":recipients, :status, :attempts, :next_attempt_at, :last_error, :created_at)",
+    "due": "SELECT c.id, d.id FROM deadline d JOIN regul_case c ON c.id = d.case_id "
+    "WHERE d.status = 'open' AND d.next_at <= :now ORDER BY d.next_at LIMIT :size",
+}
+_PG_ONLY = {
+    "lock": _SQL["lock"] + " FOR UPDATE OF c",
+    "security_head": _SQL["security_head"] + " FOR UPDATE",
+}
+_PARAM = re.compile(r"(?<!:):([a-z_]+)")
+_PG_SQL = {name: _PARAM.sub(r"%(\1)s", _PG_ONLY.get(name, text)) for name, text in _SQL.items()}
+
+
+class _Driver:
+    """The driver's own cursor inside the SQLAlchemy transaction, with the value encodings."""
+
+    def __init__(self, conn: Connection) -> None:
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        self.pg = conn.dialect.name == "postgresql"
+        self.sql = _PG_SQL if self.pg else _SQL
+        self.cursor = raw.cursor()
+        if self.pg:
+            from psycopg.types.json import Jsonb
+
+            self.json: Callable[[Any], Any] = Jsonb
+        else:
+            self.json = json.dumps
+
+    def run(self, name: str, params: dict[str, Any]) -> Any:
+        self.cursor.execute(self.sql[name], params)
+        return self.cursor
+
+    def ts(self, value: datetime | None) -> Any:
+        if value is None or self.pg:
+            return value
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+    def read_ts(self, value: Any) -> datetime:
+        if isinstance(value, datetime):
+            return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+    def read_json(self, value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str) else value
+
+    def flag(self, value: bool) -> Any:
+        return bool(value) if self.pg else int(bool(value))
+
+
+@dataclass
+class _Head:
+    seq: int
+    hash: str
+
+
+class Tx:
+    """One write transaction: reads what a decision needs, then applies its outcome."""
+
+    def __init__(
+        self, conn: Connection, registry: WorkflowRegistry, notifier: Notifier, now: datetime
+    ) -> None:
+        self.conn, self.registry, self.notifier, self.now = conn, registry, notifier, now
+        self.driver = _Driver(conn)
+        self.pending: list[PendingNotice] = []
+        self._locked: dict[str, tuple[CaseView, DeadlineRow | None]] = {}
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def actor(self, login: str) -> Actor:
+        return load_actor(self.conn, login)
+
+    def place(self, org_id: str) -> Place:
+        row = load_org(self.conn, org_id)
+        kind = "hospital" if row.kind == "hospital" else row.kind
+        return Place(row.id, row.region, row.zone, row.ght, row.department, kind)
+
+    def lock(self, reference: str) -> tuple[CaseView, DeadlineRow | None]:
+        """The case named ``reference``, locked, with its open deadline row."""
+        if reference in self._locked:  # locked earlier in this transaction (an idempotent retry)
+            return self._locked[reference]
+        case_id, kind = parse_reference(self.registry, reference)
+        row = self.driver.run("lock", {"id": case_id}).fetchone()
+        if row is None or (kind is not None and row[1] != kind):
+            raise no_case(reference)
+        self._locked[reference] = self._view(row)
+        return self._locked[reference]
+
+    def _view(self, row: Sequence[Any]) -> tuple[CaseView, DeadlineRow | None]:
+        d = self.driver
+        deadline = None
+        if row[19] is not None:
+            deadline = DeadlineRow(
+                row[19], row[20], row[21], d.read_ts(row[22]), d.read_ts(row[23]), row[24],
+                row[25], d.read_ts(row[26]),
+            )  # fmt: skip
+        case = CaseView(
+            id=row[0],
+            reference=reference_of(self.registry[row[1]].prefix, row[0]),
+            kind=row[1], state=row[2], level=row[3], final=bool(row[4]), version=row[5],
+            org=row[6], region=row[7], zone=row[8], department=row[9], ght=row[10],
+            fields=dict(d.read_json(row[11]) or {}), opened_by=row[12],
+            opened_at=d.read_ts(row[13]), updated_at=d.read_ts(row[14]), audit_seq=row[15],
+            audit_hash=row[16], incident=bool(row[17]), on_hold=bool(row[18]),
+            deadline=OpenDeadline(deadline.state, deadline.due_at, deadline.action)
+            if deadline
+            else None,
+        )  # fmt: skip
+        return case, deadline
+
+    def claim(self, size: int, failed: set[int]) -> list[tuple[CaseView, DeadlineRow]]:
+        """Due deadline rows with their cases, locked case first; rows held elsewhere skipped.
+
+        PostgreSQL: the candidates are read without locks, then their case rows are locked
+        ``FOR UPDATE SKIP LOCKED`` and only then their deadline rows, still open and due, so
+        the sweep never holds a row whose partner it skipped. SQLite holds the write lock.
+        """
+        d = self.driver
+        limit = size + len(failed)
+        rows = d.run("due", {"now": d.ts(self.now), "size": limit}).fetchall()
+        ids = [case_id for case_id, deadline_id in rows if deadline_id not in failed][:size]
+        if not ids:
+            return []
+        marks = ", ".join("%s" if d.pg else "?" for _ in ids)
+        lock = " FOR UPDATE OF c SKIP LOCKED" if d.pg else ""
+        query = (
+            f"SELECT {_C_COLS}, {_DL_COLS} FROM regul_case c JOIN deadline d "
+            f"ON d.case_id = c.id AND d.status = 'open' WHERE c.id IN ({marks}) "
+            f"AND d.next_at <= {'%s' if d.pg else '?'}{lock}"
+        )
+        found = d.cursor.execute(query, (*ids, d.ts(self.now))).fetchall()
+        if d.pg and found:  # now the deadline rows of the cases this sweep holds
+            d.cursor.execute(
+                f"SELECT id FROM deadline WHERE id IN ({', '.join('%s' for _ in found)}) "
+                "FOR UPDATE",
+                tuple(r[19] for r in found),
+            )
+        claimed = [self._view(r) for r in found]
+        claimed.sort(key=lambda pair: (pair[1].next_at if pair[1] else self.now, pair[0].id))
+        return [(case, deadline) for case, deadline in claimed if deadline is not None]
+
+    def recall(self, login: str, key: str, digest: str) -> CaseView | None:
+        earlier = idempotency.lookup(self.conn, actor=login, key=key, request_hash=digest)
+        return CaseView.from_dict(earlier) if earlier is not None else None
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def apply(self, outcome: Outcome) -> CaseView | None:
+        """Write everything ``outcome`` says, in the transaction; return the case after it."""
+        d, now = self.driver, self.now
+        case = outcome.case
+        if outcome.opened is not None and case is not None:
+            params = {
+                **outcome.opened,
+                "fields": d.json(outcome.opened["fields"]),
+                "opened_at": d.ts(now),
+                "updated_at": d.ts(now),
+                "final": d.flag(False),
+                "incident": d.flag(False),
+                "on_hold": d.flag(False),
+            }
+            case_id = d.run("insert_case", params).fetchone()[0]
+            case = replace(
+                case, id=case_id, reference=reference_of(self.registry[case.kind].prefix, case_id)
+            )
+        if case is not None:
+            seqs: list[int] = []
+            if outcome.events:
+                case, seqs = self._append(case, outcome)
+            case = self._deadline(case, outcome)
+            if outcome.notices:
+                self._notices(case, outcome, seqs)
+        for draft in outcome.security:
+            self._append_security(draft)
+        return case
+
+    def _append(self, case: CaseView, outcome: Outcome) -> tuple[CaseView, list[int]]:
+        d, now = self.driver, self.now
+        head = _Head(case.audit_seq, case.audit_hash or GENESIS)
+        at = d.ts(now)
+        seqs = []
+        for draft in outcome.events:
+            seq = head.seq + 1
+            digest = chain_hash(head.hash, canonical(case.id, seq, now, draft))
+            d.run(
+                "insert_event",
+                {
+                    "case_id": case.id, "seq": seq, "at": at, "actor": draft.actor,
+                    "role": draft.role, "org": draft.org, "action": draft.action,
+                    "from_state": draft.from_state, "to_state": draft.to_state,
+                    "version": draft.version, "reason": draft.reason,
+                    "data": d.json(draft.data), "prev_hash": head.hash, "hash": digest,
+                },
+            )  # fmt: skip
+            head = _Head(seq, digest)
+            seqs.append(seq)
+        old = case.version - 1 if "version" in outcome.values else case.version
+        values = outcome.values
+        params: dict[str, Any] = {
+            "id": case.id, "old": old, "audit_seq": head.seq, "audit_hash": head.hash,
+        }  # fmt: skip
+        if values:  # ``case`` is already the case after the command: write its columns
+            params.update(
+                state=case.state, level=case.level, final=d.flag(case.final),
+                version=case.version, fields=d.json(case.fields),
+                updated_at=d.ts(case.updated_at), incident=d.flag(case.incident),
+                on_hold=d.flag(case.on_hold),
+            )  # fmt: skip
+            statement = "case"
+        else:
+            statement = "head"
+        if d.run(statement, params).rowcount != 1:  # the case lock makes this the last guard
+            raise StaleVersion(case.reference, old, -1)
+        return replace(case, audit_seq=head.seq, audit_hash=head.hash), seqs
+
+    def _notices(self, case: CaseView, outcome: Outcome, seqs: list[int]) -> None:
+        """Render the notices of the outcome's events, for the case after it (deadline too)."""
+        for index in outcome.notices:
+            pending = self.notifier.prepare(
+                self.conn, case, outcome.events[index], seqs[index], self.now
+            )
+            if pending is not None:
+                self.pending.append(pending)
+
+    def _deadline(self, case: CaseView, outcome: Outcome) -> CaseView:
+        d, now, change = self.driver, self.now, outcome.deadline
+        if change.close is not None and outcome.opened is None:
+            d.run("close", {"status": change.close, "now": d.ts(now), "case_id": case.id})
+        if change.touch is not None:
+            row_id, reminders, next_at = change.touch
+            d.run("touch", {"id": row_id, "reminders": reminders, "next_at": d.ts(next_at)})
+        plan = change.open
+        if plan is not None:
+            d.run(
+                "open",
+                {
+                    "case_id": case.id, "state": plan.state, "version": plan.version,
+                    "due_at": d.ts(plan.due_at), "next_at": d.ts(plan.next_at),
+                    "reminders": plan.reminders, "action": plan.action,
+                    "created_at": d.ts(plan.start or now),
+                },
+            )  # fmt: skip
+            return replace(case, deadline=OpenDeadline(plan.state, plan.due_at, plan.action))
+        if change.close is not None:
+            return replace(case, deadline=None)
+        return case
+
+    def _append_security(self, draft: Draft) -> None:
+        d = self.driver
+        row = d.run("security_head", {"stream": SECURITY_STREAM}).fetchone()
+        seq, prev = (row[0], row[1]) if row else (0, GENESIS)
+        digest = chain_hash(prev, canonical(None, seq + 1, self.now, draft))
+        d.run(
+            "insert_event",
+            {
+                "case_id": None, "seq": seq + 1, "at": d.ts(self.now), "actor": draft.actor,
+                "role": draft.role, "org": draft.org, "action": draft.action,
+                "from_state": draft.from_state, "to_state": draft.to_state,
+                "version": draft.version, "reason": draft.reason, "data": d.json(draft.data),
+                "prev_hash": prev, "hash": digest,
+            },
+        )  # fmt: skip
+        params = {"stream": SECURITY_STREAM, "seq": seq + 1, "hash": digest}
+        d.run("security_update" if row else "security_insert", params)
+
+    def remember(self, login: str, key: str, digest: str, result: CaseView) -> None:
+        idempotency.store(
+            self.conn, actor=login, key=key, request_hash=digest, case_id=result.id,
+            result=result.to_dict(), now=self.now,
+        )  # fmt: skip
+
+    def flush(self) -> None:
+        """Number the pending notices in one global order (series, year) and insert them.
+
+        Every transaction takes the counter rows in the same order, so two sweeps or a sweep
+        and a regulator never wait on each other's counters in a cycle.
+        """
+        if not self.pending:
+            return
+        d = self.driver
+        for pending in sorted(self.pending, key=lambda p: (p.series, p.year)):
+            number = d.run("counter", {"series": pending.series, "year": pending.year})
+            row = pending.row(int(number.fetchone()[0]))
+            row.update(
+                recipients=d.json(row["recipients"]),
+                next_attempt_at=d.ts(row["next_attempt_at"]),
+                created_at=d.ts(row["created_at"]),
+            )
+            d.run("notice", row)
+        self.pending.clear()
+
+
+class UnitOfWork:
+    """Runs a command's reads, decision and writes in one transaction; the only writer."""
+
+    def __init__(
+        self, db: Database, registry: WorkflowRegistry, notifier: Notifier | None = None
+    ) -> None:
+        self.db, self.registry = db, registry
+        self.notifier: Notifier = notifier or SilentNotifier()
+
+    @contextmanager
+    def _begin(self, now: datetime) -> Iterator[Tx]:
+        with self.db.write() as conn:
+            tx = Tx(conn, self.registry, self.notifier, now)
+            yield tx
+            tx.flush()
+
+    def run(self, now: datetime, work: Callable[[Tx], T]) -> T:
+        """``work`` in one write transaction at ``now``, retried after a deadlock (bounded)."""
+        for attempt in range(1, DEADLOCK_RETRIES + 1):
+            try:
+                with self._begin(now) as tx:
+                    return work(tx)
+            except (DBAPIError, StorageError) as exc:
+                if attempt == DEADLOCK_RETRIES or not _retryable(exc):
+                    raise
+                log.warning("transaction retried after %s (attempt %d)", _kind(exc), attempt)
+                time.sleep(0.005 * attempt)
+        raise AssertionError("unreachable")
+
+
+def _retryable(exc: BaseException) -> bool:
+    return _kind(exc) in {"deadlock", "serialization"}
+
+
+def _kind(exc: BaseException) -> str:
+    cause = exc.__cause__ if isinstance(exc, StorageError) else exc
+    orig = getattr(cause, "orig", None)
+    state = getattr(orig, "sqlstate", None)
+    return {"40P01": "deadlock", "40001": "serialization"}.get(state or "", "other")
