@@ -165,14 +165,15 @@ class Decider:
 
         The case's chain gets the refusal without the caller's free text (an outsider must
         not be able to write into another scope's evidence); the security stream keeps what
-        they typed, bounded.
+        they typed, bounded, when they typed something.
         """
         data = {**data, "why": decision.reason}
         seen = {**data, "case": case.reference}
+        kept = (_security(actor, seen, text[:MAX_REFUSED_TEXT]),) if text else ()
         return Outcome(
             case,
             (_draft(actor, Action.REFUSED, case, case.version, "", data),),
-            security=(_security(actor, seen, text[:MAX_REFUSED_TEXT]),),
+            security=kept,
             refusal=no_case(as_written),
         )
 
