@@ -19,7 +19,7 @@ from workflows import default_notices, default_registry
 
 if TYPE_CHECKING:  # the scheduler is imported only by the commands that run a worker
     from engine.sweeper import SweepReport
-    from engine.worker import Worker
+    from interfaces.worker import Worker
 
 __all__ = ["App", "build_app", "build_worker", "closing_apps"]
 
@@ -80,7 +80,7 @@ def build_worker(
 
     ``regul worker`` and ``regul serve`` both run this one.
     """
-    from engine.worker import Worker
+    from interfaces.worker import Worker
     from notifications.dispatcher import dispatch
     from notifications.setup import build_channels, dispatch_policy
 

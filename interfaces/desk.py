@@ -32,6 +32,8 @@ from engine.workflow import WorkflowSpec, parse_duration
 from interfaces.auth import SESSION_COOKIE, Caller, Services, services
 from interfaces.problems import Problem, regul_status, validation_detail
 from notifications.queries import STATUSES, list_notices
+from workflows.labels import ACTIONS, CONTROLS, ROLES, TRIGGERS, value_label
+from workflows.labels import SCOPES as LABEL_SCOPES
 
 __all__ = ["is_desk", "router"]
 
@@ -39,48 +41,7 @@ PARIS = ZoneInfo("Europe/Paris")
 LOGIN_COOKIE = "regul_login_csrf"
 QUEUE_LIMIT = 500  # the most urgent first; the page says when there are more
 router = APIRouter(include_in_schema=False)
-TRIGGERS = {
-    "escalate": "Escalader au niveau supérieur",
-    "resolve": "Résoudre (attribuer une solution)",
-    "reject": "Refuser",
-    "cancel": "Annuler la demande",
-    "close": "Clôturer",
-    "start": "Mise en service",
-    "return": "Restitution",
-    "deliver": "Livraison reçue",
-    "transferred": "Patient transféré",
-}
-SCOPES = {"hospital": "établissement", "ght": "GHT", "zone": "zone", "region": "région"}
-CONTROLS = {
-    "hold": "Suspendre l'échéance",
-    "resume": "Reprendre (échéance relancée)",
-    "extend": "Prolonger l'échéance",
-}
-ACTIONS = {
-    "opened": "Ouverture",
-    "transition": "Transition",
-    "refused": "Refus",
-    "read": "Consultation",
-    "reminder": "Rappel",
-    "incident": "Incident",
-    "hold": "Mise en attente",
-    "resume": "Reprise",
-    "extend": "Prolongation",
-    "noop": "Échéance sans effet",
-    "overdue": "Retard",
-}
-ROLES = {
-    "establishment": "Établissement",
-    "ght": "GHT",
-    "umac": "UMAC",
-    "ars": "ARS",
-    "ars_zone": "ARS de zone",
-    "ccs": "Centre de crise sanitaire",
-    "spf": "Santé publique France",
-    "auditor": "Auditeur",
-    "admin": "Administrateur",
-    "system": "Échéancier",
-}
+SCOPES = {k: v for k, v in LABEL_SCOPES.items() if k != "national"}
 
 
 def is_desk(request: Request) -> bool:
@@ -123,7 +84,7 @@ _ENV.filters.update(
         else f"{SCOPES.get(scope.kind, scope.kind)} {scope.code}"
     ),
 )
-_ENV.filters.update(choice=lambda value: _value(value))  # noqa: PLW0108 (defined below)
+_ENV.filters.update(choice=lambda value, field: value_label(field, value))
 
 
 def render(
@@ -316,29 +277,6 @@ def ladder(spec: WorkflowSpec, current: str, entered: set[str]) -> list[dict[str
     return steps
 
 
-CHOICES = {
-    "hospital": "un établissement",
-    "region": "stock régional",
-    "national": "stock national",
-    "ght": "stock du GHT",
-    "road": "route",
-    "rail": "train",
-    "air": "avion (EVASAN)",
-    "sea": "bateau",
-    "VV": "veino-veineuse (VV)",
-    "VA": "veino-artérielle (VA)",
-    "surgical_mask": "masques chirurgicaux",
-    "ffp2_mask": "masques FFP2",
-    "gown": "surblouses",
-    "apron": "tabliers",
-    "gloves": "gants",
-    "cap": "charlottes",
-    "goggles": "lunettes de protection",
-    "reanimation": "réanimation",
-    "soins_critiques": "soins critiques",
-    "medecine": "médecine",
-    "ssr": "SSR",
-}
 STEP_TITLES = {
     "resolve": "Solution",
     "deliver": "Réception",
@@ -359,16 +297,10 @@ def facts(spec: WorkflowSpec, fields: dict[str, Any]) -> list[tuple[str, str]]:
             title = STEP_TITLES.get(name, TRIGGERS.get(name, name))
             for key, inner in value.items():
                 label = step_labels.get(name, {}).get(key, key)
-                out.append((f"{title} — {label}", _value(inner)))
+                out.append((f"{title} — {label}", value_label(key, inner)))
         else:
-            out.append((labels.get(name, name), _value(value)))
+            out.append((labels.get(name, name), value_label(name, value)))
     return out
-
-
-def _value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "oui" if value else "non"
-    return CHOICES.get(value, str(value)) if isinstance(value, str) else str(value)
 
 
 @router.post("/cases/{reference}/fire/{trigger}")

@@ -21,7 +21,7 @@ from interfaces.app import App, build_app, build_worker
 from interfaces.output import console, fails_cleanly
 
 if TYPE_CHECKING:  # the scheduler loads only when a server starts, not with every command
-    from engine.worker import Worker
+    from interfaces.worker import Worker
 
 __all__ = ["DEMO_ACCOUNTS", "serve"]
 

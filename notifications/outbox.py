@@ -26,6 +26,7 @@ from engine.workflow import WorkflowRegistry
 from notifications.recipients import Directory, levels_passed, resolve
 from notifications.render import MID_STANDIN, REF_STANDIN, Rendered, Renderer
 from notifications.rules import NoticeBook, NoticeRule
+from workflows.labels import value_label
 
 __all__ = ["NOTICE_TABLE", "Outbox", "Pending", "event_name", "format_reference"]
 
@@ -211,11 +212,9 @@ class Outbox:
         shown: dict[str, str] = {}
         for name, value in values.items():
             spec = specs.get(name)
-            text = str(value)
+            text = value_label(name, value)  # the French label of a choice, oui/non
             if spec is not None and spec.type == "date":
                 text = datetime.fromisoformat(text).strftime("%d/%m/%Y")
-            elif isinstance(value, bool):
-                text = "oui" if value else "non"
             shown[spec.label if spec and spec.label else name] = text
         return shown
 

@@ -1,0 +1,113 @@
+"""The French labels of the vocabularies, declared once beside the workflows.
+
+The desk, the notices and the CLI all take their wording from here: the triggers, the audit
+actions (``engine.vocab.Action``), the roles and levels, the scopes, the controls, the sweep's
+outcomes and the values of choice fields (``source=national`` → « stock national »). A test
+checks that every member of every vocabulary and every choice of every workflow has a label,
+so a new value cannot reach a regulator as an English code. Imports no database library.
+"""
+
+from __future__ import annotations
+
+from engine.vocab import Action, Control, Role, ScopeKind, SweepOutcome
+
+__all__ = [
+    "ACTIONS",
+    "CONTROLS",
+    "OUTCOMES",
+    "ROLES",
+    "SCOPES",
+    "TRIGGERS",
+    "VALUES",
+    "value_label",
+]
+
+TRIGGERS = {
+    "escalate": "Escalader au niveau supérieur",
+    "resolve": "Résoudre (attribuer une solution)",
+    "reject": "Refuser",
+    "cancel": "Annuler la demande",
+    "close": "Clôturer",
+    "start": "Mise en service",
+    "return": "Restitution",
+    "deliver": "Livraison reçue",
+    "transferred": "Patient transféré",
+}
+ACTIONS: dict[str, str] = {
+    Action.OPENED: "Ouverture",
+    Action.TRANSITION: "Transition",
+    Action.REFUSED: "Refus",
+    Action.READ: "Consultation",
+    Action.REMINDER: "Rappel",
+    Action.INCIDENT: "Incident",
+    Action.HOLD: "Mise en attente",
+    Action.RESUME: "Reprise",
+    Action.EXTEND: "Prolongation",
+    Action.DEADLINE_NOOP: "Échéance sans effet",
+    Action.OVERDUE: "Retard",
+}
+ROLES: dict[str, str] = {
+    Role.ESTABLISHMENT: "Établissement",
+    Role.GHT: "GHT",
+    Role.UMAC: "UMAC",
+    Role.ARS: "ARS",
+    Role.ARS_ZONE: "ARS de zone",
+    Role.CCS: "Centre de crise sanitaire",
+    Role.SPF: "Santé publique France",
+    Role.AUDITOR: "Auditeur",
+    Role.ADMIN: "Administrateur",
+    Role.SYSTEM: "Échéancier",
+}
+SCOPES: dict[str, str] = {
+    ScopeKind.HOSPITAL: "établissement",
+    ScopeKind.GHT: "GHT",
+    ScopeKind.ZONE: "zone",
+    ScopeKind.REGION: "région",
+    ScopeKind.NATIONAL: "national",
+}
+CONTROLS: dict[str, str] = {
+    Control.HOLD: "Suspendre l'échéance",
+    Control.RESUME: "Reprendre (échéance relancée)",
+    Control.EXTEND: "Prolonger l'échéance",
+}
+OUTCOMES: dict[str, str] = {
+    SweepOutcome.ESCALATED: "escalade automatique",
+    SweepOutcome.REMINDER: "rappel",
+    SweepOutcome.INCIDENT: "incident",
+    SweepOutcome.OVERDUE: "retard",
+    SweepOutcome.REPEAT: "relance",
+    SweepOutcome.NOOP: "sans effet",
+}
+VALUES: dict[str, dict[str, str]] = {
+    # the values of the workflows' choice fields, by field name
+    "source": {
+        "hospital": "un établissement",
+        "ght": "stock du GHT",
+        "region": "stock régional",
+        "national": "stock national",
+    },
+    "means": {"road": "route", "rail": "train", "air": "avion (EVASAN)", "sea": "bateau"},
+    "care": {
+        "reanimation": "réanimation",
+        "soins_critiques": "soins critiques",
+        "medecine": "médecine",
+        "ssr": "SSR",
+    },
+    "item": {
+        "surgical_mask": "masques chirurgicaux",
+        "ffp2_mask": "masques FFP2",
+        "gown": "surblouses",
+        "apron": "tabliers",
+        "gloves": "gants",
+        "cap": "charlottes",
+        "goggles": "lunettes de protection",
+    },
+    "mode": {"VV": "veino-veineuse (VV)", "VA": "veino-artérielle (VA)"},
+}
+
+
+def value_label(field: str, value: object) -> str:
+    """A field value as a regulator reads it: the French label of a choice, else the value."""
+    if isinstance(value, bool):
+        return "oui" if value else "non"
+    return VALUES.get(field, {}).get(str(value), str(value))
