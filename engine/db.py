@@ -76,17 +76,28 @@ class Database:
 
     @contextmanager
     def _transaction(self, begin: str) -> Iterator[Connection]:
+        """One transaction on a pooled connection, begun and ended on the driver itself.
+
+        The unit of work runs its hot statements on the driver's cursor; SQLAlchemy's own
+        transaction starts only if a Core statement runs inside, and then ends with it.
+        """
         with self.engine.connect() as conn:
+            raw = conn.connection.driver_connection
+            assert raw is not None
             if self.is_sqlite:  # the driver runs in autocommit mode: we say where it begins
-                conn.exec_driver_sql(begin)
-            else:
-                conn.begin()
+                raw.execute(begin)
             try:
                 yield conn
             except BaseException:
-                conn.rollback()
+                if conn.in_transaction():
+                    conn.rollback()
+                else:
+                    raw.rollback()
                 raise
-            conn.commit()
+            if conn.in_transaction():
+                conn.commit()
+            else:
+                raw.commit()
 
     @contextmanager
     def _translated(self) -> Iterator[None]:

@@ -220,7 +220,7 @@ class Decider:
             )
         fields = parse_fields(spec.open_fields, raw, what=f"opening a {kind} case")
         level = spec.state(spec.initial).level
-        row = {
+        row: dict[str, Any] = {
             "kind": kind, "state": spec.initial, "level": level, "final": False, "version": 1,
             "org": place.org, "region": place.region, "zone": place.zone,
             "department": place.department, "ght": place.ght, "fields": fields,
@@ -327,8 +327,8 @@ class Decider:
         spec = self.registry[case.kind]
         decision = can_control(actor, spec, case.state, case)
         if not decision:
-            data = {"control": action, "why": decision.reason}
-            return self._refused(case, actor, decision, action, text, data)
+            refused = {"control": action, "why": decision.reason}
+            return self._refused(case, actor, decision, action, text, refused)
         version = case.version + 1
         data: dict[str, Any] = {}
         change: DeadlineChange

@@ -41,6 +41,7 @@ from engine.db import Database
 from engine.decisions import no_case
 from engine.errors import StaleVersion, StorageError
 from engine.values import (
+    SYSTEM,
     Actor,
     CaseView,
     DeadlineRow,
@@ -124,6 +125,9 @@ _SQL = {
     "open": "INSERT INTO deadline (case_id, state, version, due_at, next_at, reminders, action, "
     "status, created_at) VALUES (:case_id, :state, :version, :due_at, :next_at, :reminders, "
     ":action, 'open', :created_at)",
+    "actor": "SELECT u.login, u.name, u.role, u.active, u.org, o.kind, o.region, o.zone, o.ght "
+    "FROM regul_user u JOIN organisation o ON o.id = u.org WHERE u.login = :login",
+    "org": "SELECT id, kind, region, zone, department, ght FROM organisation WHERE id = :id",
     "security_head": "SELECT seq, hash FROM audit_head WHERE stream = :stream",
     "security_update": "UPDATE audit_head SET seq = :seq, hash = :hash WHERE stream = :stream",
     "security_insert": "INSERT INTO audit_head (stream, seq, hash) VALUES (:stream, :seq, :hash)",
@@ -182,6 +186,9 @@ class _Driver:
         return bool(value) if self.pg else int(bool(value))
 
 
+_KEEP = object()  # the case's open deadline is unchanged
+
+
 @dataclass
 class _Head:
     seq: int
@@ -202,12 +209,20 @@ class Tx:
     # -- reads ------------------------------------------------------------------------------
 
     def actor(self, login: str) -> Actor:
-        return load_actor(self.conn, login)
+        """The active user ``login`` (re-read by every command: a disabled user stops at once)."""
+        if login == SYSTEM.login or "\x00" in login:
+            return load_actor(self.conn, login)  # its refusals and their wording
+        row = self.driver.run("actor", {"login": login}).fetchone()
+        if row is None or not row[3]:
+            return load_actor(self.conn, login)  # unknown or disabled: the same errors
+        return Actor(row[0], row[1], row[2], row[4], row[5], row[6], row[7], row[8])
 
     def place(self, org_id: str) -> Place:
-        row = load_org(self.conn, org_id)
-        kind = "hospital" if row.kind == "hospital" else row.kind
-        return Place(row.id, row.region, row.zone, row.ght, row.department, kind)
+        row = None if "\x00" in org_id else self.driver.run("org", {"id": org_id}).fetchone()
+        if row is None:
+            load_org(self.conn, org_id)  # raises the directory's 'unknown organisation'
+            raise AssertionError("unreachable")
+        return Place(row[0], row[2], row[3], row[5], row[4], row[1])
 
     def lock(self, reference: str) -> tuple[CaseView, DeadlineRow | None]:
         """The case named ``reference``, locked, with its open deadline row."""
@@ -299,16 +314,24 @@ class Tx:
             )
         if case is not None:
             seqs: list[int] = []
+            head: tuple[int, str] | None = None
             if outcome.events:
-                case, seqs = self._append(case, outcome)
-            case = self._deadline(case, outcome)
+                head, seqs = self._append(case, outcome)
+            deadline = self._deadline(case, outcome)
+            if head is not None or deadline is not _KEEP:
+                changes: dict[str, Any] = {}
+                if head is not None:
+                    changes.update(audit_seq=head[0], audit_hash=head[1])
+                if deadline is not _KEEP:
+                    changes["deadline"] = deadline
+                case = replace(case, **changes)  # one copy of the view per command
             if outcome.notices:
                 self._notices(case, outcome, seqs)
         for draft in outcome.security:
             self._append_security(draft)
         return case
 
-    def _append(self, case: CaseView, outcome: Outcome) -> tuple[CaseView, list[int]]:
+    def _append(self, case: CaseView, outcome: Outcome) -> tuple[tuple[int, str], list[int]]:
         d, now = self.driver, self.now
         head = _Head(case.audit_seq, case.audit_hash or GENESIS)
         at = d.ts(now)
@@ -345,7 +368,7 @@ class Tx:
             statement = "head"
         if d.run(statement, params).rowcount != 1:  # the case lock makes this the last guard
             raise StaleVersion(case.reference, old, -1)
-        return replace(case, audit_seq=head.seq, audit_hash=head.hash), seqs
+        return (head.seq, head.hash), seqs
 
     def _notices(self, case: CaseView, outcome: Outcome, seqs: list[int]) -> None:
         """Render the notices of the outcome's events, for the case after it (deadline too)."""
@@ -356,7 +379,8 @@ class Tx:
             if pending is not None:
                 self.pending.append(pending)
 
-    def _deadline(self, case: CaseView, outcome: Outcome) -> CaseView:
+    def _deadline(self, case: CaseView, outcome: Outcome) -> Any:
+        """Apply the deadline plan; the case's open deadline after it, or ``_KEEP``."""
         d, now, change = self.driver, self.now, outcome.deadline
         if change.close is not None and outcome.opened is None:
             d.run("close", {"status": change.close, "now": d.ts(now), "case_id": case.id})
@@ -374,10 +398,10 @@ class Tx:
                     "created_at": d.ts(plan.start or now),
                 },
             )  # fmt: skip
-            return replace(case, deadline=OpenDeadline(plan.state, plan.due_at, plan.action))
+            return OpenDeadline(plan.state, plan.due_at, plan.action)
         if change.close is not None:
-            return replace(case, deadline=None)
-        return case
+            return None
+        return _KEEP
 
     def _append_security(self, draft: Draft) -> None:
         d = self.driver
