@@ -18,8 +18,8 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from engine import tables
 from engine.errors import InputError
-from engine.models import Deadline
 from engine.workflow import WorkflowSpec
 
 __all__ = [
@@ -33,7 +33,7 @@ __all__ = [
     "replace_deadline",
 ]
 
-DEADLINE_TABLE = Deadline.__table__  # type: ignore[attr-defined]
+DEADLINE_TABLE = tables.DEADLINE
 PARIS = ZoneInfo("Europe/Paris")
 
 

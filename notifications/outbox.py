@@ -18,9 +18,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from engine import tables
 from engine.audit import Draft
 from engine.cases import CaseView
-from engine.models import Notice, NoticeCounter
 from engine.workflow import WorkflowRegistry
 from notifications.recipients import Directory, levels_passed, resolve
 from notifications.render import MID_STANDIN, REF_STANDIN, Rendered, Renderer
@@ -28,8 +28,8 @@ from notifications.rules import NoticeBook, NoticeRule
 
 __all__ = ["NOTICE_TABLE", "Outbox", "event_name", "format_reference"]
 
-NOTICE_TABLE = Notice.__table__  # type: ignore[attr-defined]
-_COUNTER = NoticeCounter.__table__  # type: ignore[attr-defined]
+NOTICE_TABLE = tables.NOTICE
+_COUNTER = tables.NOTICE_COUNTER
 PARIS = ZoneInfo("Europe/Paris")
 SERIES_TITLES = {
     "MARS": "Message d'Alerte Rapide Sanitaire",
