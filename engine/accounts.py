@@ -21,13 +21,12 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.engine import Connection
 
-from engine import audit
+from engine import audit, tables
 from engine.actors import Actor, load_actor, load_org
 from engine.audit import Draft
 from engine.clock import Clock
 from engine.db import Database
 from engine.errors import Conflict, InputError, NotFound, NotPermitted, Unauthenticated
-from engine.models import ApiToken, AuditEvent, Session, User
 
 __all__ = [
     "ROLES",
@@ -52,10 +51,10 @@ ROLES: dict[str, frozenset[str]] = {
 MIN_PASSWORD = 12
 TOKEN_PREFIX = "regul_"
 
-_USER = User.__table__  # type: ignore[attr-defined]
-_SESSION = Session.__table__  # type: ignore[attr-defined]
-_TOKEN = ApiToken.__table__  # type: ignore[attr-defined]
-_EVENT = AuditEvent.__table__  # type: ignore[attr-defined]
+_USER = tables.USER
+_SESSION = tables.SESSION
+_TOKEN = tables.API_TOKEN
+_EVENT = tables.AUDIT_EVENT
 # Failed logins of one login name in the window: past the limit, every attempt is refused
 # until the window has passed (the audit log's security stream is the counter).
 LOCKOUT_LIMIT = 5

@@ -11,14 +11,14 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from engine import tables
 from engine.errors import NotFound, NotPermitted
-from engine.models import Organisation, User
 from engine.values import SYSTEM, Actor, Scope
 
 __all__ = ["SYSTEM", "Actor", "Scope", "load_actor", "load_org"]
 
-_USER = User.__table__  # type: ignore[attr-defined]
-_ORG = Organisation.__table__  # type: ignore[attr-defined]
+_USER = tables.USER
+_ORG = tables.ORGANISATION
 _ACTOR = (  # built once, bound per command
     sa.select(_USER, _ORG.c.kind, _ORG.c.region, _ORG.c.zone, _ORG.c.ght)
     .join(_ORG, _ORG.c.id == _USER.c.org)

@@ -22,8 +22,8 @@ from typing import IO, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from engine import tables
 from engine.errors import InputError, NotFound
-from engine.models import AuditEvent, AuditHead, Case
 from engine.values import Draft
 from engine.workflow import WorkflowRegistry
 
@@ -66,9 +66,9 @@ EXPORT_COLUMNS = (
     "prev_hash",
     "hash",
 )
-_T = AuditEvent.__table__  # type: ignore[attr-defined]
-_CASE = Case.__table__  # type: ignore[attr-defined]
-_HEAD = AuditHead.__table__  # type: ignore[attr-defined]
+_T = tables.AUDIT_EVENT
+_CASE = tables.CASE
+_HEAD = tables.AUDIT_HEAD
 _INSERT = _T.insert()  # built once: the hot path only binds values
 # Actions that change the case's version but not its state: manual control of its deadline.
 VERSIONED_ACTIONS = frozenset({"hold", "resume", "extend"})

@@ -15,8 +15,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from engine import tables
 from engine.errors import InputError, NotFound
-from engine.models import AuditEvent, Case, Deadline
 from engine.values import CaseView, OpenDeadline, reference_of
 from engine.workflow import WorkflowRegistry
 
@@ -34,9 +34,9 @@ __all__ = [
     "view_of",
 ]
 
-CASE_TABLE = Case.__table__  # type: ignore[attr-defined]
-_DEADLINE = Deadline.__table__  # type: ignore[attr-defined]
-_AUDIT = AuditEvent.__table__  # type: ignore[attr-defined]
+CASE_TABLE = tables.CASE
+_DEADLINE = tables.DEADLINE
+_AUDIT = tables.AUDIT_EVENT
 # Statements built once; the hot path binds values (building them per call cost more than SQLite).
 _BY_ID = sa.select(CASE_TABLE).where(CASE_TABLE.c.id == sa.bindparam("case_id"))
 _BY_ID_LOCKED = _BY_ID.with_for_update()

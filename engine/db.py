@@ -4,7 +4,8 @@ SQLite runs in WAL mode; a write transaction starts with ``BEGIN IMMEDIATE`` so 
 write lock is taken before the case is read (no 'database is locked' half-way through).
 PostgreSQL write transactions lock the case row with ``SELECT … FOR UPDATE`` (in the runner).
 Driver errors become a ``StorageError`` that says what to check. The schema is created and
-upgraded only by the Alembic migrations shipped in ``engine/migrations``.
+upgraded only by the Alembic migrations shipped in ``engine/migrations``; the other commands
+only read the revision from Alembic's version table (``revision``), without importing Alembic.
 """
 
 from __future__ import annotations
@@ -150,10 +151,26 @@ class Database:
         return before
 
     def revision(self) -> str | None:
-        from alembic.runtime.migration import MigrationContext
+        """The schema revision Alembic recorded, or None when the database is not initialised.
 
-        with self.read() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
+        One SELECT on Alembic's version table: reading it is all a command needs, and Alembic
+        itself (a large import) loads only for ``migrate``.
+        """
+        with self._translated():
+            try:
+                with self.engine.connect() as conn:
+                    found = conn.exec_driver_sql(_VERSION_QUERY).scalars().all()
+            except DBAPIError as exc:
+                if _no_version_table(exc):
+                    return None
+                raise
+        if len(found) > 1:
+            raise StorageError(
+                f"the database {self.describe()} records several schema revisions "
+                f"({', '.join(sorted(found))}) in alembic_version: this Régul keeps one; "
+                "restore the database or keep only the row of the revision it is at"
+            )
+        return found[0] if found else None
 
     def require_schema(self) -> None:
         """Fail clearly when the schema is missing or older than this code."""
@@ -170,6 +187,16 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+_VERSION_QUERY = "SELECT version_num FROM alembic_version"
+
+
+def _no_version_table(exc: DBAPIError) -> bool:
+    """Whether ``exc`` says that alembic_version does not exist (SQLite, PostgreSQL 42P01)."""
+    if getattr(exc.orig, "sqlstate", None) == "42P01":  # undefined_table
+        return True
+    return "no such table" in str(exc.orig) and "alembic_version" in str(exc.orig)
 
 
 def _configure_sqlite(engine: Engine, synchronous: str) -> None:

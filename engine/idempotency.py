@@ -15,12 +15,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from engine import tables
 from engine.errors import IdempotencyMismatch, InputError
-from engine.models import IdempotencyRecord
 
 __all__ = ["fingerprint", "lookup", "store"]
 
-_T = IdempotencyRecord.__table__  # type: ignore[attr-defined]
+_T = tables.IDEMPOTENCY
 _LOOKUP = sa.select(_T.c.request_hash, _T.c.result).where(_T.c.key == sa.bindparam("key"))
 
 

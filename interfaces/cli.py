@@ -10,15 +10,11 @@ import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from engine import audit
-from engine.cases import CaseFilter
 from engine.errors import InputError
-from engine.workflow import format_duration
-from interfaces.app import build_app, build_worker
 from interfaces.notices_cli import notices_app
 from interfaces.output import (
     case_dict,
@@ -33,7 +29,14 @@ from interfaces.output import (
 from interfaces.serve import serve
 from interfaces.users_cli import users_app
 
+if TYPE_CHECKING:
+    from engine.clock import Clock
+    from interfaces.app import App
+
 __all__ = ["app", "main"]
+
+# Start-up: declaring the commands imports no database library (``regul --help`` stays fast);
+# each command imports the engine when it runs. tests/test_imports.py pins it.
 
 app = typer.Typer(help="Régul: the case engine for health-crisis regulation.", no_args_is_help=True)
 workflows_app = typer.Typer(help="The declared workflows.", no_args_is_help=True)
@@ -58,6 +61,15 @@ Reason = Annotated[str, typer.Option("--reason", help="Why, in a sentence (audit
 IdemKey = Annotated[
     str | None, typer.Option("--idempotency-key", help="Retry-safe: same key, same answer.")
 ]
+
+
+def build_app(
+    *, database_url: str | None = None, clock: Clock | None = None, check_schema: bool = True
+) -> App:
+    """``interfaces.app.build_app``, imported when a command runs rather than at start-up."""
+    from interfaces.app import build_app as build
+
+    return build(database_url=database_url, clock=clock, check_schema=check_schema)
 
 
 def _fields(pairs: list[str] | None) -> dict[str, str]:
@@ -149,6 +161,8 @@ def demo(
 @fails_cleanly
 def workflows_list(as_json: Json = False) -> None:
     """The workflows, their ladders and deadlines."""
+    from engine.workflow import format_duration
+
     registry = build_app(check_schema=False).registry
     rows = [
         {
@@ -181,6 +195,8 @@ def workflows_show(
     as_json: Json = False,
 ) -> None:
     """One workflow: states with level and deadline, transitions with roles."""
+    from engine.workflow import format_duration
+
     spec = build_app(check_schema=False).registry[kind]
     if mermaid and not as_json:
         typer.echo(spec.mermaid())
@@ -428,6 +444,8 @@ def case_list(
     as_json: Json = False,
 ) -> None:
     """Cases, newest first, filtered."""
+    from engine.cases import CaseFilter
+
     ctx = build_app()
     now = ctx.runner.clock.now()
     filters = CaseFilter(
@@ -456,6 +474,7 @@ def audit_verify(
     case: Annotated[str | None, typer.Option(help="Only this case.")] = None, as_json: Json = False
 ) -> None:
     """Check every chain; exit 1 and name the first bad event if anything was tampered with."""
+    from engine import audit
     from engine.cases import get_case
 
     ctx = build_app()
@@ -505,6 +524,7 @@ def audit_export(
     as_json: Json = False,
 ) -> None:
     """Write audit events as JSON Lines or CSV, for one case or a time range."""
+    from engine import audit
     from engine.cases import get_case
 
     if fmt not in {"jsonl", "csv"}:
@@ -578,6 +598,7 @@ def worker(
     import logging
 
     from engine.sweeper import SweepReport
+    from interfaces.app import build_worker
 
     ctx = build_app()
     every = interval if interval is not None else ctx.settings.sweep_interval

@@ -23,12 +23,11 @@ import sqlalchemy as sa
 from rich.console import Console
 from rich.table import Table
 
-from engine import audit
+from engine import audit, tables
 from engine.cases import CaseView
 from engine.clock import FixedClock, SystemClock
 from engine.db import Database
 from engine.errors import Conflict, NotFound, NotPermitted
-from engine.models import AuditEvent, Organisation, User
 from engine.runner import Runner
 from engine.sweeper import sweep
 from engine.workflow import WorkflowSpec
@@ -40,9 +39,9 @@ from workflows.directory import load_directory
 
 __all__ = ["DemoSummary", "run_demo"]
 
-_ORG = Organisation.__table__  # type: ignore[attr-defined]
-_USER = User.__table__  # type: ignore[attr-defined]
-_AUDIT = AuditEvent.__table__  # type: ignore[attr-defined]
+_ORG = tables.ORGANISATION
+_USER = tables.USER
+_AUDIT = tables.AUDIT_EVENT
 
 
 @dataclass

@@ -6,10 +6,10 @@ from typing import Annotated, Any
 
 import typer
 
-from engine.cases import get_case
 from engine.errors import InputError, NotFound
-from interfaces.app import build_app
 from interfaces.output import console, emit_json, fails_cleanly, table
+
+# The engine and the notice modules load when a command runs, not when ``regul`` starts.
 
 __all__ = ["notices_app"]
 
@@ -44,6 +44,8 @@ def notices_list(
     as_json: Json = False,
 ) -> None:
     """Notices, newest first, with their delivery state."""
+    from engine.cases import get_case
+    from interfaces.app import build_app
     from notifications.queries import list_notices
 
     ctx = build_app()
@@ -68,6 +70,7 @@ def notices_show(
     as_json: Json = False,
 ) -> None:
     """One notice as sent (text or HTML), with its delivery attempts."""
+    from interfaces.app import build_app
     from notifications.queries import attempts_of, get_notice
 
     ctx = build_app()
@@ -91,6 +94,7 @@ def notices_show(
 @fails_cleanly
 def notices_retry(reference: str, as_json: Json = False) -> None:
     """Queue a failed notice again."""
+    from interfaces.app import build_app
     from notifications.queries import retry_notice
 
     ctx = build_app()
@@ -112,6 +116,8 @@ def notices_preview(
 ) -> None:
     """Render a notice kind for a case without queuing anything."""
     from engine.audit import Draft
+    from engine.cases import get_case
+    from interfaces.app import build_app
     from notifications.outbox import PARIS
     from notifications.setup import build_outbox
     from workflows import default_notices

@@ -1,4 +1,9 @@
-"""Turning engine views into terminal tables or JSON, and errors into one line and an exit code."""
+"""Turning engine views into terminal tables or JSON, and errors into one line and an exit code.
+
+Light to import (the command modules import it to declare their commands, and ``regul --help``
+imports them all): the engine, the composition root and rich's tables and progress bars load
+when a command first needs them.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +13,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import wraps
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from engine.cases import CaseView
 from engine.errors import RegulError
-from interfaces.app import closing_apps
+
+if TYPE_CHECKING:
+    from engine.cases import CaseView
 
 __all__ = ["case_dict", "emit_json", "event_dict", "fails_cleanly", "progress", "table"]
 
@@ -36,6 +40,8 @@ def fails_cleanly(func: Callable[P, R]) -> Callable[P, R]:
 
     @wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        from interfaces.app import closing_apps
+
         try:
             with closing_apps():
                 return func(*args, **kwargs)
@@ -81,6 +87,8 @@ def event_dict(row: Any) -> dict[str, Any]:
 
 
 def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    from rich.table import Table
+
     out = Table(title=title, title_justify="left")
     for column in columns:
         out.add_column(column)
@@ -95,6 +103,14 @@ def progress(label: str, total: int | None, *, quiet: bool) -> Iterator[Callable
     if quiet or not sys.stderr.isatty():
         yield lambda _n: None
         return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     bar = Progress(
         TextColumn(label),
         BarColumn(),

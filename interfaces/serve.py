@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from engine.errors import InputError
-from interfaces.app import App, build_app, build_worker
 from interfaces.output import console, fails_cleanly
 
-if TYPE_CHECKING:  # the scheduler loads only when a server starts, not with every command
+if TYPE_CHECKING:  # the engine and the scheduler load when a server starts, not with every command
+    from interfaces.app import App
     from interfaces.worker import Worker
 
 __all__ = ["DEMO_ACCOUNTS", "serve"]
@@ -65,6 +65,7 @@ def serve(
     """Serve the web desk (/login), the JSON API (/api/v1, /openapi.json) and the worker."""
     import uvicorn
 
+    from interfaces.app import build_app
     from interfaces.web import accounts_of, create_web
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -135,6 +136,8 @@ def _run_workers(host: str, port: int, workers: int) -> None:
 
 
 def _start_worker(app: App) -> tuple[Worker, threading.Thread]:
+    from interfaces.app import build_worker
+
     job = build_worker(app)
     thread = threading.Thread(
         target=job.run_forever, kwargs={"install_signals": False}, name="regul-worker", daemon=True

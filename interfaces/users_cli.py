@@ -8,13 +8,14 @@ an API token is printed once and only its SHA-256 is kept.
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from engine.accounts import Accounts
-from interfaces.app import build_app
 from interfaces.output import console, emit_json, fails_cleanly, table
+
+if TYPE_CHECKING:  # the engine loads when a command runs, not when ``regul`` starts
+    from engine.accounts import Accounts
 
 __all__ = ["users_app"]
 
@@ -23,9 +24,25 @@ Json = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 def _accounts() -> Accounts:
-    from interfaces.web import accounts_of
+    """The accounts service, built as ``interfaces.web.accounts_of`` builds it for the server.
 
-    return accounts_of(build_app())
+    Not through ``accounts_of`` itself: ``interfaces.web`` imports FastAPI, which an
+    administrator's command has no use for (tests/test_imports.py pins it).
+    """
+    from engine.accounts import Accounts
+    from engine.workflow import parse_duration
+    from interfaces.app import build_app
+
+    app = build_app()
+    s = app.settings
+    return Accounts(
+        app.db,
+        app.runner.clock,
+        session_idle=parse_duration(s.session_idle),
+        session_max=parse_duration(s.session_max),
+        memory_kib=s.password_memory_kib,
+        time_cost=s.password_time_cost,
+    )
 
 
 def _password(ask: bool) -> str | None:

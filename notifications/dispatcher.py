@@ -19,9 +19,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from engine import tables
 from engine.clock import Clock
 from engine.db import Database
-from engine.models import NoticeAttempt
 from notifications.channels import Channel, DeliveryError
 from notifications.outbox import NOTICE_TABLE
 
@@ -29,7 +29,7 @@ __all__ = ["DispatchPolicy", "DispatchReport", "dispatch"]
 
 log = logging.getLogger("regul.dispatcher")
 _N = NOTICE_TABLE
-_ATTEMPT = NoticeAttempt.__table__  # type: ignore[attr-defined]
+_ATTEMPT = tables.NOTICE_ATTEMPT
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.engine import Connection
 
+from engine import tables
 from engine.decisions import event_name
-from engine.models import Notice
 from engine.values import CaseView, Draft
 from engine.workflow import WorkflowRegistry
 from notifications.recipients import Directory, levels_passed, resolve
@@ -30,7 +30,7 @@ from workflows.labels import value_label
 
 __all__ = ["NOTICE_TABLE", "Outbox", "Pending", "event_name", "format_reference"]
 
-NOTICE_TABLE = Notice.__table__  # type: ignore[attr-defined]
+NOTICE_TABLE = tables.NOTICE
 PARIS = ZoneInfo("Europe/Paris")
 SERIES_TITLES = {
     "MARS": "Message d'Alerte Rapide Sanitaire",

@@ -8,9 +8,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from engine import tables
 from engine.cases import CASE_TABLE
 from engine.errors import Conflict, InputError, NotFound
-from engine.models import NoticeAttempt
 from notifications.outbox import NOTICE_TABLE
 from notifications.rules import SERIES
 
@@ -18,7 +18,7 @@ __all__ = ["STATUSES", "attempts_of", "get_notice", "list_notices", "retry_notic
 
 STATUSES = ("queued", "sent", "failed")
 _N = NOTICE_TABLE
-_ATTEMPT = NoticeAttempt.__table__  # type: ignore[attr-defined]
+_ATTEMPT = tables.NOTICE_ATTEMPT
 
 
 def list_notices(

@@ -13,16 +13,16 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from engine import tables
 from engine.cases import CaseView
-from engine.models import AuditEvent, Organisation, Region
 from engine.workflow import WorkflowSpec
 from notifications.rules import NoticeRule
 
 __all__ = ["Directory", "Recipient", "resolve"]
 
-_ORG = Organisation.__table__  # type: ignore[attr-defined]
-_REGION = Region.__table__  # type: ignore[attr-defined]
-_AUDIT = AuditEvent.__table__  # type: ignore[attr-defined]
+_ORG = tables.ORGANISATION
+_REGION = tables.REGION
+_AUDIT = tables.AUDIT_EVENT
 _FROM_STATES = (
     sa.select(_AUDIT.c.from_state)
     .where(_AUDIT.c.case_id == sa.bindparam("case_id"), _AUDIT.c.action == "transition")

@@ -18,21 +18,21 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from engine import tables
 from engine.errors import InputError
-from engine.models import Department, Organisation, Region, User, Zone
 from engine.workflow import ROLES
 
 __all__ = ["FILES", "DirectoryCounts", "demo_directory", "load_directory"]
 
-FILES: dict[str, tuple[Any, tuple[str, ...]]] = {
-    "zones.csv": (Zone, ("code", "name", "seat_region")),
-    "regions.csv": (Region, ("code", "insee", "name", "zone")),
-    "departments.csv": (Department, ("code", "name", "region")),
+FILES: dict[str, tuple[sa.Table, tuple[str, ...]]] = {
+    "zones.csv": (tables.ZONE, ("code", "name", "seat_region")),
+    "regions.csv": (tables.REGION, ("code", "insee", "name", "zone")),
+    "departments.csv": (tables.DEPARTMENT, ("code", "name", "region")),
     "organisations.csv": (
-        Organisation,
+        tables.ORGANISATION,
         ("id", "kind", "name", "region", "zone", "department", "ght", "email"),
     ),
-    "users.csv": (User, ("login", "name", "role", "org")),
+    "users.csv": (tables.USER, ("login", "name", "role", "org")),
 }
 ORG_KINDS = ("ars", "ars_zone", "umac", "ght", "hospital", "ccs", "spf")
 
@@ -113,8 +113,7 @@ def load_directory(conn: Connection, folder: Path | None = None) -> DirectoryCou
     folder = folder or demo_directory()
     rows = {name: _read(folder, name, columns) for name, (_, columns) in FILES.items()}
     _check(rows)
-    for name, (model, columns) in FILES.items():
-        table = model.__table__
+    for name, (table, columns) in FILES.items():
         key = columns[0]
         existing = {r[0] for r in conn.execute(sa.select(table.c[key]))}
         new = [r for r in rows[name] if r[key] not in existing]
