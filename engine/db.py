@@ -103,7 +103,14 @@ class Database:
     @contextmanager
     def _translated(self) -> Iterator[None]:
         try:
-            yield
+            try:
+                yield
+            except self.engine.dialect.loaded_dbapi.Error as raw:
+                # the unit of work's statements run on the driver's cursor: its errors are
+                # wrapped as SQLAlchemy wraps its own, so that one translation serves both
+                raise DBAPIError.instance(
+                    None, None, raw, self.engine.dialect.loaded_dbapi.Error
+                ) from raw
         except OperationalError as exc:
             raise StorageError(self._explain(exc)) from exc
         except DBAPIError as exc:
