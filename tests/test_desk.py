@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from engine.cases import CaseView
 from engine.runner import Runner
 from engine.sweeper import sweep
+from interfaces.desk import LOGIN_INFOS, LOGIN_MESSAGES
 from notifications.channels import EmlChannel
 from notifications.dispatcher import dispatch
 from notifications.outbox import Outbox
@@ -102,12 +103,14 @@ def fire(
 
 
 def redirected_to_login(answer: Any) -> str:
-    """Asserts a 303 to the login page; returns the message it carries."""
+    """Asserts a 303 to the login page; returns the French message its code stands for."""
     assert answer.status_code == 303, answer.text
     target = urlsplit(answer.headers["location"])
     assert target.path == "/login"
     query = parse_qs(target.query)
-    return (query.get("message") or query.get("info") or [""])[0]
+    if "message" in query:
+        return LOGIN_MESSAGES[query["message"][0]]
+    return LOGIN_INFOS[query["info"][0]] if "info" in query else ""
 
 
 def new_audit(before: dict[str, Any], after: dict[str, Any]) -> list[dict[str, Any]]:
@@ -280,11 +283,25 @@ def test_login_without_matching_csrf_is_403_and_opens_no_session(
     assert web.ctx.count("regul_session") == 0
 
 
-def test_login_page_message_is_escaped(web: Web) -> None:
-    """The message carried to the login page is shown as text, never as markup."""
-    page = web.client.get("/login", params={"message": '<script>alert("x")</script>'})
-    assert "<script>" not in page.text
-    assert "&lt;script&gt;" in page.text
+@pytest.mark.parametrize(
+    "text",
+    [
+        '<script>alert("x")</script>',
+        "Votre compte est suspendu : appelez le 08 99 00 00 00 ou écrivez à support@evil.example",
+        "inactivity ",
+    ],
+)
+def test_login_page_shows_only_known_messages(web: Web, text: str) -> None:
+    """/login?message=…&info=… shows the French text of a known code, never text from the URL."""
+    page = web.client.get("/login", params={"message": text, "info": text})
+    assert page.status_code == 200
+    assert "role=\"alert\"" not in page.text
+    assert "role=\"status\"" not in page.text
+    for word in ("script", "08 99", "evil", "inactivity"):
+        assert word not in page.text.split("<main", 1)[1]
+    known = web.client.get("/login", params={"message": "inactivity", "info": "logged_out"})
+    assert alert(known.text) == LOGIN_MESSAGES["inactivity"]
+    assert "Vous êtes déconnecté." in known.text
 
 
 def test_logged_out_visitor_is_sent_to_login(web: Web) -> None:
