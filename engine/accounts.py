@@ -70,14 +70,16 @@ _TOKEN = ApiToken.__table__  # type: ignore[attr-defined]
 _ATTEMPT = LoginAttempt.__table__  # type: ignore[attr-defined]
 _DRAFT = DeskDraft.__table__  # type: ignore[attr-defined]
 _KEY = ServerKey.__table__  # type: ignore[attr-defined]
-# Per (login, client): FREE_GUESSES tries, then a delay of BACKOFF doubling at each further
-# failure, up to BACKOFF_MAX. Per login from every client: past LOGIN_CEILING failures, reported,
-# and each client gets one try before its delay. A row unused for FORGET_AFTER starts again.
+# Per (login, client) and WINDOW: FREE_GUESSES tries, then a delay of BACKOFF doubling at each
+# further failure, up to BACKOFF_MAX. Per login from every client: past LOGIN_CEILING failures in
+# the window, reported, and each client gets one try before its delay. A success does not give
+# the client its tries back (a guesser behind the same address would get them): it only
+# withdraws its own attempt; the window's end does.
 FREE_GUESSES = 5
 BACKOFF = timedelta(minutes=1)
 BACKOFF_MAX = timedelta(hours=1)
 LOGIN_CEILING = 100
-FORGET_AFTER = timedelta(hours=24)
+WINDOW = timedelta(hours=1)
 ALL_CLIENTS = "*"
 # A desk form kept across an ended session waits this long for its author's next login.
 DRAFT_TTL = timedelta(hours=1)
@@ -375,7 +377,7 @@ class Accounts:
         row (PostgreSQL) or runs under the write lock (SQLite): attempts of one (login, client)
         are counted one after another, however many arrive at once.
         """
-        stale = now - FORGET_AFTER
+        stale = now - WINDOW
         counted = self._upsert(conn, login, client, now, stale, only_unblocked=True)
         if counted is None:
             until = conn.execute(
@@ -412,15 +414,15 @@ class Accounts:
         """Add one failure to (login, client) atomically; None when the row is blocked."""
         dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
         insert: Any = dialect.insert(_ATTEMPT).values(
-            login=login, client=client, failures=1, blocked_until=None, last_at=now
+            login=login, client=client, failures=1, blocked_until=None, since=now
         )
-        fresh = _ATTEMPT.c.last_at < stale
+        fresh = _ATTEMPT.c.since < stale
         statement = insert.on_conflict_do_update(
             index_elements=["login", "client"],
             set_={
                 "failures": sa.case((fresh, 1), else_=_ATTEMPT.c.failures + 1),
                 "blocked_until": sa.case((fresh, None), else_=_ATTEMPT.c.blocked_until),
-                "last_at": now,
+                "since": sa.case((fresh, now), else_=_ATTEMPT.c.since),
             },
             where=(
                 sa.or_(_ATTEMPT.c.blocked_until.is_(None), _ATTEMPT.c.blocked_until <= now)
@@ -433,19 +435,20 @@ class Accounts:
 
     @staticmethod
     def _succeeded(conn: Connection, login: str, client: str) -> None:
-        """The right password: this client starts again, the attempt leaves the login's count."""
+        """The right password: its attempt leaves the counts, and the delay it set, if any."""
         conn.execute(
             _ATTEMPT.update()
             .where(_ATTEMPT.c.login == login, _ATTEMPT.c.client == client)
-            .values(failures=0, blocked_until=None)
+            .values(
+                failures=_ATTEMPT.c.failures - 1,
+                blocked_until=sa.case(
+                    (_ATTEMPT.c.failures <= FREE_GUESSES, None), else_=_ATTEMPT.c.blocked_until
+                ),
+            )
         )
         conn.execute(
             _ATTEMPT.update()
-            .where(
-                _ATTEMPT.c.login == login,
-                _ATTEMPT.c.client == ALL_CLIENTS,
-                _ATTEMPT.c.failures > 0,
-            )
+            .where(_ATTEMPT.c.login == login, _ATTEMPT.c.client == ALL_CLIENTS)
             .values(failures=_ATTEMPT.c.failures - 1)
         )
 
@@ -490,7 +493,7 @@ class Accounts:
             conn.execute(_DRAFT.delete().where(_DRAFT.c.session_id == row.id))
             conn.execute(
                 _DRAFT.insert().values(
-                    session_id=row.id, login=row.login, path=path, values=values, created_at=now
+                    session_id=row.id, login=row.login, path=path, form=values, created_at=now
                 )
             )
         return True
@@ -510,11 +513,11 @@ class Accounts:
             row = conn.execute(
                 _DRAFT.delete()
                 .where(_DRAFT.c.id == found.id, _DRAFT.c.created_at >= now - DRAFT_TTL)
-                .returning(_DRAFT.c.values)
+                .returning(_DRAFT.c.form)
             ).first()
         if row is None:
             return None
-        kept = row.values if isinstance(row.values, dict) else {}
+        kept = row.form if isinstance(row.form, dict) else {}
         return {str(k): str(v) for k, v in kept.items()}
 
     def session(self, secret: str) -> SessionInfo:

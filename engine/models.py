@@ -293,7 +293,7 @@ class LoginAttempt(SQLModel, table=True):
     client: str = Field(primary_key=True)
     failures: int = 0
     blocked_until: datetime | None = None
-    last_at: datetime
+    since: datetime  # the start of the counting window
 
 
 class DeskDraft(SQLModel, table=True):
@@ -305,7 +305,7 @@ class DeskDraft(SQLModel, table=True):
     session_id: str = Field(index=True)  # the ended session's, then the new one's
     login: str
     path: str  # the page the form belongs to, e.g. /cases/ECMO-000001
-    values: dict[str, Any] = Field(default_factory=dict, sa_type=_json())
+    form: dict[str, Any] = Field(default_factory=dict, sa_type=_json())  # field: value
     created_at: datetime
 
 

@@ -30,7 +30,7 @@ def upgrade() -> None:
         sa.Column("client", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("failures", sa.Integer(), nullable=False),
         sa.Column("blocked_until", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
-        sa.Column("last_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.Column("since", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("login", "client", name=op.f("pk_login_attempt")),
     )
     op.create_table(
@@ -40,7 +40,7 @@ def upgrade() -> None:
         sa.Column("login", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("path", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column(
-            "values",
+            "form",
             sa.JSON().with_variant(postgresql.JSONB(), "postgresql"),
             nullable=False,
         ),
