@@ -24,7 +24,7 @@ from engine.errors import InputError, StorageError
 
 __all__ = ["HEAD_REVISION", "Database", "normalise_url"]
 
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
 

@@ -21,12 +21,15 @@ __all__ = [
     "Case",
     "Deadline",
     "Department",
+    "DeskDraft",
     "IdempotencyRecord",
+    "LoginAttempt",
     "Notice",
     "NoticeAttempt",
     "NoticeCounter",
     "Organisation",
     "Region",
+    "ServerKey",
     "Session",
     "User",
     "Zone",
@@ -275,3 +278,41 @@ class ApiToken(SQLModel, table=True):
     label: str
     created_at: datetime
     revoked_at: datetime | None = None
+
+
+class LoginAttempt(SQLModel, table=True):
+    """Failed desk logins of one login name from one client address (``*``: from all of them).
+
+    The counter a login is refused by: incremented before the password is checked, in the
+    transaction that decides whether to check it (the audit log keeps the evidence).
+    """
+
+    __tablename__ = "login_attempt"
+
+    login: str = Field(primary_key=True)
+    client: str = Field(primary_key=True)
+    failures: int = 0
+    blocked_until: datetime | None = None
+    since: datetime  # the start of the counting window
+
+
+class DeskDraft(SQLModel, table=True):
+    """A desk form posted after its session ended, kept for its author's next login (1 hour)."""
+
+    __tablename__ = "desk_draft"
+
+    id: int | None = Field(default=None, primary_key=True)
+    session_id: str = Field(index=True)  # the ended session's, then the new one's
+    login: str
+    path: str  # the page the form belongs to, e.g. /cases/ECMO-000001
+    form: dict[str, Any] = Field(default_factory=dict, sa_type=_json())  # field: value
+    created_at: datetime
+
+
+class ServerKey(SQLModel, table=True):
+    """Random keys shared by every process of one database (the login form's CSRF tokens)."""
+
+    __tablename__ = "server_key"
+
+    name: str = Field(primary_key=True)
+    value: str

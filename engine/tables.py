@@ -27,12 +27,15 @@ __all__ = [
     "CASE",
     "DEADLINE",
     "DEPARTMENT",
+    "DESK_DRAFT",
     "IDEMPOTENCY",
+    "LOGIN_ATTEMPT",
     "NOTICE",
     "NOTICE_ATTEMPT",
     "NOTICE_COUNTER",
     "ORGANISATION",
     "REGION",
+    "SERVER_KEY",
     "SESSION",
     "USER",
     "ZONE",
@@ -297,4 +300,30 @@ API_TOKEN = sa.Table(
     _str("label"),
     _at("created_at"),
     _at("revoked_at", nullable=True),
+)  # fmt: skip
+
+
+LOGIN_ATTEMPT = sa.Table(
+    "login_attempt", metadata,
+    _str("login", primary_key=True),
+    _str("client", primary_key=True),
+    _int("failures", default=0),
+    _at("blocked_until", nullable=True),
+    _at("since"),
+)  # fmt: skip
+
+DESK_DRAFT = sa.Table(
+    "desk_draft", metadata,
+    _id(),
+    _str("session_id", index=True),
+    _str("login"),
+    _str("path"),
+    _data("form"),
+    _at("created_at"),
+)  # fmt: skip
+
+SERVER_KEY = sa.Table(
+    "server_key", metadata,
+    _str("name", primary_key=True),
+    _str("value"),
 )  # fmt: skip

@@ -9,7 +9,8 @@ CLI; the policy that decides is ``engine.policy``.
 
 from __future__ import annotations
 
-import secrets
+import logging
+import re
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Annotated, Any
@@ -24,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
 from engine import audit
+from engine.accounts import LoginBlocked
 from engine.cases import CaseFilter
 from engine.errors import InputError, NotPermitted, RegulError, Unauthenticated
 from engine.policy import can_control
@@ -37,6 +39,7 @@ from workflows.labels import SCOPES as LABEL_SCOPES
 
 __all__ = ["is_desk", "router"]
 
+log = logging.getLogger("regul.http")
 PARIS = ZoneInfo("Europe/Paris")
 LOGIN_COOKIE = "regul_login_csrf"
 QUEUE_LIMIT = 500  # the most urgent first; the page says when there are more
@@ -116,10 +119,14 @@ async def _form(request: Request, caller: Caller | None) -> dict[str, str]:
     """The posted form, once its CSRF token matches the session's (or the login cookie's)."""
     form = await request.form()
     values = {k: v for k, v in form.items() if isinstance(v, str)}
-    expected = (
-        caller.session.csrf if caller and caller.session else request.cookies.get(LOGIN_COOKIE)
-    )
-    if not expected or not secrets.compare_digest(expected, values.get("csrf", "")):
+    accounts = services(request).accounts
+    if caller and caller.session:
+        ok = accounts.csrf_ok(caller.session.csrf, values.get("csrf"))
+    else:  # the login form: a token the server signed, the same in the cookie and the form
+        ok = await run_in_threadpool(
+            accounts.login_csrf_ok, request.cookies.get(LOGIN_COOKIE), values.get("csrf")
+        )
+    if not ok:
         raise Problem(
             403,
             "csrf_failed",
@@ -137,11 +144,45 @@ def stylesheet() -> Response:
     return Response(css, media_type="text/css", headers={"Cache-Control": "max-age=3600"})
 
 
+# What /login?message=…&info=… may show: codes only, never text from the address bar.
+LOGIN_MESSAGES = {
+    "login": "Identifiez-vous pour accéder au bureau de régulation : connectez-vous.",
+    "inactivity": "Votre session a expiré après une période d'inactivité : reconnectez-vous.",
+    "max_length": "Votre session a atteint sa durée maximale : reconnectez-vous.",
+    "ended": "Votre session a pris fin : reconnectez-vous.",
+}
+LOGIN_INFOS = {
+    "logged_out": "Vous êtes déconnecté.",
+    "kept": (
+        "Votre saisie a été conservée : après connexion, vous la retrouverez dans le "
+        "formulaire, à relire et valider. Rien n'a été enregistré."
+    ),
+}
+KEPT_NOTICE = (
+    "Votre saisie d'avant l'expiration de la session a été remise dans le formulaire : "
+    "relisez-la puis validez. Rien n'a encore été enregistré."
+)
+_NEXT = re.compile(r"/cases/[A-Za-z0-9-]{1,40}|/new/[a-z_]{1,40}")
+_KEEPABLE = re.compile(
+    r"(/cases/[A-Za-z0-9-]{1,40})/(fire|control)/([a-z_]{1,40})|(/new/[a-z_]{1,40})"
+)
+
+
+def _next(path: str) -> str:
+    """Where to go after login: a case or new-case page of the desk, nowhere else."""
+    return path if _NEXT.fullmatch(path) else ""
+
+
 @router.get("/login")
-def login_page(request: Request, message: str = "", info: str = "") -> Response:
-    token = secrets.token_urlsafe(24)
+def login_page(request: Request, message: str = "", info: str = "", next: str = "") -> Response:
+    token = services(request).accounts.login_csrf()
     response = render(
-        "login.html.j2", csrf=token, message=message[:200], notice=info[:200], login=""
+        "login.html.j2",
+        csrf=token,
+        message=LOGIN_MESSAGES.get(message, ""),
+        notice=LOGIN_INFOS.get(info, ""),
+        login="",
+        next=_next(next),
     )
     _cookie(request, response, LOGIN_COOKIE, token, max_age=3600)
     return response
@@ -151,19 +192,26 @@ def login_page(request: Request, message: str = "", info: str = "") -> Response:
 async def login(request: Request) -> Response:
     values = await _form(request, None)
     svc = services(request)
+    after = _next(values.get("next", ""))
     try:
         opened = await run_in_threadpool(
-            svc.accounts.login, values.get("login", "")[:64], values.get("password", "")[:1024]
+            lambda: svc.accounts.login(
+                values.get("login", "")[:64],
+                values.get("password", "")[:1024],
+                client=request.client.host if request.client else "-",
+                resume=request.cookies.get(SESSION_COOKIE),
+            )
         )
     except Unauthenticated as exc:
         return render(
             "login.html.j2",
-            code=401,
+            code=429 if isinstance(exc, LoginBlocked) else 401,
             csrf=request.cookies.get(LOGIN_COOKIE, ""),
             message=_french(exc),
             login=values.get("login", "")[:64],
+            next=after,
         )
-    redirect = RedirectResponse("/", status_code=303)
+    redirect = RedirectResponse(after or "/", status_code=303)
     _cookie(request, redirect, SESSION_COOKIE, opened.secret)
     redirect.delete_cookie(LOGIN_COOKIE, path="/")
     return redirect
@@ -174,7 +222,7 @@ async def logout(request: Request, caller: Desk) -> Response:
     await _form(request, caller)
     svc = services(request)
     await run_in_threadpool(svc.accounts.logout, request.cookies.get(SESSION_COOKIE, ""))
-    response = RedirectResponse("/login?info=" + quote("Vous êtes déconnecté."), 303)
+    response = RedirectResponse("/login?info=logged_out", 303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
 
@@ -207,7 +255,18 @@ def case_page(
     svc: Svc,
     done: str = "",
 ) -> Response:
-    return _case_page(svc, caller, reference[:40], notice=_done(done))
+    reference = reference[:40]
+    kept = _draft(svc, caller, f"/cases/{reference}")
+    if kept is not None:
+        return _case_page(svc, caller, reference, notice=KEPT_NOTICE, form=kept)
+    return _case_page(svc, caller, reference, notice=_done(done))
+
+
+def _draft(svc: Services, caller: Caller, path: str) -> dict[str, str] | None:
+    """The form this user posted on ``path`` when their last session had ended, if kept."""
+    if caller.session is None:
+        return None
+    return svc.accounts.take_draft(caller.session.id, path)
 
 
 def _case_page(
@@ -366,7 +425,15 @@ async def control(request: Request, reference: str, action: str, caller: Desk) -
 @router.get("/new/{kind}")
 def new_case_page(kind: str, caller: Desk, svc: Svc) -> Response:
     spec = svc.runner.registry[kind[:40]]
-    return render("new.html.j2", caller=caller, spec=spec, error="", form={})
+    kept = _draft(svc, caller, f"/new/{spec.kind}")
+    return render(
+        "new.html.j2",
+        caller=caller,
+        spec=spec,
+        error="",
+        form=kept or {},
+        notice=KEPT_NOTICE if kept is not None else "",
+    )
 
 
 @router.post("/new/{kind}")
@@ -538,13 +605,17 @@ _FRENCH = {
 }
 _SESSION_ENDS = (
     ("wrong login", "Identifiant ou mot de passe incorrect, ou compte désactivé."),
-    ("inactivity", "Votre session a expiré après une période d'inactivité : reconnectez-vous."),
-    ("maximum length", "Votre session a atteint sa durée maximale : reconnectez-vous."),
-    (
-        "too many failed",
-        "Trop d'échecs de connexion : attendez 15 minutes ou appelez un administrateur.",
-    ),
-    ("", "Votre session a pris fin : reconnectez-vous."),
+    ("inactivity", LOGIN_MESSAGES["inactivity"]),
+    ("maximum length", LOGIN_MESSAGES["max_length"]),
+    ("connectez-vous", LOGIN_MESSAGES["login"]),
+    ("", LOGIN_MESSAGES["ended"]),
+)
+_END_CODES = (("inactivity", "inactivity"), ("maximum length", "max_length"),
+              ("connectez-vous", "login"), ("", "ended"))  # fmt: skip
+INTERNAL = (
+    "Une erreur inattendue s'est produite. Si vous validiez une action, vérifiez sur la page "
+    "du dossier si elle a été enregistrée avant de recommencer ; si l'erreur persiste, "
+    "signalez-la à l'administrateur avec l'heure."
 )
 _PREFIXES = {
     "not_permitted": "Action non permise (refus consigné au journal)",
@@ -558,6 +629,11 @@ def _french(exc: RegulError) -> str:
     """The desk's French wording of an engine error (the engine's own detail kept after it)."""
     if exc.code in _FRENCH:
         return _FRENCH[exc.code]
+    if isinstance(exc, LoginBlocked):
+        return (
+            "Trop d'échecs de connexion depuis ce poste : réessayez dans "
+            f"{exc.minutes} minute(s), ou appelez un administrateur."
+        )
     if exc.code == "unauthenticated":
         return next(french for key, french in _SESSION_ENDS if key in exc.message)
     return f"{_PREFIXES.get(exc.code, 'Erreur')} : {exc.message}"
@@ -566,11 +642,48 @@ def _french(exc: RegulError) -> str:
 async def regul_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RegulError)
     if isinstance(exc, Unauthenticated):
-        response = RedirectResponse("/login?message=" + quote(_french(exc)[:200]), 303)
-        if request.cookies.get(SESSION_COOKIE):
+        code = next(code for key, code in _END_CODES if key in exc.message)
+        target = f"/login?message={code}"
+        back = await _keep_form(request)
+        if back:
+            target += f"&info=kept&next={quote(back)}"
+        response = RedirectResponse(target, 303)
+        if request.cookies.get(SESSION_COOKIE) and not back:
             response.delete_cookie(SESSION_COOKIE, path="/")
         return response
     return await _error_page(request, regul_status(exc), _french(exc))
+
+
+async def _keep_form(request: Request) -> str:
+    """A case or new-case form posted with an ended session: kept for the next login.
+
+    Returns the page to come back to after login (where the form is shown again, filled in,
+    for the regulator to submit again), or "" when nothing was kept. Never replayed.
+    """
+    secret = request.cookies.get(SESSION_COOKIE)
+    found = _KEEPABLE.fullmatch(request.url.path)
+    if request.method != "POST" or not secret or found is None:
+        return ""
+    try:
+        form = await request.form()
+    except Exception:  # an unreadable body: nothing to keep
+        return ""
+    values = {k[:64]: v[:2000] for k, v in list(form.items())[:40] if isinstance(v, str)}
+    csrf = values.pop("csrf", "")
+    values.pop("version", None)
+    back = found.group(1) or found.group(4)
+    if found.group(3):
+        values["_action"] = found.group(3)
+    kept = await run_in_threadpool(
+        services(request).accounts.keep_draft, secret, csrf, back, values
+    )
+    return back if kept else ""
+
+
+async def internal_error(request: Request, exc: Exception) -> Response:
+    """Anything unexpected on a desk page: a French page, the trace only in the server's log."""
+    log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    return await _error_page(request, 500, INTERNAL)
 
 
 async def interface_problem(request: Request, exc: Exception) -> Response:
@@ -596,7 +709,7 @@ async def _error_page(request: Request, status: int, detail: str) -> Response:
     if request.cookies.get(SESSION_COOKIE):
         try:
             caller = await run_in_threadpool(desk_caller, request)
-        except RegulError:
+        except Exception:  # the error page must render whatever failed
             caller = None
     return render("error.html.j2", code=status, caller=caller, title=_title(status), detail=detail)
 
@@ -609,6 +722,8 @@ def _title(status: int) -> str:
         409: "Conflit",
         412: "Dossier modifié entre-temps",
         422: "Saisie invalide",
+        429: "Trop de tentatives",
+        500: "Erreur inattendue",
         503: "Service indisponible",
     }.get(status, "Erreur")
 

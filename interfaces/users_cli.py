@@ -1,4 +1,4 @@
-"""``regul users``: add, list, disable, password, token, tokens, revoke.
+"""``regul users``: add, list, disable, password, unlock, token, tokens, revoke.
 
 The administrator's commands on accounts. Passwords are read from a prompt (or
 ``REGUL_PASSWORD`` for scripts), never from an argument that would land in shell history;
@@ -114,11 +114,22 @@ def disable(login: str, as_json: Json = False) -> None:
 @users_app.command("password")
 @fails_cleanly
 def password(login: str) -> None:
-    """Set a user's desk password (prompted, or REGUL_PASSWORD)."""
+    """Set a user's desk password (prompted, or REGUL_PASSWORD); clears failed logins."""
     value = _password(True)
     assert value is not None
     _accounts().set_password(login, value)
-    console.print(f"password of {login} set")
+    console.print(f"password of {login} set; failed logins forgotten")
+
+
+@users_app.command("unlock")
+@fails_cleanly
+def unlock(login: str, as_json: Json = False) -> None:
+    """Forget LOGIN's failed desk logins from every address (recorded in the audit log)."""
+    cleared = _accounts().unlock(login)
+    if as_json:
+        emit_json({"login": login, "cleared": cleared})
+        return
+    console.print(f"user {login} unlocked; {cleared} failed login(s) forgotten")
 
 
 @users_app.command("token")

@@ -2,17 +2,20 @@
 
 ``create_web`` wires the composition root's runner and the accounts into the routers, installs
 the problem handlers (JSON for the API, a French page for the desk), the body-size guard and
-security headers. ``regul serve`` runs it under uvicorn, with the worker beside it.
+security headers. The interactive API docs (Swagger UI) are served from Régul itself, their
+scripts as files, so that the Content-Security-Policy stays strict and nothing comes from a
+CDN. ``regul serve`` runs it under uvicorn, with the worker beside it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from importlib import resources
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engine.accounts import Accounts
@@ -33,6 +36,31 @@ HEADERS = {
         "frame-ancestors 'none'; base-uri 'none'"
     ),
     "Cache-Control": "no-store",  # pages and answers carry health data
+}
+# Swagger UI's page: its own scripts and stylesheet, the schema fetched from here, and the
+# data: images its stylesheet embeds. No inline script, nothing from another origin.
+DOCS_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+DOCS_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>Régul API</title>
+<link rel="stylesheet" href="/api/docs/swagger-ui.css">
+</head>
+<body>
+<div id="swagger-ui"></div>
+<script src="/api/docs/swagger-ui-bundle.js"></script>
+<script src="/api/docs/init.js"></script>
+</body>
+</html>
+"""
+DOCS_ASSETS = {
+    "swagger-ui.css": "text/css",
+    "swagger-ui-bundle.js": "text/javascript",
+    "init.js": "text/javascript",
 }
 
 
@@ -57,9 +85,11 @@ def create_web(app: App, accounts: Accounts | None = None) -> FastAPI:
             "escalation ladder. Authenticate with 'Authorization: Bearer <token>'. Errors are "
             "RFC 9457 problems (application/problem+json)."
         ),
-        docs_url="/api/docs",
+        docs_url=None,  # served below, without the CDN and the inline script
         redoc_url=None,
     )
+    web.add_api_route("/api/docs", docs_page, methods=["GET"], include_in_schema=False)
+    web.add_api_route("/api/docs/{name}", docs_asset, methods=["GET"], include_in_schema=False)
     web.state.services = Services(app.runner, accounts or accounts_of(app), app.settings)
     web.include_router(api.router)
     web.include_router(desk.router)
@@ -71,11 +101,34 @@ def create_web(app: App, accounts: Accounts | None = None) -> FastAPI:
         RequestValidationError, _choose(problems.invalid_request, desk.invalid_request)
     )
     web.add_exception_handler(StarletteHTTPException, _choose(problems.http_error, desk.http_error))
-    web.add_exception_handler(Exception, problems.internal_error)
+    web.add_exception_handler(Exception, _choose(problems.internal_error, desk.internal_error))
 
     web.add_middleware(SecurityHeaders)
     web.add_middleware(problems.BodyLimit, limit=app.settings.max_body_bytes)
     return web
+
+
+def docs_page() -> Response:
+    return HTMLResponse(DOCS_PAGE, headers={"Content-Security-Policy": DOCS_CSP})
+
+
+_ASSETS: dict[str, bytes] = {}
+
+
+def docs_asset(name: str) -> Response:
+    """Swagger UI's files, from the ``swagger-ui-bundle-v2`` package; ``init.js`` is ours."""
+    if name not in DOCS_ASSETS:
+        raise HTTPException(404)
+    if name not in _ASSETS:
+        if name == "init.js":
+            _ASSETS[name] = resources.files("templates").joinpath("desk/api-docs.js").read_bytes()
+        else:
+            from swagger_ui_bundle import swagger_ui_path
+
+            _ASSETS[name] = swagger_ui_path.joinpath(name).read_bytes()
+    return Response(
+        _ASSETS[name], media_type=DOCS_ASSETS[name], headers={"Cache-Control": "max-age=86400"}
+    )
 
 
 class SecurityHeaders:

@@ -33,6 +33,8 @@ PG_REQUIRED = (
     os.environ.get("CI", "").lower() == "true" or os.environ.get("REGUL_REQUIRE_POSTGRES") == "1"
 )
 CASE_TABLES = (
+    "login_attempt",
+    "desk_draft",
     "regul_session",
     "api_token",
     "notice_attempt",

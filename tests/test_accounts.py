@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
 import sys
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -15,7 +17,14 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from engine.accounts import Accounts, digest
+from engine.accounts import (
+    FREE_GUESSES,
+    LOGIN_CEILING,
+    WINDOW,
+    Accounts,
+    LoginBlocked,
+    digest,
+)
 from engine.errors import Conflict, InputError, NotFound, Unauthenticated
 from interfaces.cli import app
 from tests.conftest import PASSWORD, Ctx
@@ -65,18 +74,153 @@ def test_failed_login_says_the_same_and_is_audited(ctx: Ctx, login: str, passwor
     assert ctx.count("audit_event", "case_id IS NULL AND action = 'login_failed'") == 1
 
 
-def test_five_failures_lock_the_login_for_fifteen_minutes(ctx: Ctx) -> None:
-    """After 5 failed logins in 15 min even the right password is refused, until the window passes."""
+def fail(acc: Accounts, login: str, client: str, times: int = 1) -> None:
+    for _ in range(times):
+        with pytest.raises(Unauthenticated, match="wrong login"):
+            acc.login(login, "not the password", client=client)
+
+
+def test_a_client_gets_five_guesses_then_a_doubling_delay(ctx: Ctx) -> None:
+    """5 failures from one address, then it waits 1 min, 2 min, 4 min…; even the right password."""
     acc = accounts(ctx)
     acc.set_password("ars-occ", PASSWORD)
-    for _ in range(5):
-        with pytest.raises(Unauthenticated, match="wrong login"):
-            acc.login("ars-occ", "not the password")
-    with pytest.raises(Unauthenticated, match="too many failed logins"):
-        acc.login("ars-occ", PASSWORD)
+    fail(acc, "ars-occ", "6.6.6.6", FREE_GUESSES)
+    for wait in (1, 2, 4, 8):
+        with pytest.raises(LoginBlocked, match=f"wait {wait} minute") as refused:
+            acc.login("ars-occ", PASSWORD, client="6.6.6.6")
+        assert refused.value.minutes == wait
+        ctx.clock.advance(timedelta(minutes=wait, seconds=-1))
+        with pytest.raises(LoginBlocked):
+            acc.login("ars-occ", PASSWORD, client="6.6.6.6")
+        ctx.clock.advance(timedelta(seconds=1))
+        fail(acc, "ars-occ", "6.6.6.6")  # one more guess checked, then a longer wait
     assert ctx.count("regul_session") == 0
+    checked = ctx.count("audit_event", "case_id IS NULL AND action = 'login_failed'")
+    assert checked == FREE_GUESSES + 4  # refusals while blocked are not checked nor logged
     ctx.clock.advance(timedelta(minutes=16))
-    assert acc.login("ars-occ", PASSWORD).actor.login == "ars-occ"
+    assert acc.login("ars-occ", PASSWORD, client="6.6.6.6").actor.login == "ars-occ"
+    with pytest.raises(LoginBlocked):  # a success does not hand the address its tries back
+        acc.login("ars-occ", PASSWORD, client="6.6.6.6")
+    ctx.clock.advance(WINDOW)
+    fail(acc, "ars-occ", "6.6.6.6", FREE_GUESSES)  # the window's end does
+
+
+def test_a_guesser_does_not_lock_the_owner_out(ctx: Ctx) -> None:
+    """Fifty wrong passwords from one address: that address waits, the owner's logs in at once."""
+    acc = accounts(ctx)
+    acc.set_password("ccs", PASSWORD)
+    for _ in range(50):
+        with contextlib.suppress(Unauthenticated):
+            acc.login("ccs", "guess guess guess", client="203.0.113.9")
+        ctx.clock.advance(timedelta(seconds=20))
+    with pytest.raises(LoginBlocked):
+        acc.login("ccs", PASSWORD, client="203.0.113.9")
+    assert acc.login("ccs", PASSWORD, client="10.1.2.3").actor.login == "ccs"
+    with ctx.db.read() as conn:
+        (failed,) = conn.execute(
+            sa.text("SELECT data FROM audit_event WHERE action = 'login_failed' ORDER BY id DESC")
+        ).first() or (None,)
+    data = json.loads(failed) if isinstance(failed, str) else failed
+    assert data["client"] == "203.0.113.9"
+    assert data["blocked_until"]  # the evidence says who was slowed down, and until when
+
+
+def test_past_the_login_ceiling_it_is_reported_and_each_address_gets_one_try(ctx: Ctx) -> None:
+    """A spread-out attack past the per-login ceiling is reported; a fresh address still logs in."""
+    acc = accounts(ctx)
+    acc.set_password("ars-occ", PASSWORD)
+    assert LOGIN_CEILING % (FREE_GUESSES - 1) == 0
+    for i in range(LOGIN_CEILING // (FREE_GUESSES - 1)):
+        fail(acc, "ars-occ", f"198.51.100.{i}", FREE_GUESSES - 1)  # none blocked one by one
+    assert ctx.count("audit_event", "action = 'login_ceiling'") == 0
+    fail(acc, "ars-occ", "192.0.2.1")  # past the ceiling: one try, then the delay
+    assert ctx.count("audit_event", "action = 'login_ceiling'") == 1
+    with pytest.raises(LoginBlocked):
+        acc.login("ars-occ", PASSWORD, client="192.0.2.1")
+    assert acc.login("ars-occ", PASSWORD, client="192.0.2.2").actor.login == "ars-occ"
+
+
+@pytest.mark.parametrize("threads", [40])
+def test_concurrent_guesses_check_at_most_the_free_ones(ctx: Ctx, threads: int) -> None:
+    """40 simultaneous logins from one address (39 wrong, 1 right): at most 5 wrong ones checked."""
+    acc = accounts(ctx)
+    acc.set_password("ars-occ", PASSWORD)
+    checked, lock = [], threading.Lock()
+    verify = acc._verify
+
+    def counting(hashed: str | None, password: str) -> bool:
+        with lock:
+            checked.append(password)
+        return verify(hashed, password)
+
+    acc._verify = counting  # type: ignore[method-assign]
+    # The security stream's first event creates its head row: two first events at once race
+    # for it (engine/audit.py, reported); start from a stream that has one.
+    fail(acc, "nobody", "192.0.2.1")
+    checked.clear()
+    start = threading.Barrier(threads)
+    outcomes: list[str] = []
+
+    def attempt(password: str) -> None:
+        start.wait()
+        try:
+            acc.login("ars-occ", password, client="6.6.6.6")
+            outcomes.append("session")
+        except LoginBlocked:
+            outcomes.append("blocked")
+        except Unauthenticated:
+            outcomes.append("wrong")
+
+    passwords = [f"wrong password {i}" for i in range(threads - 1)] + [PASSWORD]
+    workers = [threading.Thread(target=attempt, args=(p,)) for p in passwords]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert len(outcomes) == threads
+    wrong = [p for p in checked if p != PASSWORD]
+    assert len(wrong) <= FREE_GUESSES, checked  # a success withdraws only its own attempt
+    assert outcomes.count("blocked") >= threads - FREE_GUESSES - 1
+    failed = ctx.count("audit_event", "action = 'login_failed' AND actor = 'ars-occ'")
+    assert failed == outcomes.count("wrong") == len(checked) - outcomes.count("session")
+    assert ctx.count("regul_session") == outcomes.count("session")
+
+
+def test_password_reset_and_unlock_clear_the_counters(ctx: Ctx, database_url: str) -> None:
+    """regul users unlock (recorded) and a password reset both let a blocked address in again."""
+    acc = accounts(ctx)
+    acc.set_password("umac-sud", PASSWORD)
+    fail(acc, "umac-sud", "6.6.6.6", FREE_GUESSES)
+    with pytest.raises(LoginBlocked):
+        acc.login("umac-sud", PASSWORD, client="6.6.6.6")
+    code, out, err = regul(database_url, "users", "unlock", "umac-sud", "--json")
+    assert code == 0, err
+    assert json.loads(out) == {"login": "umac-sud", "cleared": FREE_GUESSES}
+    assert ctx.count("audit_event", "action = 'login_unlocked'") == 1
+    assert ctx.count("login_attempt", "login = 'umac-sud'") == 0
+    assert acc.login("umac-sud", PASSWORD, client="6.6.6.6").actor.login == "umac-sud"
+    fail(acc, "umac-sud", "6.6.6.6", FREE_GUESSES)
+    code, _, err = regul(database_url, "users", "password", "umac-sud", password=PASSWORD)
+    assert code == 0, err
+    assert acc.login("umac-sud", PASSWORD, client="6.6.6.6").actor.login == "umac-sud"
+    before = ctx.snapshot()
+    code, _, err = regul(database_url, "users", "unlock", "nobody")
+    assert code != 0
+    assert "unknown user 'nobody'" in err
+    assert ctx.snapshot() == before
+
+
+def test_new_tables_match_their_migration(ctx: Ctx) -> None:
+    """The 0005 migration creates login_attempt, desk_draft and server_key as the models say."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from engine.models import metadata
+
+    with ctx.db.read() as conn:
+        diffs = compare_metadata(MigrationContext.configure(conn), metadata)
+    mine = {"login_attempt", "desk_draft", "server_key"}
+    assert [d for d in diffs if mine & set(str(d).split("'"))] == []
 
 
 def test_session_idle_and_absolute_timeouts(ctx: Ctx) -> None:

@@ -270,7 +270,7 @@ def log_out(page: Page) -> None:
     from playwright.sync_api import expect
 
     page.get_by_role("button", name="Se déconnecter").click()
-    expect(page).to_have_url("/login?info=Vous%20%C3%AAtes%20d%C3%A9connect%C3%A9.")
+    expect(page).to_have_url("/login?info=logged_out")
     expect(page.get_by_role("status")).to_have_text("Vous êtes déconnecté.")  # not an alert
     expect(page.get_by_role("button", name="Se déconnecter")).to_have_count(0)
 

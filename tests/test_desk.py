@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from engine.cases import CaseView
 from engine.runner import Runner
 from engine.sweeper import sweep
+from interfaces.desk import LOGIN_INFOS, LOGIN_MESSAGES
 from notifications.channels import EmlChannel
 from notifications.dispatcher import dispatch
 from notifications.outbox import Outbox
@@ -102,12 +103,14 @@ def fire(
 
 
 def redirected_to_login(answer: Any) -> str:
-    """Asserts a 303 to the login page; returns the message it carries."""
+    """Asserts a 303 to the login page; returns the French message its code stands for."""
     assert answer.status_code == 303, answer.text
     target = urlsplit(answer.headers["location"])
     assert target.path == "/login"
     query = parse_qs(target.query)
-    return (query.get("message") or query.get("info") or [""])[0]
+    if "message" in query:
+        return LOGIN_MESSAGES[query["message"][0]]
+    return LOGIN_INFOS[query["info"][0]] if "info" in query else ""
 
 
 def new_audit(before: dict[str, Any], after: dict[str, Any]) -> list[dict[str, Any]]:
@@ -280,11 +283,25 @@ def test_login_without_matching_csrf_is_403_and_opens_no_session(
     assert web.ctx.count("regul_session") == 0
 
 
-def test_login_page_message_is_escaped(web: Web) -> None:
-    """The message carried to the login page is shown as text, never as markup."""
-    page = web.client.get("/login", params={"message": '<script>alert("x")</script>'})
-    assert "<script>" not in page.text
-    assert "&lt;script&gt;" in page.text
+@pytest.mark.parametrize(
+    "text",
+    [
+        '<script>alert("x")</script>',
+        "Votre compte est suspendu : appelez le 08 99 00 00 00 ou écrivez à support@evil.example",
+        "inactivity ",
+    ],
+)
+def test_login_page_shows_only_known_messages(web: Web, text: str) -> None:
+    """/login?message=…&info=… shows the French text of a known code, never text from the URL."""
+    page = web.client.get("/login", params={"message": text, "info": text})
+    assert page.status_code == 200
+    assert 'role="alert"' not in page.text
+    assert 'role="status"' not in page.text
+    for word in ("script", "08 99", "evil", "inactivity"):
+        assert word not in page.text.split("<main", 1)[1]
+    known = web.client.get("/login", params={"message": "inactivity", "info": "logged_out"})
+    assert alert(known.text) == LOGIN_MESSAGES["inactivity"]
+    assert "Vous êtes déconnecté." in known.text
 
 
 def test_logged_out_visitor_is_sent_to_login(web: Web) -> None:
@@ -1007,3 +1024,177 @@ def test_desk_messages_are_in_french(web: Web) -> None:
     english = {what: text for what, text in shown.items() if ENGLISH_WORDS.search(text)}
     assert not english, english
     assert not any("regul " in text for text in shown.values())
+
+
+# -- hardening (issue 15): login CSRF, concurrent guesses, API docs, errors, kept forms --------
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        pytest.param("forged-token", id="made-up"),
+        pytest.param("AAAAAAAAAAAAAAAAAAAAAAAA.1795334400.00", id="token-shaped"),
+        pytest.param("expired", id="genuine-but-expired"),
+    ],
+)
+def test_login_csrf_pair_made_up_by_an_attacker_is_refused(web: Web, token: str) -> None:
+    """A cookie and form field that agree but were not signed by Régul (or are stale): 403."""
+    web.accounts.set_password("umac-sud", PASSWORD)
+    if token == "expired":
+        token = hidden(web.client.get("/login").text, "csrf")
+        web.ctx.clock.advance(timedelta(hours=1, minutes=1))
+    web.client.cookies.clear()
+    answer = web.client.post(
+        "/login",
+        data={"login": "umac-sud", "password": PASSWORD, "csrf": token},
+        headers={"Cookie": f"regul_login_csrf={token}"},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 403
+    assert "CSRF" in alert(answer.text)
+    assert web.ctx.count("regul_session") == 0
+    assert web.ctx.count("login_attempt") == 0  # refused before any password was looked at
+
+
+def test_forty_simultaneous_logins_check_at_most_five_guesses(web: Web) -> None:
+    """40 POST /login at once from one address (39 wrong, 1 right): 5 wrong ones checked at most."""
+    import threading
+
+    from engine.accounts import FREE_GUESSES
+
+    web.accounts.set_password("ars-occ", PASSWORD)
+    token = hidden(web.client.get("/login").text, "csrf")
+    web.client.post("/login", data={"login": "nobody", "password": "x" * 12, "csrf": token})
+    start, codes = threading.Barrier(40), []
+
+    def attempt(password: str) -> None:
+        start.wait()
+        answer = web.client.post(
+            "/login",
+            data={"login": "ars-occ", "password": password, "csrf": token},
+            follow_redirects=False,
+        )
+        codes.append(answer.status_code)
+
+    passwords = [f"guess number {i}" for i in range(39)] + [PASSWORD]
+    threads = [threading.Thread(target=attempt, args=(p,)) for p in passwords]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(codes) == 40
+    failed = [e for e in security_events(web.ctx, "login_failed") if e.actor == "ars-occ"]
+    assert len(failed) == codes.count(401) <= FREE_GUESSES
+    assert codes.count(429) >= 40 - FREE_GUESSES - 1
+    assert web.ctx.count("regul_session") == codes.count(303) <= 1
+
+
+def test_api_docs_use_only_their_own_assets_under_a_strict_csp(web: Web) -> None:
+    """/api/docs loads Swagger UI from Régul (no CDN, no inline script), and each asset answers."""
+    page = web.client.get("/api/docs")
+    assert page.status_code == 200
+    policy = page.headers["content-security-policy"]
+    assert "unsafe-inline" not in policy
+    assert "unsafe-eval" not in policy
+    assert "http" not in policy
+    assert "script-src 'self'" in policy
+    scripts = re.findall(r"<script([^>]*)>(.*?)</script>", page.text, re.S)
+    assert scripts
+    assert all(body.strip() == "" for _, body in scripts)  # no inline code
+    assets = [re.search(r'src="([^"]+)"', attrs).group(1) for attrs, _ in scripts]  # type: ignore[union-attr]
+    assets += re.findall(r'<link[^>]*href="([^"]+)"', page.text)
+    assert len(assets) == 3
+    for url in assets:
+        assert url.startswith("/"), url
+        assert not url.startswith("//"), url
+        answer = web.client.get(url)
+        assert answer.status_code == 200, url
+        assert answer.headers["content-type"].split(";")[0] in {"text/css", "text/javascript"}
+    assert len(web.client.get("/api/docs/swagger-ui-bundle.js").content) > 100_000
+    assert "/openapi.json" in web.client.get("/api/docs/init.js").text
+    assert web.client.get("/api/docs/..%2Fpyproject.toml").status_code == 404
+    assert web.client.get("/api/docs/index.html").status_code == 404
+
+
+def test_unexpected_error_on_a_desk_page_is_a_french_page_without_trace(
+    web: Web, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug behind a desk page: 500 in French, no trace nor exception text; the API keeps JSON."""
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("secret internals at engine/cases.py line 42")
+
+    web.login("ars-occ")
+    monkeypatch.setattr(web.ctx.runner, "search", broken)
+    answer = web.client.get("/")
+    assert answer.status_code == 500
+    assert answer.headers["content-type"].startswith("text/html")
+    assert "inattendue" in alert(answer.text)
+    for leak in ("RuntimeError", "secret internals", "Traceback", '"detail"'):
+        assert leak not in answer.text
+    api = web.client.get("/api/v1/cases", headers=web.token("ars-occ"))
+    assert api.status_code == 500
+    assert api.headers["content-type"] == "application/problem+json"
+
+
+def test_reason_typed_before_the_session_expired_is_back_after_login(web: Web) -> None:
+    """Session expired while typing: after login the form is filled in again, nothing replayed."""
+    case = umac_case(web.ctx)
+    ref = case.reference
+    csrf = web.login("umac-sud")
+    web.ctx.clock.advance(timedelta(minutes=31))
+    before = web.ctx.runner.show(ref)
+    reason = "Console indisponible à l'UMAC, escalade vers l'ARS <b>urgent</b>"
+    answer = fire(web, csrf, ref, "escalate", version=case.version, reason=reason)
+    assert "inactivité" in redirected_to_login(answer)
+    target = urlsplit(answer.headers["location"])
+    assert parse_qs(target.query)["next"] == [f"/cases/{ref}"]
+    assert reason not in answer.headers["location"]  # the reason stays on the server
+    page = web.client.get(answer.headers["location"])
+    assert "conservée" in page.text
+    logged = web.client.post(
+        "/login",
+        data={
+            "login": "umac-sud",
+            "password": PASSWORD,
+            "csrf": hidden(page.text, "csrf"),
+            "next": hidden(page.text, "next"),
+        },
+        follow_redirects=False,
+    )
+    assert logged.headers["location"] == f"/cases/{ref}"
+    back = web.client.get(f"/cases/{ref}")
+    assert "<b>urgent" not in back.text  # shown as text
+    assert reason in html.unescape(back.text)
+    assert "relisez-la" in back.text
+    after = web.ctx.runner.show(ref)
+    assert (after.state, after.version) == (before.state, before.version)  # never replayed
+    assert reason not in html.unescape(web.client.get(f"/cases/{ref}").text)  # handed back once
+
+
+def test_a_kept_form_goes_only_to_its_author(web: Web) -> None:
+    """Another user logging in on the same browser does not get the expired session's form."""
+    case = umac_case(web.ctx)
+    csrf = web.login("umac-sud")
+    web.ctx.clock.advance(timedelta(minutes=31))
+    fire(web, csrf, case.reference, "escalate", version=case.version, reason="motif privé")
+    assert web.ctx.count("desk_draft") == 1
+    web.login("ccs")
+    assert "motif privé" not in web.client.get(f"/cases/{case.reference}").text
+    assert web.ctx.count("desk_draft") == 1
+
+
+def test_login_next_goes_only_to_desk_pages(web: Web) -> None:
+    """After login, ``next`` leads to a case or new-case page, never elsewhere."""
+    for given, expected in (("https://evil.example/", "/"), ("//evil.example", "/"),
+                            ("/audit/export", "/"), ("/new/ecmo", "/new/ecmo")):  # fmt: skip
+        web.client.cookies.clear()
+        web.accounts.set_password("ars-occ", PASSWORD)
+        page = web.client.get("/login", params={"next": given})
+        answer = web.client.post(
+            "/login",
+            data={"login": "ars-occ", "password": PASSWORD, "csrf": hidden(page.text, "csrf"),
+                  "next": given},
+            follow_redirects=False,
+        )  # fmt: skip
+        assert answer.headers["location"] == expected
