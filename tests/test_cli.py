@@ -213,6 +213,7 @@ def test_json_error_is_machine_readable(ctx: Ctx, database_url: str) -> None:
 
 def test_uninitialised_database_says_run_init(tmp_path: Path) -> None:
     """A database without the schema gets a one-line error telling to run 'regul init'."""
+    (tmp_path / "empty.db").touch()
     url = f"sqlite:///{tmp_path / 'empty.db'}"
     code, _, err = regul(url, "case", "list")
     assert code == 6
