@@ -93,13 +93,15 @@ def serve(
     accounts = accounts_of(app)
     if demo:
         console.print(f"demo accounts (passwords valid for this database only), "
-                      f"desk at http://{host}:{port}/login :")  # fmt: skip
+                      f"desk at http://{host}:{port}/login :", soft_wrap=True)  # fmt: skip
         users = {u.login: u for u in accounts.list_users()}
         for login in DEMO_ACCOUNTS:
             password = secrets.token_urlsafe(9)
             accounts.set_password(login, password)
             user = users[login]
-            console.print(f"  {user.role:<14} {login:<16} {password:<14} {user.name}")
+            console.print(
+                f"  {user.role:<14} {login:<16} {password:<14} {user.name}", soft_wrap=True
+            )
     worker = None if no_worker else _start_worker(app)
     # uvicorn re-raises SIGTERM/SIGINT once it has shut down; with these no-op handlers in
     # place that re-raise returns here, so the worker finishes its batch and we exit 0.
