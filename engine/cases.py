@@ -47,11 +47,17 @@ _REFERENCE = re.compile(r"^(?:([A-Za-z]+)-)?0*(\d+)$")
 
 
 def parse_reference(registry: WorkflowRegistry, text: str) -> tuple[int, str | None]:
-    """``ECMO-000042`` or ``42`` → (42, "ecmo" or None)."""
+    """``ECMO-000042`` or ``42`` → (42, "ecmo" or None).
+
+    A number past the case id column's range (a 32-bit integer on PostgreSQL) names no case:
+    it is 'no case' here, before any driver sees a value it cannot bind.
+    """
     match = _REFERENCE.match(text.strip())
-    if not match:
+    if not match or not match.group(0).isascii():
         raise InputError(f"{text!r} is not a case reference: write ECMO-000042 or 42")
     prefix, number = match.groups()
+    if len(number) > 10 or int(number) > 2**31 - 1:
+        raise no_case(text)
     kind = None
     if prefix:
         spec = registry.by_prefix(prefix.upper())

@@ -10,6 +10,7 @@ only read the revision from Alembic's version table (``revision``), without impo
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +27,8 @@ __all__ = ["HEAD_REVISION", "Database", "normalise_url"]
 
 HEAD_REVISION = "0005"
 _MIGRATIONS = Path(__file__).parent / "migrations"
+_SQLITE_HEADER = b"SQLite format 3\x00"
+_MISSING_PG = re.compile(r'(database|role) "([^"]+)" does not exist')
 
 
 def normalise_url(url: str) -> str:
@@ -39,13 +42,23 @@ def normalise_url(url: str) -> str:
 class Database:
     """One engine per process; ``write()`` and ``read()`` give a connection in a transaction."""
 
-    def __init__(self, url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 5) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        sqlite_synchronous: str = "FULL",
+        pool_size: int = 5,
+        must_exist: bool = False,
+    ) -> None:
+        """``must_exist``: refuse a missing SQLite file rather than create an empty one."""
         self.url = normalise_url(url)
         self.dialect = self.url.split(":", 1)[0].split("+", 1)[0]
         if self.dialect not in {"sqlite", "postgresql"}:
             raise StorageError(
                 f"unsupported database URL {url!r}: use sqlite:///path or postgresql://host/db"
             )
+        if self.dialect == "sqlite":
+            _check_sqlite_file(self.url, must_exist=must_exist)
         kwargs: dict[str, Any] = {}
         if self.dialect == "postgresql":
             kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False)
@@ -113,7 +126,20 @@ class Database:
                 ) from raw
         except OperationalError as exc:
             raise StorageError(self._explain(exc)) from exc
+        except UnicodeEncodeError as exc:  # a lone surrogate: neither driver can encode it
+            raise InputError(
+                "a value contains a lone surrogate (U+D800 to U+DFFF), which is not text: "
+                "send it in UTF-8"
+            ) from exc
         except DBAPIError as exc:
+            if self.is_sqlite and (
+                "not a database" in str(exc.orig) or "malformed" in str(exc.orig)
+            ):
+                raise StorageError(
+                    f"the database {self.describe()} is not a SQLite database or is corrupt "
+                    f"({exc.orig}): restore it from a backup or point REGUL_DATABASE_URL at "
+                    "the right file"
+                ) from exc
             if "append-only" in str(exc.orig):
                 raise StorageError(f"refused by the database: {exc.orig}") from exc
             if isinstance(exc, DataError) and "0x00" in str(exc.orig):
@@ -126,10 +152,26 @@ class Database:
     def _explain(self, exc: OperationalError) -> str:
         text = str(exc.orig)
         where = self.describe()
+        state = getattr(exc.orig, "sqlstate", None)
+        if state == "40P01":
+            return (
+                f"the database {where} broke a deadlock between this command and another "
+                "transaction (retried, and it happened again): retry the command"
+            )
+        if state in {"55P03", "57014"}:
+            return f"a lock on the database {where} was not granted in time: retry the command"
         if "readonly" in text or "read-only" in text:
             return (
                 f"the database {where} is read-only: give the process write access to the "
                 "file and its folder, or point REGUL_DATABASE_URL elsewhere"
+            )
+        missing = _MISSING_PG.search(text)
+        if missing:
+            what, name = missing.groups()
+            todo = f"createdb {name}" if what == "database" else f"createuser {name}"
+            return (
+                f"the PostgreSQL server of {where} has no {what} {name!r}: create it "
+                f"({todo}), then run 'regul init'; or fix REGUL_DATABASE_URL"
             )
         if "no such table" in text or "does not exist" in text:
             return f"the database {where} has no Régul schema: run 'regul init'"
@@ -204,6 +246,35 @@ def _no_version_table(exc: DBAPIError) -> bool:
     if getattr(exc.orig, "sqlstate", None) == "42P01":  # undefined_table
         return True
     return "no such table" in str(exc.orig) and "alembic_version" in str(exc.orig)
+
+
+def _check_sqlite_file(url: str, *, must_exist: bool) -> None:
+    """A SQLite file that is missing (when it must exist) or that is not a SQLite database."""
+    name = sa.engine.make_url(url).database
+    if not name or name == ":memory:" or name.startswith("file:"):
+        return
+    path = Path(name)
+    if not path.exists():
+        if must_exist:
+            raise StorageError(
+                f"the database file {path} does not exist: run 'regul init' to create it, "
+                "or point REGUL_DATABASE_URL at an existing database"
+            )
+        return
+    if path.is_dir():
+        raise StorageError(f"the database {path} is a folder: point REGUL_DATABASE_URL at a file")
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(len(_SQLITE_HEADER))
+    except OSError as exc:
+        raise StorageError(
+            f"cannot read the database {path} ({exc.strerror}): give the process access to it"
+        ) from None
+    if header and header != _SQLITE_HEADER:  # an empty file is a new database to SQLite
+        raise StorageError(
+            f"{path} is not a SQLite database (corrupt, or another kind of file): restore it "
+            "from a backup or point REGUL_DATABASE_URL at the right file"
+        )
 
 
 def _configure_sqlite(engine: Engine, synchronous: str) -> None:

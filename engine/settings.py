@@ -10,7 +10,11 @@ file (``REGUL_CONFIG``, else ``./regul.toml`` when it exists). Nothing is read a
 
 from __future__ import annotations
 
+import difflib
 import os
+import sys
+import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,7 +30,13 @@ from pydantic_settings import (
 from engine.deadlines import ReminderPolicy
 from engine.errors import InputError
 
-__all__ = ["DEFAULT_DATABASE_URL", "Settings", "load_settings", "reminder_policy"]
+__all__ = [
+    "DEFAULT_DATABASE_URL",
+    "Settings",
+    "load_settings",
+    "reminder_policy",
+    "unknown_variables",
+]
 
 DEFAULT_DATABASE_URL = "sqlite:///regul.db"
 
@@ -99,14 +109,51 @@ class Settings(BaseSettings):
         path = os.environ.get("REGUL_CONFIG") or "regul.toml"
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         if Path(path).is_file():
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+            try:
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
+                raise InputError(
+                    f"the configuration file {path} cannot be read: {exc}; fix it (TOML, "
+                    "UTF-8) or point REGUL_CONFIG at another file"
+                ) from None
         elif os.environ.get("REGUL_CONFIG"):
             raise InputError(f"REGUL_CONFIG names {path}, which is not a file: fix the path")
         return tuple(sources)
 
 
+# REGUL_* variables that are not settings but are read elsewhere (the CLI, tests, benches).
+OTHER_VARIABLES = frozenset(
+    {
+        "REGUL_CONFIG",
+        "REGUL_PASSWORD",
+        "REGUL_TEST_POSTGRES_URL",
+        "REGUL_REQUIRE_POSTGRES",
+        "REGUL_REQUIRE_BROWSER",
+        "REGUL_TEST_CHROMIUM",
+        "REGUL_BENCH_POSTGRES_URL",
+    }
+)
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """One warning per ``REGUL_*`` variable that no setting reads, naming the nearest one."""
+    known = {f"REGUL_{name.upper()}" for name in Settings.model_fields} | OTHER_VARIABLES
+    warnings = []
+    for name in sorted(environ):
+        if name.upper().startswith("REGUL_") and name.upper() not in known:
+            near = difflib.get_close_matches(name.upper(), sorted(known), n=1, cutoff=0.6)
+            hint = f"did you mean {near[0]}?" if near else "see the README's Configuration"
+            warnings.append(f"warning: {name} is not a Régul setting and is ignored: {hint}")
+    return warnings
+
+
 def load_settings(**overrides: Any) -> Settings:
-    """Build the settings, turning a bad value into one clear line."""
+    """Build the settings, turning a bad value into one clear line.
+
+    A misspelt ``REGUL_*`` variable would otherwise be silently ignored: it is named on stderr.
+    """
+    for line in unknown_variables(os.environ):
+        print(line, file=sys.stderr)
     try:
         return Settings(**overrides)
     except ValidationError as exc:

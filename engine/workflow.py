@@ -21,7 +21,9 @@ from engine.errors import InputError, NotFound, WorkflowError
 
 __all__ = [
     "ACTING_ROLES",
+    "DATE_RANGE",
     "FIELD_TYPES",
+    "INT_RANGE",
     "ROLES",
     "FieldSpec",
     "StateSpec",
@@ -52,6 +54,13 @@ INCIDENT = "incident"  # on_deadline at the top of a ladder: nobody left to esca
 OVERDUE = "overdue"  # on_deadline of a date the case carries (a loan's return, a delivery)
 _REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{3,31}$")
 _DURATION = re.compile(r"^(\d+)\s*(s|m|min|h|d)$")
+_DIGITS = re.compile(r"[+-]?[0-9]+")
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# Sane bounds of what users type: a quantity of masks or gowns, a return or delivery date.
+INT_RANGE = (1, 10_000_000)
+_INT_MAX = f"{INT_RANGE[1]:,}".replace(",", " ")
+DATE_RANGE = (date(2000, 1, 1), date(2100, 12, 31))
 _ISO_DURATION = re.compile(r"^PT?(?:(\d+)D)?T?(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?$")
 
 
@@ -72,6 +81,12 @@ class FieldSpec:
                 f"field {self.name!r}: contains the NUL character (U+0000); remove it",
                 field=self.name,
             )
+        if isinstance(raw, str) and _SURROGATE.search(raw):
+            raise InputError(
+                f"field {self.name!r}: contains a lone surrogate (U+D800 to U+DFFF), which is "
+                "not text; send the value in UTF-8",
+                field=self.name,
+            )
         try:
             return _PARSERS[self.type](self, raw)
         except (ValueError, TypeError) as exc:
@@ -90,12 +105,17 @@ def _text(spec: FieldSpec, raw: object) -> str:
 def _int(spec: FieldSpec, raw: object) -> int:
     if isinstance(raw, bool) or not isinstance(raw, int | str):
         raise ValueError(f"{raw!r} is not a whole number")
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{raw!r} is not a whole number, for instance 1200") from None
+    if isinstance(raw, str) and not _DIGITS.fullmatch(raw.strip()):
+        # int() also takes '1_000' and digits of other scripts ('٣'): only 0-9 are a quantity
+        raise ValueError(f"{raw!r} is not a whole number written with digits 0-9, e.g. 1200")
+    if isinstance(raw, str) and len(raw.strip()) > 18:  # int() refuses past 4300 digits
+        raise ValueError(f"the number is out of range: give a whole number from 1 to {_INT_MAX}")
+    value = int(raw)
     if value <= 0:
         raise ValueError(f"{value} must be greater than zero")
+    if value > INT_RANGE[1]:
+        shown = f"{value}" if len(str(raw)) <= 20 else "the number"
+        raise ValueError(f"{shown} is out of range: give a whole number from 1 to {_INT_MAX}")
     return value
 
 
@@ -111,10 +131,20 @@ def _bool(spec: FieldSpec, raw: object) -> bool:
 
 
 def _date(spec: FieldSpec, raw: object) -> str:
+    text = str(raw).strip()
     try:
-        return date.fromisoformat(str(raw).strip()).isoformat()
+        if not _ISO_DATE.fullmatch(text):
+            raise ValueError
+        value = date.fromisoformat(text)
     except ValueError:
         raise ValueError(f"{raw!r} is not a date; write YYYY-MM-DD") from None
+    if not DATE_RANGE[0] <= value <= DATE_RANGE[1]:
+        # a deadline is computed from it: 9999-12-31 would overflow and leave the case stuck
+        raise ValueError(
+            f"{value.isoformat()} is out of range: give a date from "
+            f"{DATE_RANGE[0].isoformat()} to {DATE_RANGE[1].isoformat()}"
+        )
+    return value.isoformat()
 
 
 def _choice(spec: FieldSpec, raw: object) -> str:

@@ -216,9 +216,21 @@ def _if_match(value: str | None) -> int:
             "send If-Match with the case's ETag (its version, from GET /api/v1/cases/{ref}), "
             "so that nobody acts on a stale view",
         )
-    text = value.strip().removeprefix("W/").strip('"')
-    if not text.isdigit() or len(text) > 9:
-        raise Problem(400, "bad_if_match", f'If-Match {value!r} is not a case version such as "3"')
+    text = value.strip()
+    if text.startswith("W/"):  # RFC 9110 §13.1.1: If-Match compares strongly; weak never matches
+        raise Problem(
+            412,
+            "weak_if_match",
+            f"If-Match {value!r} is a weak ETag, which never matches: send the case's ETag "
+            'as GET /api/v1/cases/{ref} gives it, e.g. "3"',
+        )
+    text = text.strip('"')
+    if not (text.isascii() and text.isdigit()) or len(text) > 9:
+        raise Problem(
+            400,
+            "bad_if_match",
+            f'If-Match {value!r} is not a case version such as "3" (digits 0-9)',
+        )
     return int(text)
 
 

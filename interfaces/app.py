@@ -45,7 +45,11 @@ def build_app(
         raise InputError(
             f"bad deadline setting (REGUL_DEADLINES or [deadlines] in regul.toml): {exc.message}"
         ) from None
-    db = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    db = Database(
+        settings.database_url,
+        sqlite_synchronous=settings.sqlite_synchronous,
+        must_exist=check_schema,  # only 'regul init' creates a database file
+    )
     if check_schema:
         db.require_schema()
     notifier = build_outbox(settings, registry, default_notices()) if settings.notices else None

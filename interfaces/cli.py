@@ -536,7 +536,7 @@ def audit_export(
     with ctx.db.read() as conn:
         case_id = get_case(conn, ctx.registry, case).id if case else None
         rows = audit.iter_events(conn, case_id=case_id, since=start, until=end)
-        handle = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
+        handle = _open_output(output) if output else sys.stdout
         try:
             with progress("exporting", None, quiet=as_json or output is None) as tick:
                 count = audit.export(_ticking(rows, tick), handle, fmt=fmt)
@@ -548,10 +548,25 @@ def audit_export(
         emit_json(summary) if as_json else console.print(f"{count} events written to {output}")
 
 
+def _open_output(path: Path) -> Any:
+    """The -o file, or an InputError that says why it cannot be written (nothing created)."""
+    if not path.parent.is_dir():
+        raise InputError(f"-o {path}: the folder {path.parent} does not exist; create it first")
+    if path.is_dir():
+        raise InputError(f"-o {path} is a folder: give a file name, e.g. {path / 'audit.jsonl'}")
+    try:
+        return path.open("w", encoding="utf-8", newline="")
+    except OSError as exc:
+        raise InputError(f"-o {path}: cannot write it ({exc.strerror}); choose another") from None
+
+
 def _ticking(rows: Iterator[Any], tick: Callable[[int], None]) -> Iterator[Any]:
     for row in rows:
         tick(1)
         yield row
+
+
+_SWEEP_RANGE = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 12, 31, 23, 59, 59, tzinfo=UTC))
 
 
 @app.command()
@@ -566,6 +581,11 @@ def sweep(
     from engine.sweeper import sweep as run_sweep
 
     instant = _instant(at, "--at")
+    if instant is not None and not _SWEEP_RANGE[0] <= instant <= _SWEEP_RANGE[1]:
+        raise InputError(  # deadlines are computed from it: year 9999 overflows
+            f"--at {at} is out of range: give an instant between "
+            f"{_SWEEP_RANGE[0]:%Y-%m-%d} and {_SWEEP_RANGE[1]:%Y-%m-%d}"
+        )
     if instant is not None and instant > SystemClock().now() and not dry_run:
         raise InputError(
             f"--at {at} is in the future and a sweep never fires early: add --dry-run to see "
@@ -604,13 +624,13 @@ def worker(
     every = interval if interval is not None else ctx.settings.sweep_interval
     if every <= 0:
         raise InputError(f"--interval {every}: give a number of seconds above zero")
-    if not as_json:
+    if not as_json and not once:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
         for chatty in ("transitions", "apscheduler"):  # per-event and per-tick lines
             logging.getLogger(chatty).setLevel(logging.WARNING)
 
     def told(report: SweepReport) -> None:
-        if report.fired or report.errors:
+        if not once and (report.fired or report.errors):
             logging.getLogger("regul.worker").info(
                 "sweep: %s, %s error(s)", report.counts(), report.errors
             )
@@ -623,8 +643,20 @@ def worker(
                 "counts": report.counts(), "errors": report.errors,
                 **{name: getattr(r, "counts", dict)() for name, r in others.items()},
             })  # fmt: skip
+        else:
+            typer.echo(_worker_line(ctx.runner.clock.now(), report, others))
         return
     job.run_forever()
+
+
+def _worker_line(now: datetime, report: Any, others: dict[str, object]) -> str:
+    """What one ``regul worker --once`` did, in one line."""
+    fired = ", ".join(f"{n} {what}" for what, n in sorted(report.counts().items()))
+    parts = [f"deadlines: {fired or 'nothing due'}, {report.errors} error(s)"]
+    for name, result in others.items():
+        counts: dict[str, int] = getattr(result, "counts", dict)()
+        parts.append(f"{name}: " + (", ".join(f"{n} {k}" for k, n in counts.items()) or "done"))
+    return f"worker --once at {now:%Y-%m-%dT%H:%M:%SZ}: " + "; ".join(parts)
 
 
 def main() -> None:

@@ -3,8 +3,10 @@
 Cases of each workflow are opened by demo hospitals (half in Occitanie) and played on a
 simulated clock that ends at the present: some are solved at each level of the ladder, some
 cancelled or rejected, some left waiting with their deadline running (a few already overdue),
-and a few attempts are refused or stale, as in real life. Then the audit log is verified and
-every case replayed.
+and a few attempts are refused or stale, as in real life. Last, the hospitals of the demo
+accounts printed by ``regul serve --demo`` (Toulouse, Brest) get one fresh case waiting at
+each level of their ladders, so that every account has something to do. Then the audit log is
+verified and every case replayed.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from notifications.outbox import Outbox
 from workflows import default_notices, default_registry
 from workflows.directory import load_directory
 
-__all__ = ["DemoSummary", "run_demo"]
+__all__ = ["WAITING_HOSPITALS", "DemoSummary", "run_demo"]
 
 _ORG = tables.ORGANISATION
 _USER = tables.USER
@@ -101,7 +103,8 @@ class DemoSummary:
             highlight=False,
         )
         console.print(
-            f"Explore it: REGUL_DATABASE_URL=sqlite:///{self.database} regul case list --open",
+            f"Explore it: export REGUL_DATABASE_URL=sqlite:///{self.database}; "
+            "regul case list --open",
             highlight=False,
         )
 
@@ -172,6 +175,18 @@ def _resolve_fields(kind: str, today: date, rng: random.Random, cast: _Cast) -> 
         "date": str(today),
     }
 
+
+# Cases left at each rung for the hospitals of the printed demo accounts (``regul serve
+# --demo``), so that every account opens a desk with something waiting for it: (kind, state).
+WAITING_HOSPITALS = ("319900001", "299900001")  # CHU de Toulouse (Occitanie), CHU de Brest
+_WAITING_REGIONAL = (
+    ("ecmo", "requested"),  # the hospital itself
+    ("ppe", "ght_review"),
+    ("ecmo", "umac_review"),
+    ("ecmo", "ars_regulation"),
+    ("transfer", "zone_regulation"),
+)
+_WAITING_NATIONAL = (("ecmo", "national_regulation"), ("ppe", "national_review"))  # CCS, SpF
 
 _AFTER_DISPATCH = {
     "ecmo": ("start", "return", "close"),
@@ -280,6 +295,29 @@ def _play(
         summary.transitions += 1
 
 
+def _leave_waiting(runner: Runner, cast: _Cast, rng: random.Random, summary: DemoSummary) -> None:
+    """For each printed account's hospital, one case waiting at each level of its ladders."""
+    for n, hospital in enumerate(WAITING_HOSPITALS):
+        wanted = _WAITING_REGIONAL + (_WAITING_NATIONAL if n == 0 else ())
+        for kind, state in wanted:
+            spec = runner.registry[kind]
+            case = runner.open_case(
+                kind=kind,
+                login=cast.by_org[("establishment", hospital)],
+                org=hospital,
+                fields=_open_fields(kind, rng, n),
+            )
+            while case.state != state:
+                case = runner.advance(
+                    reference=case.reference,
+                    trigger="escalate",
+                    login=cast.who(spec.state(case.state).level or "establishment", case),
+                    reason="pas de solution à ce niveau",
+                    expect_version=case.version,
+                )
+                summary.transitions += 1
+
+
 def run_demo(
     path: Path, *, cases_per_kind: int, seed: int, on_case: Callable[[int], None] = lambda _n: None
 ) -> DemoSummary:
@@ -306,6 +344,7 @@ def run_demo(
             on_case(1)
     clock.set(end)  # the worker catches up with the present: overdue cases climb by themselves
     summary.swept = sweep(runner).counts()
+    _leave_waiting(runner, cast, rng, summary)  # fresh: their deadlines run from now
     folder = Path(f"{path}.outbox")
     shutil.rmtree(folder, ignore_errors=True)
     summary.notices = dispatch(db, clock, {"eml": EmlChannel(folder)}).counts()["sent"]

@@ -465,8 +465,9 @@ async def new_case(request: Request, kind: str, caller: Desk) -> Response:
 
 def _check_form(values: dict[str, str]) -> None:
     """The desk's own French checks before the engine's (which check again)."""
-    if not values.get("version", "").isdigit():
-        raise InputError("version du dossier manquante : rechargez la page")
+    version = values.get("version", "")
+    if not (version.isascii() and version.isdigit()) or len(version) > 9:
+        raise InputError("version du dossier manquante ou illisible : rechargez la page")
     if not values.get("reason", "").strip():
         raise InputError("le motif est obligatoire : expliquez votre décision en une phrase")
 

@@ -8,6 +8,7 @@ gets the same facts on a French page (``interfaces.desk``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from typing import Any
@@ -73,7 +74,8 @@ def problem(
         "type": f"/problems/{code}",
         "title": TITLES.get(status, "Error"),
         "status": status,
-        "detail": detail,
+        # a detail that quotes the caller's text may carry a lone surrogate, which UTF-8 cannot
+        "detail": detail.encode("utf-8", "backslashreplace").decode("utf-8"),
         "code": code,
     }
     if instance:
@@ -156,20 +158,31 @@ class BodyLimit:
         if length is not None and (not length.isdigit() or int(length) > self.limit):
             await self._refuse(scope, receive, send)
             return
-        seen = 0
+        seen, over, started = 0, False, False
 
         async def counted() -> Message:
-            nonlocal seen
+            nonlocal seen, over
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
+                    over = True
                     raise _TooLarge
             return message
 
-        try:
-            await self.app(scope, counted, send)
-        except _TooLarge:
+        async def sending(message: Message) -> None:
+            # A chunked body has no Content-Length: the limit trips while the route reads it,
+            # and FastAPI turns any error there into "400 error parsing the body". Whatever
+            # answer the route makes of it is dropped for the 413 it should be.
+            nonlocal started
+            if over and not started:
+                return
+            started = True
+            await send(message)
+
+        with contextlib.suppress(_TooLarge):
+            await self.app(scope, counted, sending)
+        if over and not started:
             await self._refuse(scope, receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:

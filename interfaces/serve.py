@@ -25,13 +25,20 @@ if TYPE_CHECKING:  # the engine and the scheduler load when a server starts, not
 
 __all__ = ["DEMO_ACCOUNTS", "serve"]
 
-# One demo account per role, all in Occitanie or national (DESIGN.md, "Who uses it").
+# One demo account per role in Occitanie (zone Sud) and in Bretagne (zone Ouest), so that the
+# scope can be tried, then the national ones (DESIGN.md, "Who uses it"). interfaces/demo.py
+# leaves a case waiting for each of them.
 DEMO_ACCOUNTS = (
     "etab-319900001",
     "ght-occ-06",
     "umac-sud",
     "ars-occ",
     "arsz-sud",
+    "etab-299900001",
+    "ght-bre-02",
+    "umac-ouest",
+    "ars-bre",
+    "arsz-ouest",
     "ccs",
     "spf",
     "auditeur",
@@ -87,12 +94,15 @@ def serve(
     accounts = accounts_of(app)
     if demo:
         console.print(f"demo accounts (passwords valid for this database only), "
-                      f"desk at http://{host}:{port}/login :")  # fmt: skip
+                      f"desk at http://{host}:{port}/login :", soft_wrap=True)  # fmt: skip
+        users = {u.login: u for u in accounts.list_users()}
         for login in DEMO_ACCOUNTS:
             password = secrets.token_urlsafe(9)
             accounts.set_password(login, password)
-            role = next(u.role for u in accounts.list_users() if u.login == login)
-            console.print(f"  {role:<14} {login:<16} {password}")
+            user = users[login]
+            console.print(
+                f"  {user.role:<14} {login:<16} {password:<14} {user.name}", soft_wrap=True
+            )
     worker = None if no_worker else _start_worker(app)
     # uvicorn re-raises SIGTERM/SIGINT once it has shut down; with these no-op handlers in
     # place that re-raise returns here, so the worker finishes its batch and we exit 0.

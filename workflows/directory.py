@@ -10,6 +10,7 @@ same columns. Loading checks every reference and writes nothing when a row is wr
 from __future__ import annotations
 
 import csv
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -34,6 +35,7 @@ FILES: dict[str, tuple[sa.Table, tuple[str, ...]]] = {
     ),
     "users.csv": (tables.USER, ("login", "name", "role", "org")),
 }
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 ORG_KINDS = ("ars", "ars_zone", "umac", "ght", "hospital", "ccs", "spf")
 
 
@@ -62,7 +64,26 @@ def _read(folder: Path, name: str, columns: tuple[str, ...]) -> list[dict[str, A
             raise InputError(
                 f"{path}: columns must be {','.join(columns)}, found {reader.fieldnames}"
             )
-        return [{k: (v.strip() or None) for k, v in row.items()} for row in reader]
+        rows, line = [], reader.line_num + 1
+        for row in reader:
+            for column, value in row.items():
+                _check_cell(path, line, columns, column, value)
+            rows.append({k: (v.strip() or None) for k, v in row.items()})
+            line = reader.line_num + 1
+        return rows
+
+
+def _check_cell(path: Path, line: int, columns: tuple[str, ...], column: str, value: Any) -> None:
+    """Names and e-mails go into notices' headers and pages: one line of text, no control bytes."""
+    if column is None or not isinstance(value, str):
+        raise InputError(f"{path}, line {line}: the row has more or fewer cells than the columns")
+    bad = _CONTROL.search(value)
+    if bad:
+        raise InputError(
+            f"{path}, line {line}, column {columns.index(column) + 1} ({column}): contains the "
+            f"control character U+{ord(bad.group()):04X} (a line break or tab inside a quoted "
+            "cell?); keep each value on one line"
+        )
 
 
 def _check(rows: dict[str, list[dict[str, Any]]]) -> None:
