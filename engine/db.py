@@ -149,7 +149,7 @@ class Database:
                 ) from exc
             raise
 
-    def _explain(self, exc: OperationalError) -> str:
+    def _explain(self, exc: OperationalError) -> str:  # noqa: PLR0911 - one answer per cause
         text = str(exc.orig)
         where = self.describe()
         state = getattr(exc.orig, "sqlstate", None)
