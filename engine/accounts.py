@@ -299,7 +299,8 @@ class Accounts:
             if row is None or row.revoked_at is not None:
                 raise Unauthenticated(
                     "this API token is unknown or revoked: ask an administrator for a new one "
-                    "('regul users token LOGIN')"
+                    "('regul users token LOGIN')",
+                    why="token_unknown",
                 )
             return self._active_actor(conn, row.login)
 
@@ -337,7 +338,8 @@ class Accounts:
                 _security(conn, now, login, "login_failed", data)
             raise Unauthenticated(
                 "wrong login or password, or the account is disabled: try again or ask an "
-                "administrator"
+                "administrator",
+                why="wrong_login",
             )
         secret, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         with self.db.write() as conn:
@@ -526,11 +528,15 @@ class Accounts:
         with self.db.read() as conn:
             row = conn.execute(_SESSION_OF, {"id": sid}).first()
             if row is None or row.ended_at is not None:
-                raise Unauthenticated("your session has ended: log in again")
+                raise Unauthenticated("your session has ended: log in again", why="session_ended")
             if now >= row.created_at + self.session_max:
-                raise Unauthenticated("your session reached its maximum length: log in again")
+                raise Unauthenticated(
+                    "your session reached its maximum length: log in again", why="session_max"
+                )
             if now >= row.last_seen_at + self.session_idle:
-                raise Unauthenticated("your session expired after inactivity: log in again")
+                raise Unauthenticated(
+                    "your session expired after inactivity: log in again", why="session_idle"
+                )
             actor = self._active_actor(conn, row.login)
         if now - row.last_seen_at >= TOUCH_EVERY:
             with self.db.write() as conn:
@@ -596,7 +602,9 @@ class Accounts:
         try:
             return load_actor(conn, login)
         except (NotFound, NotPermitted):
-            raise Unauthenticated(f"user {login!r} is disabled: ask an administrator") from None
+            raise Unauthenticated(
+                f"user {login!r} is disabled: ask an administrator", why="user_disabled"
+            ) from None
 
 
 def _security(

@@ -32,6 +32,7 @@ from engine.policy import can_control
 from engine.runner import scope_where
 from engine.workflow import WorkflowSpec, parse_duration
 from interfaces.auth import SESSION_COOKIE, Caller, Services, services
+from interfaces.catalogue import SESSION_ENDS, french
 from interfaces.problems import Problem, regul_status, validation_detail
 from notifications.queries import STATUSES, list_notices
 from workflows.labels import ACTIONS, CONTROLS, ROLES, TRIGGERS, value_label
@@ -106,7 +107,7 @@ def render(
 def desk_caller(request: Request) -> Caller:
     cookie = request.cookies.get(SESSION_COOKIE)
     if not cookie:
-        raise Unauthenticated("connectez-vous pour accéder au bureau de régulation")
+        raise Unauthenticated("log in to reach the regulation desk", why="login_required")
     session = services(request).accounts.session(cookie)
     return Caller(session.actor, "desk", session)
 
@@ -592,58 +593,35 @@ def _audit_rows(svc: Services, caller: Caller, filters: dict[str, str]) -> Itera
 # -- errors on desk pages ---------------------------------------------------------------
 
 
-_FRENCH = {
-    "not_found": (
-        "Dossier introuvable : la référence n'existe pas ou ne relève pas de votre périmètre."
-    ),
-    "stale_version": (
-        "Le dossier a été modifié depuis que vous l'avez ouvert : relisez-le ci-dessous puis "
-        "décidez à nouveau. Rien n'a été enregistré."
-    ),
-    "trigger_not_allowed": (
-        "Cette action n'est pas possible dans l'état actuel du dossier. Rien n'a été enregistré."
-    ),
+_SESSION_ENDS = {
+    "wrong_login": "Identifiant ou mot de passe incorrect, ou compte désactivé.",
+    "session_idle": LOGIN_MESSAGES["inactivity"],
+    "session_max": LOGIN_MESSAGES["max_length"],
+    "login_required": LOGIN_MESSAGES["login"],
 }
-_SESSION_ENDS = (
-    ("wrong login", "Identifiant ou mot de passe incorrect, ou compte désactivé."),
-    ("inactivity", LOGIN_MESSAGES["inactivity"]),
-    ("maximum length", LOGIN_MESSAGES["max_length"]),
-    ("connectez-vous", LOGIN_MESSAGES["login"]),
-    ("", LOGIN_MESSAGES["ended"]),
-)
-_END_CODES = (("inactivity", "inactivity"), ("maximum length", "max_length"),
-              ("connectez-vous", "login"), ("", "ended"))  # fmt: skip
 INTERNAL = (
     "Une erreur inattendue s'est produite. Si vous validiez une action, vérifiez sur la page "
     "du dossier si elle a été enregistrée avant de recommencer ; si l'erreur persiste, "
     "signalez-la à l'administrateur avec l'heure."
 )
-_PREFIXES = {
-    "not_permitted": "Action non permise (refus consigné au journal)",
-    "invalid_input": "Saisie invalide",
-    "conflict": "Conflit",
-    "storage": "Base de données indisponible",
-}
 
 
 def _french(exc: RegulError) -> str:
-    """The desk's French wording of an engine error (the engine's own detail kept after it)."""
-    if exc.code in _FRENCH:
-        return _FRENCH[exc.code]
+    """The desk's French wording of an engine error: by its key, never by its English text."""
     if isinstance(exc, LoginBlocked):
         return (
             "Trop d'échecs de connexion depuis ce poste : réessayez dans "
             f"{exc.minutes} minute(s), ou appelez un administrateur."
         )
     if exc.code == "unauthenticated":
-        return next(french for key, french in _SESSION_ENDS if key in exc.message)
-    return f"{_PREFIXES.get(exc.code, 'Erreur')} : {exc.message}"
+        return _SESSION_ENDS.get(exc.why, LOGIN_MESSAGES["ended"])
+    return french(exc)
 
 
 async def regul_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RegulError)
     if isinstance(exc, Unauthenticated):
-        code = next(code for key, code in _END_CODES if key in exc.message)
+        code = SESSION_ENDS.get(exc.why, "ended")
         target = f"/login?message={code}"
         back = await _keep_form(request)
         if back:

@@ -1,0 +1,84 @@
+"""The French catalogue: each typed error (its ``why`` and parameters) in the desk's words.
+
+Engine errors carry a class (``code``), a precise key (``why``) and typed parameters
+(``data``); the English ``message`` is the CLI's and the API's wording. The desk renders the
+same errors from this catalogue and never reads an error's English text. An error whose key is
+not here is shown by its class's French title, then the engine's detail.
+"""
+
+from __future__ import annotations
+
+from engine.errors import RegulError
+
+__all__ = ["FRENCH", "SESSION_ENDS", "TITLES", "french"]
+
+FRENCH: dict[str, str] = {
+    "no_case": (
+        "Dossier introuvable : la référence n'existe pas ou ne relève pas de votre périmètre."
+    ),
+    "not_found": (
+        "Dossier introuvable : la référence n'existe pas ou ne relève pas de votre périmètre."
+    ),
+    "stale_version": (
+        "Le dossier a été modifié depuis que vous l'avez ouvert : relisez-le ci-dessous puis "
+        "décidez à nouveau. Rien n'a été enregistré."
+    ),
+    "trigger_not_allowed": (
+        "Cette action n'est pas possible dans l'état actuel du dossier. Rien n'a été enregistré."
+    ),
+    "reason_required": "Un motif est obligatoire : dites pourquoi, en une phrase.",
+    "reason_too_long": "Le motif dépasse {limit} caractères : raccourcissez-le.",
+    "missing_field": "Le champ « {label} » est obligatoire.",
+    "wrong_level": (
+        "Action non permise (refus consigné au journal) : le dossier est au niveau {level}, "
+        "pas au vôtre."
+    ),
+    "role_may_not_fire": (
+        "Action non permise (refus consigné au journal) : votre rôle ne permet pas cette action "
+        "dans cet état."
+    ),
+    "not_a_regulator": (
+        "Action non permise (refus consigné au journal) : seuls les régulateurs du niveau qui "
+        "tient le dossier gèrent son échéance."
+    ),
+    "case_closed": "Le dossier est clos : il n'a plus d'échéance.",
+    "already_on_hold": "Le dossier est déjà suspendu : reprenez-le d'abord.",
+    "not_on_hold": "Le dossier n'est pas suspendu.",
+    "on_hold": "Le dossier est suspendu : reprenez-le avant de prolonger l'échéance.",
+    "no_deadline_to_extend": "Le dossier n'a pas d'échéance en cours à prolonger.",
+    "extension_not_positive": "La prolongation doit être positive, par exemple 30m ou 2h.",
+    "not_a_hospital": (
+        "{org} n'est pas un établissement de santé : une demande s'ouvre pour un établissement."
+    ),
+    "hospital_outside_scope": (
+        "Action non permise (refus consigné au journal) : l'établissement {org} ne relève pas "
+        "de votre périmètre."
+    ),
+    "role_may_not_open": (
+        "Action non permise (refus consigné au journal) : votre rôle ne peut pas ouvrir ce "
+        "type de demande."
+    ),
+}
+SESSION_ENDS: dict[str, str] = {  # an Unauthenticated error's key → the login page's message code
+    "wrong_login": "wrong_login",
+    "session_idle": "inactivity",
+    "session_max": "max_length",
+    "login_required": "login",
+}
+TITLES: dict[str, str] = {
+    "not_permitted": "Action non permise (refus consigné au journal)",
+    "invalid_input": "Saisie invalide",
+    "conflict": "Conflit",
+    "storage": "Base de données indisponible",
+}
+
+
+def french(exc: RegulError) -> str:
+    """The desk's French wording of ``exc``, from its key and parameters."""
+    template = FRENCH.get(exc.why) or FRENCH.get(exc.code)
+    if template is not None:
+        try:
+            return template.format(**{k: v for k, v in exc.data.items() if isinstance(k, str)})
+        except (KeyError, IndexError, ValueError):
+            return template
+    return f"{TITLES.get(exc.code, 'Erreur')} : {exc.message}"
