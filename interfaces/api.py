@@ -20,6 +20,7 @@ from engine.cases import CaseFilter, CaseView
 from engine.workflow import WorkflowSpec, parse_duration
 from interfaces.auth import Caller, Services, api_caller, services
 from interfaces.problems import Problem
+from interfaces.serial import case_json, event_json
 from notifications.queries import list_notices
 
 __all__ = ["router"]
@@ -179,29 +180,11 @@ class VerifyOut(BaseModel):
 
 
 def case_out(case: CaseView, now: datetime, allowed: list[str] | None = None) -> CaseOut:
-    data = _summary_data(case, now)
-    return CaseOut(**data, fields=case.fields, allowed_triggers=allowed)
+    return CaseOut(**case_json(case, now, allowed=allowed))
 
 
 def case_summary(case: CaseView, now: datetime) -> CaseSummary:
-    return CaseSummary(**_summary_data(case, now))
-
-
-def _summary_data(case: CaseView, now: datetime) -> dict[str, Any]:
-    d = case.deadline
-    deadline = (
-        DeadlineOut(
-            state=d.state,
-            due_at=d.due_at,
-            action=d.action,
-            seconds_left=int((d.due_at - now).total_seconds()),
-        )
-        if d
-        else None
-    )
-    data = {k: getattr(case, k) for k in CaseSummary.model_fields if k != "deadline"}
-    data["deadline"] = deadline
-    return data
+    return CaseSummary(**case_json(case, now, facts=False))
 
 
 def _etag(response: Response, case: CaseView) -> None:
@@ -407,7 +390,7 @@ def case_history(reference: Ref, who: Who, svc: Svc) -> HistoryOut:
     case, events = svc.runner.history(reference, login=who.login, via=who.via)
     return HistoryOut(
         case=case_out(case, svc.runner.clock.now()),
-        events=[EventOut(**{k: getattr(e, k) for k in EventOut.model_fields}) for e in events],
+        events=[EventOut(**event_json(e)) for e in events],
     )
 
 

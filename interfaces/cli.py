@@ -17,15 +17,14 @@ import typer
 from engine.errors import InputError
 from interfaces.notices_cli import notices_app
 from interfaces.output import (
-    case_dict,
     console,
     emit_json,
-    event_dict,
     fails_cleanly,
     progress,
     table,
     time_left,
 )
+from interfaces.serial import case_json, event_json
 from interfaces.serve import serve
 from interfaces.users_cli import users_app
 
@@ -365,7 +364,7 @@ def case_show(case: str, user: ReadAs = None, as_json: Json = False) -> None:
     now = ctx.runner.clock.now()
     allowed = ctx.runner.allowed_triggers(view, user) if user else None
     if as_json:
-        data = case_dict(view, now)
+        data = case_json(view, now)
         if allowed is not None:
             data["allowed_triggers"] = allowed
         emit_json(data)
@@ -380,7 +379,7 @@ def _print_case(view: object, now: datetime, as_json: bool) -> None:
 
     assert isinstance(view, CaseView)
     if as_json:
-        emit_json(case_dict(view, now))
+        emit_json(case_json(view, now))
         return
     d = view.deadline
     due = (
@@ -407,7 +406,7 @@ def case_history(case: str, user: ReadAs = None, as_json: Json = False) -> None:
     ctx = build_app()
     view, events = ctx.runner.history(case, login=user)
     if as_json:
-        emit_json({"case": view.reference, "events": [event_dict(e) for e in events]})
+        emit_json({"case": view.reference, "events": [event_json(e) for e in events]})
         return
     table(
         f"{view.reference} history",
@@ -454,7 +453,7 @@ def case_list(
     )  # fmt: skip
     views = ctx.runner.search(filters, login=user)
     if as_json:
-        emit_json([case_dict(v, now) for v in views])
+        emit_json([case_json(v, now, facts=False) for v in views])
         return
     table(
         f"{len(views)} case(s)",

@@ -11,7 +11,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import wraps
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
@@ -21,9 +21,9 @@ from rich.console import Console
 from engine.errors import RegulError
 
 if TYPE_CHECKING:
-    from engine.cases import CaseView
+    pass
 
-__all__ = ["case_dict", "emit_json", "event_dict", "fails_cleanly", "progress", "table"]
+__all__ = ["emit_json", "fails_cleanly", "progress", "table"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -60,30 +60,6 @@ def time_left(due: datetime, now: datetime) -> str:
     sign, seconds = ("-" if seconds < 0 else ""), abs(seconds)
     hours, rest = divmod(seconds, 3600)
     return f"{sign}{hours}h{rest // 60:02d}"
-
-
-def case_dict(case: CaseView, now: datetime | None = None) -> dict[str, Any]:
-    data = case.to_dict()
-    if case.deadline and now:
-        data["deadline"]["seconds_left"] = int((case.deadline.due_at - now).total_seconds())
-    return data
-
-
-def event_dict(row: Any) -> dict[str, Any]:
-    return {
-        "seq": row.seq,
-        "at": row.at.astimezone(UTC).isoformat(),
-        "actor": row.actor,
-        "role": row.role,
-        "org": row.org,
-        "action": row.action,
-        "from": row.from_state,
-        "to": row.to_state,
-        "version": row.version,
-        "reason": row.reason,
-        "data": row.data,
-        "hash": row.hash,
-    }
 
 
 def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
