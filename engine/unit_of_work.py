@@ -172,7 +172,8 @@ class _Driver:
     def ts(self, value: datetime | None) -> Any:
         if value is None or self.pg:
             return value
-        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+        # SQLAlchemy's SQLite DateTime format, without the cost of strftime
+        return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
     def read_ts(self, value: Any) -> datetime:
         if isinstance(value, datetime):

@@ -23,10 +23,8 @@ __all__ = ["Directory", "Recipient", "resolve"]
 _ORG = tables.ORGANISATION
 _REGION = tables.REGION
 _AUDIT = tables.AUDIT_EVENT
-_FROM_STATES = (
-    sa.select(_AUDIT.c.from_state)
-    .where(_AUDIT.c.case_id == sa.bindparam("case_id"), _AUDIT.c.action == "transition")
-    .order_by(_AUDIT.c.seq)
+_FROM_STATES_SQL = (  # on the driver's cursor: this runs once per notice, in the hot path
+    "SELECT from_state FROM audit_event WHERE case_id = ? AND action = 'transition' ORDER BY seq"
 )
 
 
@@ -40,12 +38,16 @@ class Recipient:
         return {"org": self.org, "name": self.name, "email": self.email}
 
 
+_PLACES = {"umac": "zone", "ars_zone": "zone", "ars": "region"}
+
+
 class Directory:
     """Organisations and region names, loaded on first use."""
 
     def __init__(self) -> None:
         self._orgs: dict[str, Any] | None = None
         self._regions: dict[str, str] = {}
+        self._levels: dict[tuple[str, str | None], Recipient | None] = {}
 
     def load(self, conn: Connection) -> None:
         if self._orgs is None:
@@ -65,13 +67,18 @@ class Directory:
             return self._recipient(case.org)
         if role == "ght":
             return self._recipient(case.ght) if case.ght else None
-        place = {"umac": "zone", "ars_zone": "zone", "ars": "region"}.get(role)
-        for row in self._orgs.values():
-            if row.kind != role:
-                continue
-            if place is None or getattr(row, place) == getattr(case, place):
-                return Recipient(row.id, row.name, row.email)
-        return None
+        place = _PLACES.get(role)
+        key = (role, getattr(case, place) if place else None)
+        if key not in self._levels:  # the first organisation of that kind and place, kept
+            self._levels[key] = next(
+                (
+                    Recipient(row.id, row.name, row.email)
+                    for row in self._orgs.values()
+                    if row.kind == role and (place is None or getattr(row, place) == key[1])
+                ),
+                None,
+            )
+        return self._levels[key]
 
     def _recipient(self, org_id: str) -> Recipient | None:
         assert self._orgs is not None
@@ -81,7 +88,12 @@ class Directory:
 
 def levels_passed(conn: Connection, spec: WorkflowSpec, case_id: int) -> list[str]:
     """The levels that held the case before, in order, from its audit log."""
-    rows = conn.execute(_FROM_STATES, {"case_id": case_id})
+    raw = conn.connection.driver_connection  # in the unit of work's transaction: its cursor
+    assert raw is not None
+    mark = "%s" if conn.dialect.name == "postgresql" else "?"
+    cursor = raw.cursor()
+    cursor.execute(_FROM_STATES_SQL.replace("?", mark), (case_id,))
+    rows = cursor.fetchall()
     levels: list[str] = []
     for (state,) in rows:
         level = spec.state(state).level
