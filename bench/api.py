@@ -308,7 +308,7 @@ def serve_profiled(port: int, out: str) -> int:
     import uvicorn
 
     from interfaces.app import build_app
-    from interfaces.web import accounts_of, create_web
+    from interfaces.web import create_web
 
     profiles: list[cProfile.Profile] = []
     lock = threading.Lock()
@@ -320,7 +320,7 @@ def serve_profiled(port: int, out: str) -> int:
         profile.enable()  # replaces this hook for the thread
 
     app = build_app()
-    web = create_web(app, accounts_of(app))
+    web = create_web(app, app.accounts)
     threading.setprofile(start)
     main_profile = cProfile.Profile(time.thread_time)
     profiles.append(main_profile)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from engine.clock import Clock, SystemClock
 from engine.db import Database
@@ -17,7 +17,10 @@ from engine.workflow import WorkflowRegistry
 from notifications.setup import build_outbox
 from workflows import default_notices, default_registry
 
-if TYPE_CHECKING:  # the scheduler is imported only by the commands that run a worker
+if TYPE_CHECKING:
+    from engine.accounts import (
+        Accounts,  # the scheduler is imported only by the commands that run a worker
+    )
     from engine.sweeper import SweepReport
     from interfaces.worker import Worker
 
@@ -28,17 +31,48 @@ _OPEN: ContextVar[list[App] | None] = ContextVar("regul_open_apps", default=None
 
 @dataclass
 class App:
+    """Everything one process serves from: settings, database, workflows and the services."""
+
     settings: Settings
     db: Database
     registry: WorkflowRegistry
     runner: Runner
+    _accounts: Accounts | None = field(default=None, repr=False)
+
+    @property
+    def accounts(self) -> Accounts:
+        """The accounts service (argon2 and the session rules from the settings), built once."""
+        if self._accounts is None:
+            from engine.accounts import Accounts
+            from engine.workflow import parse_duration
+
+            s = self.settings
+            self._accounts = Accounts(
+                self.db,
+                self.runner.clock,
+                session_idle=parse_duration(s.session_idle),
+                session_max=parse_duration(s.session_max),
+                memory_kib=s.password_memory_kib,
+                time_cost=s.password_time_cost,
+            )
+        return self._accounts
 
 
 def build_app(
-    *, database_url: str | None = None, clock: Clock | None = None, check_schema: bool = True
+    *,
+    database_url: str | None = None,
+    clock: Clock | None = None,
+    check_schema: bool = True,
+    **settings_overrides: Any,
 ) -> App:
+    """The one composition root: settings → database → workflows → services.
+
+    The CLI, the API and the desk (``interfaces.web``), the worker and the demo all build their
+    process from here; ``settings_overrides`` replace settings (the demo's throw-away database
+    runs with ``sqlite_synchronous="NORMAL"`` and notices on).
+    """
     overrides = {"database_url": database_url} if database_url else {}
-    settings = load_settings(**overrides)
+    settings = load_settings(**overrides, **settings_overrides)
     try:
         registry = default_registry().with_deadlines(settings.deadlines)
     except RegulError as exc:

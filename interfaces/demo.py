@@ -33,10 +33,10 @@ from engine.errors import Conflict, NotFound, NotPermitted
 from engine.runner import Runner
 from engine.sweeper import sweep
 from engine.workflow import WorkflowSpec
+from interfaces.app import build_app
 from notifications.channels import EmlChannel
 from notifications.dispatcher import dispatch
-from notifications.outbox import Outbox
-from workflows import default_notices, default_registry
+from workflows import default_registry
 from workflows.directory import load_directory
 
 __all__ = ["WAITING_HOSPITALS", "DemoSummary", "run_demo"]
@@ -324,15 +324,17 @@ def run_demo(
     started = time.perf_counter()
     for suffix in ("", "-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
-    db = Database(f"sqlite:///{path}", sqlite_synchronous="NORMAL")
+    end = SystemClock().now().replace(microsecond=0)
+    clock = FixedClock(end - timedelta(hours=6))
+    # the composition root, on a throw-away database: NORMAL sync, notices on, demo deadlines
+    app = build_app(
+        database_url=f"sqlite:///{path}", clock=clock, check_schema=False,
+        sqlite_synchronous="NORMAL", notices=True, deadlines={},
+    )  # fmt: skip
+    db, registry, runner = app.db, app.registry, app.runner
     db.migrate()
     with db.write() as conn:
         load_directory(conn)
-    registry = default_registry()
-    end = SystemClock().now().replace(microsecond=0)
-    clock = FixedClock(end - timedelta(hours=6))
-    outbox = Outbox(registry, default_notices())
-    runner = Runner(db, registry, clock, notifier=outbox)
     cast, rng = _Cast(db), random.Random(seed)
     summary = DemoSummary(database=str(path))
     step = timedelta(hours=6) / (cases_per_kind * 3)

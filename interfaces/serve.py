@@ -73,7 +73,7 @@ def serve(
     import uvicorn
 
     from interfaces.app import build_app
-    from interfaces.web import accounts_of, create_web
+    from interfaces.web import create_web
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     for chatty in ("transitions", "apscheduler", "alembic"):
@@ -91,7 +91,7 @@ def serve(
         raise InputError(
             "--workers above 1 needs PostgreSQL (REGUL_DATABASE_URL): SQLite has one writer"
         )
-    accounts = accounts_of(app)
+    accounts = app.accounts
     if demo:
         console.print(f"demo accounts (passwords valid for this database only), "
                       f"desk at http://{host}:{port}/login :", soft_wrap=True)  # fmt: skip

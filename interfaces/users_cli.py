@@ -24,25 +24,10 @@ Json = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 def _accounts() -> Accounts:
-    """The accounts service, built as ``interfaces.web.accounts_of`` builds it for the server.
-
-    Not through ``accounts_of`` itself: ``interfaces.web`` imports FastAPI, which an
-    administrator's command has no use for (tests/test_imports.py pins it).
-    """
-    from engine.accounts import Accounts
-    from engine.workflow import parse_duration
+    """The accounts service of the composition root (``interfaces.app``: no web framework)."""
     from interfaces.app import build_app
 
-    app = build_app()
-    s = app.settings
-    return Accounts(
-        app.db,
-        app.runner.clock,
-        session_idle=parse_duration(s.session_idle),
-        session_max=parse_duration(s.session_max),
-        memory_kib=s.password_memory_kib,
-        time_cost=s.password_time_cost,
-    )
+    return build_app().accounts
 
 
 def _password(ask: bool) -> str | None:

@@ -20,12 +20,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engine.accounts import Accounts
 from engine.errors import RegulError
-from engine.workflow import parse_duration
 from interfaces import api, desk, problems
 from interfaces.app import App
 from interfaces.auth import Services
 
-__all__ = ["accounts_of", "create_web", "from_environment"]
+__all__ = ["create_web", "from_environment"]
 
 HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -64,18 +63,6 @@ DOCS_ASSETS = {
 }
 
 
-def accounts_of(app: App) -> Accounts:
-    s = app.settings
-    return Accounts(
-        app.db,
-        app.runner.clock,
-        session_idle=parse_duration(s.session_idle),
-        session_max=parse_duration(s.session_max),
-        memory_kib=s.password_memory_kib,
-        time_cost=s.password_time_cost,
-    )
-
-
 def create_web(app: App, accounts: Accounts | None = None) -> FastAPI:
     web = FastAPI(
         title="Régul API",
@@ -90,7 +77,7 @@ def create_web(app: App, accounts: Accounts | None = None) -> FastAPI:
     )
     web.add_api_route("/api/docs", docs_page, methods=["GET"], include_in_schema=False)
     web.add_api_route("/api/docs/{name}", docs_asset, methods=["GET"], include_in_schema=False)
-    web.state.services = Services(app.runner, accounts or accounts_of(app), app.settings)
+    web.state.services = Services(app.runner, accounts or app.accounts, app.settings)
     web.include_router(api.router)
     web.include_router(desk.router)
     web.add_exception_handler(RegulError, _choose(problems.regul_error, desk.regul_error))
