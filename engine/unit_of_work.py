@@ -259,34 +259,42 @@ class Tx:
         return case, deadline
 
     def claim(self, size: int, failed: set[int]) -> list[tuple[CaseView, DeadlineRow]]:
-        """Due deadline rows with their cases, locked case first; rows held elsewhere skipped.
+        """Due deadline rows with their cases, the case locked first; rows held elsewhere skipped.
 
-        PostgreSQL: the candidates are read without locks, then their case rows are locked
-        ``FOR UPDATE SKIP LOCKED`` and only then their deadline rows, still open and due, so
-        the sweep never holds a row whose partner it skipped. SQLite holds the write lock.
+        PostgreSQL: the cases of the first due rows are locked ``FOR UPDATE OF c SKIP LOCKED``
+        (the limit counts only the rows this sweep gets, so a busy case never hides the rest),
+        and only then, in a new statement that sees every commit, their open deadline rows: the
+        sweep never holds a deadline row whose case it skipped, and takes its locks in the
+        regulators' order (case, then deadline). SQLite holds the write lock.
         """
         d = self.driver
-        limit = size + len(failed)
-        rows = d.run("due", {"now": d.ts(self.now), "size": limit}).fetchall()
-        ids = [case_id for case_id, deadline_id in rows if deadline_id not in failed][:size]
-        if not ids:
-            return []
-        marks = ", ".join("%s" if d.pg else "?" for _ in ids)
-        lock = " FOR UPDATE OF c SKIP LOCKED" if d.pg else ""
-        query = (
-            f"SELECT {_C_COLS}, {_DL_COLS} FROM regul_case c JOIN deadline d "
-            f"ON d.case_id = c.id AND d.status = 'open' WHERE c.id IN ({marks}) "
-            f"AND d.next_at <= {'%s' if d.pg else '?'}{lock}"
+        mark = "%s" if d.pg else "?"
+        skip = f" AND d.id NOT IN ({', '.join(mark for _ in failed)})" if failed else ""
+        due = (
+            "FROM regul_case c JOIN deadline d ON d.case_id = c.id AND d.status = 'open' "
+            f"WHERE d.next_at <= {mark}{skip}"
         )
-        found = d.cursor.execute(query, (*ids, d.ts(self.now))).fetchall()
-        if d.pg and found:  # now the deadline rows of the cases this sweep holds
+        params = (d.ts(self.now), *failed)
+        if d.pg:
             d.cursor.execute(
-                f"SELECT id FROM deadline WHERE id IN ({', '.join('%s' for _ in found)}) "
-                "FOR UPDATE",
-                tuple(r[19] for r in found),
+                f"SELECT c.id {due} ORDER BY d.next_at LIMIT {int(size)} "
+                "FOR UPDATE OF c SKIP LOCKED",
+                params,
             )
-        claimed = [self._view(r) for r in found]
-        claimed.sort(key=lambda pair: (pair[1].next_at if pair[1] else self.now, pair[0].id))
+            ids = [row[0] for row in d.cursor.fetchall()]
+            if not ids:
+                return []
+            marks = ", ".join("%s" for _ in ids)
+            d.cursor.execute(
+                f"SELECT {_C_COLS}, {_DL_COLS} {due} AND c.id IN ({marks}) "
+                "ORDER BY d.next_at FOR UPDATE OF d",
+                (*params, *ids),
+            )
+        else:
+            d.cursor.execute(
+                f"SELECT {_C_COLS}, {_DL_COLS} {due} ORDER BY d.next_at LIMIT {int(size)}", params
+            )
+        claimed = [self._view(row) for row in d.cursor.fetchall()]
         return [(case, deadline) for case, deadline in claimed if deadline is not None]
 
     def recall(self, login: str, key: str, digest: str) -> CaseView | None:
