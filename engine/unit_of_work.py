@@ -130,7 +130,8 @@ _SQL = {
     "org": "SELECT id, kind, region, zone, department, ght FROM organisation WHERE id = :id",
     "security_head": "SELECT seq, hash FROM audit_head WHERE stream = :stream",
     "security_update": "UPDATE audit_head SET seq = :seq, hash = :hash WHERE stream = :stream",
-    "security_insert": "INSERT INTO audit_head (stream, seq, hash) VALUES (:stream, :seq, :hash)",
+    "security_seed": "INSERT INTO audit_head (stream, seq, hash) VALUES (:stream, :seq, :hash) "
+    "ON CONFLICT (stream) DO NOTHING",
     "counter": "INSERT INTO notice_counter (series, year, last) VALUES (:series, :year, 1) "
     "ON CONFLICT (series, year) DO UPDATE SET last = notice_counter.last + 1 RETURNING last",
     "notice": "INSERT INTO notice (reference, series, year, number, kind, case_id, event_seq, "
@@ -414,6 +415,8 @@ class Tx:
 
     def _append_security(self, draft: Draft) -> None:
         d = self.driver
+        # the head row exists before it is locked: two first refusals never race to create it
+        d.run("security_seed", {"stream": SECURITY_STREAM, "seq": 0, "hash": GENESIS})
         row = d.run("security_head", {"stream": SECURITY_STREAM}).fetchone()
         seq, prev = (row[0], row[1]) if row else (0, GENESIS)
         digest = chain_hash(prev, canonical(None, seq + 1, self.now, draft))
@@ -428,7 +431,7 @@ class Tx:
             },
         )  # fmt: skip
         params = {"stream": SECURITY_STREAM, "seq": seq + 1, "hash": digest}
-        d.run("security_update" if row else "security_insert", params)
+        d.run("security_update", params)
 
     def remember(self, login: str, key: str, digest: str, result: CaseView) -> None:
         idempotency.store(

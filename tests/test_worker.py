@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,16 +26,19 @@ import pytest
 import sqlalchemy as sa
 
 from engine import audit
-from engine.clock import FixedClock
+from engine.clock import FixedClock, SystemClock
 from engine.db import Database
+from engine.errors import Conflict, NotPermitted, RegulError
 from engine.runner import Runner
+from notifications.outbox import Outbox
 from tests.conftest import ACTORS_OCC, TOULOUSE, truncate_cases
-from workflows import default_registry
+from workflows import default_notices, default_registry
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 REGUL = Path(sys.executable).parent / "regul"
 ECMO_FIELDS = {"patient_ref": "PAT-0001", "mode": "VV"}
+PPE_FIELDS = {"item": "ffp2_mask", "quantity": 5000}
 
 
 @dataclass
@@ -314,3 +318,68 @@ def test_sigterm_stops_the_scheduled_worker_cleanly(db: Database, spawn: Spawn) 
     quiet_log(worker)
     assert_escalated_exactly_once(db, 5, since=began)
     print(f"start-up sweep {first:.2f} s, later tick {later:.2f} s, SIGTERM exit {took:.2f} s")
+
+
+def _deadlocks(db: Database) -> int:
+    """PostgreSQL's own count of deadlocks detected in this database (all backends' stats)."""
+    with db.read() as conn:
+        conn.execute(sa.text("SELECT pg_stat_clear_snapshot()"))
+        return int(
+            conn.execute(
+                sa.text("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()")
+            ).scalar_one()
+        )
+
+
+def test_four_workers_and_eight_regulators_never_deadlock(db: Database, spawn: Spawn) -> None:
+    """4 workers and 8 regulators on one backlog of two series (MARS, MINSANTE), notices on: no deadlock."""
+    registry = default_registry()
+    opened = Runner(db, registry, FixedClock(datetime.now(UTC) - timedelta(hours=5)))
+    references = [
+        opened.open_case(
+            kind=kind, login=ACTORS_OCC["establishment"], org=TOULOUSE, fields=fields
+        ).reference
+        for _ in range(150)
+        for kind, fields in (("ecmo", ECMO_FIELDS), ("ppe", PPE_FIELDS))
+    ]
+    before = _deadlocks(db)
+    workers = [
+        spawn("worker", "--once", "--json", name="worker", REGUL_SWEEP_BATCH="20") for _ in range(4)
+    ]
+    failures: list[str] = []
+
+    def regulate(seed: int) -> None:
+        runner = Runner(db, registry, SystemClock(), notifier=Outbox(registry, default_notices()))
+        order = references[seed::2] + references[1 - seed % 2 :: 2]
+        for reference in order:  # the hospital confirms its request while the sweep escalates it
+            try:
+                runner.advance(
+                    reference=reference,
+                    trigger="escalate",
+                    login=ACTORS_OCC["establishment"],
+                    reason="le service confirme la demande",
+                )
+            except (Conflict, NotPermitted):
+                continue  # the sweep was first: the case is no longer the hospital's
+            except RegulError as exc:
+                failures.append(f"{reference}: {exc}")
+
+    threads = [threading.Thread(target=regulate, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    codes = [w.wait(timeout=120) for w in workers]
+    assert codes == [0, 0, 0, 0], [w.stderr() for w in workers]
+    for worker in workers:
+        assert json.loads(worker.stdout())["errors"] == 0, worker.stderr()
+    assert failures == []
+    db.dispose()  # this process's backends end and flush their statistics
+    time.sleep(1.5)
+    assert _deadlocks(db) - before == 0
+    with db.read() as conn:
+        assert audit.verify(conn).ok
+        confirmed = conn.execute(
+            sa.text("SELECT count(*) FROM regul_case WHERE state = 'requested'")
+        ).scalar_one()
+    assert confirmed == 0  # every case escalated, by its hospital or by the sweep, once
