@@ -14,6 +14,8 @@ import csv
 import hashlib
 import io
 import json
+import os
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,7 +30,9 @@ from engine.workflow import WorkflowRegistry
 
 __all__ = [
     "EXPORT_COLUMNS",
+    "EXPORT_FORMATS",
     "GENESIS",
+    "OPERATOR",
     "SECURITY_STREAM",
     "Draft",
     "Finding",
@@ -41,6 +45,7 @@ __all__ = [
     "export",
     "export_lines",
     "iter_events",
+    "record_operator",
     "replay",
     "spreadsheet_safe",
     "verify",
@@ -165,18 +170,24 @@ def append_security(conn: Connection, *, at: datetime, draft: Draft) -> None:
         )
 
 
-def _draft_of(row: Any) -> Draft:
-    return Draft(
-        actor=row.actor,
-        role=row.role,
-        org=row.org,
-        action=row.action,
-        from_state=row.from_state,
-        to_state=row.to_state,
-        version=row.version,
-        reason=row.reason,
-        data=dict(row.data or {}),
-    )
+OPERATOR = "operator"
+
+
+def record_operator(conn: Connection, *, at: datetime, op: str, details: dict[str, Any]) -> None:
+    """Record in the ``security`` stream that the machine's operator read the log (``op``).
+
+    The operator (whoever runs ``regul audit … --operator`` on the machine, with its database
+    access) passes no auditor check: what they did is recorded, with their system login.
+    """
+    import getpass
+
+    try:
+        system_user = getpass.getuser()
+    except (OSError, KeyError):  # no login name in the environment or the password database
+        system_user = f"uid {os.getuid()}" if hasattr(os, "getuid") else "unknown"
+    data = {"op": op, "system_user": system_user, **details}
+    draft = Draft(OPERATOR, OPERATOR, "", OPERATOR, None, None, 0, "", data)
+    append_security(conn, at=at, draft=draft)
 
 
 @dataclass(frozen=True)
@@ -573,43 +584,69 @@ def export_record(row: Any) -> dict[str, Any]:
 
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+EXPORT_FORMATS = ("jsonl", "csv", "csv-fr")
+# A formula character at a cell's start, or after a separator either software splits on (',' or
+# ';', then blanks): a spreadsheet that splits the cell there would run what follows.
+_AFTER_SEPARATOR = re.compile(r"([,;][ \t]*)([=+\-@])")
+# In a JSON text a ',' outside a string is always followed by a space (json.dumps' default
+# separators), so a formula character right after ',' or ';' lies inside a string and may be
+# written as a \u escape; '=', '+' and '@' never occur outside strings at all.
+_JSON_AFTER_SEPARATOR = re.compile(r"(?<=[,;])-|(?<=[,;])([ \t]*)([=+@])")
 
 
 def spreadsheet_safe(value: Any) -> Any:
-    """A CSV cell that a spreadsheet will not run as a formula (CWE-1236): a quote in front.
+    """A CSV cell that a spreadsheet will not run as a formula (CWE-1236), whichever of ',' and
+    ';' it splits on: a quote in front of a formula character at the start or after a separator.
 
-    Only the CSV export does this, for the auditor who opens it in a spreadsheet; the JSON
+    Only the CSV exports do this, for the auditor who opens them in a spreadsheet; the JSON
     Lines export stays byte-exact, and it is the one the chain can be re-verified from.
     """
-    if isinstance(value, str) and value.startswith(FORMULA_START):
-        return "'" + value
-    return value
+    if not isinstance(value, str):
+        return value
+    if value.startswith(FORMULA_START):
+        value = "'" + value
+    return _AFTER_SEPARATOR.sub(r"\1'\2", value) if ("," in value or ";" in value) else value
+
+
+def _json_cell(data: Any) -> str:
+    """The ``data`` column as JSON that parses to the same value and splits into no formula."""
+    text = json.dumps(data, sort_keys=True, ensure_ascii=False)
+    if "," not in text and ";" not in text:
+        return text
+    return _JSON_AFTER_SEPARATOR.sub(
+        lambda m: "\\u002d" if m.group(0) == "-" else f"{m.group(1)}\\u{ord(m.group(2)):04x}", text
+    )
 
 
 def export_lines(rows: Iterable[Any], *, fmt: str) -> Iterator[str]:
-    """Events as JSON Lines, or CSV (header first, cells made spreadsheet-safe), line by line."""
-    if fmt not in {"jsonl", "csv"}:
-        raise InputError(f"unknown export format {fmt!r}: use jsonl or csv")
+    """Events as JSON Lines, or CSV (header first, cells made spreadsheet-safe), line by line.
+
+    ``csv`` is RFC 4180 with ','; ``csv-fr`` is what French spreadsheet software opens directly:
+    a UTF-8 byte order mark and ';' between cells.
+    """
+    if fmt not in EXPORT_FORMATS:
+        raise InputError(f"unknown export format {fmt!r}: use {', '.join(EXPORT_FORMATS)}")
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=EXPORT_COLUMNS)
-    if fmt == "csv":
+    delimiter = ";" if fmt == "csv-fr" else ","
+    writer = csv.DictWriter(buffer, fieldnames=EXPORT_COLUMNS, delimiter=delimiter)
+    if fmt != "jsonl":
         writer.writeheader()
-        yield buffer.getvalue()
+        yield ("\ufeff" if fmt == "csv-fr" else "") + buffer.getvalue()
     for row in rows:
         record = export_record(row)
         if fmt == "jsonl":
             yield json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n"
             continue
-        record["data"] = json.dumps(record["data"], sort_keys=True, ensure_ascii=False)
+        data = _json_cell(record.pop("data"))
         buffer.seek(0)
         buffer.truncate()
-        writer.writerow({k: spreadsheet_safe(v) for k, v in record.items()})
+        writer.writerow({**{k: spreadsheet_safe(v) for k, v in record.items()}, "data": data})
         yield buffer.getvalue()
 
 
 def export(rows: Iterable[Any], out: IO[str], *, fmt: str) -> int:
     """Write events as JSON Lines or CSV; returns how many were written."""
-    count = -1 if fmt == "csv" else 0  # the CSV header is a line too
+    count = 0 if fmt == "jsonl" else -1  # the CSV header is a line too
     for line in export_lines(rows, fmt=fmt):
         out.write(line)
         count += 1

@@ -23,7 +23,7 @@ from engine.errors import InputError, StorageError
 
 __all__ = ["HEAD_REVISION", "Database", "normalise_url"]
 
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0006"
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -156,6 +156,9 @@ def _configure_sqlite(engine: Engine, synchronous: str) -> None:
             raise sa.exc.OperationalError("PRAGMA journal_mode", {}, Exception("readonly: no WAL"))
         cursor.execute(f"PRAGMA synchronous = {synchronous}")
         cursor.execute("PRAGMA foreign_keys = ON")
+        # REPLACE deletes the row it collides with; with recursive triggers that delete fires
+        # the append-only DELETE trigger (migration 0006 also refuses such an INSERT outright)
+        cursor.execute("PRAGMA recursive_triggers = ON")
         cursor.close()
 
     @event.listens_for(engine, "begin")

@@ -541,9 +541,9 @@ class Runner:
         case_id = self._audited_case(actor, case, "verify", via) if case else None
         with self.db.read() as conn:
             if case_id is not None:
-                return audit.verify(conn, case_id=case_id)
+                return audit.verify(conn, case_id=case_id, registry=self.registry)
             if actor.scope.kind == "national":
-                return audit.verify(conn)
+                return audit.verify(conn, registry=self.registry)
         why = "a regional auditor verifies one case at a time: give a case reference"
         with self.db.write() as conn:
             data = {"op": "verify the whole audit log", "why": why}

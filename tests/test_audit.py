@@ -411,10 +411,10 @@ def cli(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> A
 
 def test_cli_verify_clean_log_exits_zero(ctx: Ctx, log: Log, cli: Any) -> None:
     """`regul audit verify` on an untouched log says OK with the counts and exits 0."""
-    result = cli("audit", "verify")
+    result = cli("audit", "verify", "--as", "auditeur")
     assert result.exit_code == 0, result.output
     assert "audit OK: 17 event(s) in 4 chain(s) verified" in result.stdout
-    data = json.loads(cli("audit", "verify", "--json").stdout)
+    data = json.loads(cli("audit", "verify", "--as", "auditeur", "--json").stdout)
     assert data == {
         "ok": True,
         "streams": 4,
@@ -431,14 +431,14 @@ def test_cli_verify_tampered_log_exits_one_naming_first_bad_event(
     target = log.event(ctx, "ppe", 2)
     with triggers_dropped(ctx) as conn:
         conn.execute(EVENTS.update().where(EVENTS.c.id == target.id).values(reason="rien"))
-    result = cli("audit", "verify")
+    result = cli("audit", "verify", "--as", "auditeur")
     assert result.exit_code == 1
     assert (
         f"audit BROKEN: first bad event: {log.stream('ppe')}: event id {target.id} (seq 2): "
         "its content does not match its hash (edited)"
     ) in result.stderr
     assert "1 chain(s) broken of 4" in result.stderr
-    as_json = cli("audit", "verify", "--json")
+    as_json = cli("audit", "verify", "--as", "auditeur", "--json")
     assert as_json.exit_code == 1
     data = json.loads(as_json.stdout)
     assert data["ok"] is False
@@ -450,8 +450,9 @@ def test_cli_verify_tampered_log_exits_one_naming_first_bad_event(
         "problem": "its content does not match its hash (edited)",
     }
     # One case at a time: the tampered one fails, another passes.
-    assert cli("audit", "verify", "--case", log.cases["ppe"].reference).exit_code == 1
-    assert cli("audit", "verify", "--case", log.cases["ecmo"].reference).exit_code == 0
+    one = ("audit", "verify", "--as", "auditeur-occ", "--case")
+    assert cli(*one, log.cases["ppe"].reference).exit_code == 1
+    assert cli(*one, log.cases["ecmo"].reference).exit_code == 0
 
 
 @pytest.mark.parametrize("which", ["missing", "other-kind"])
@@ -459,7 +460,7 @@ def test_cli_verify_unknown_case_is_not_found(ctx: Ctx, log: Log, cli: Any, whic
     """`regul audit verify --case` on a case that does not exist is an error, not 'audit OK'."""
     ppe = log.cases["ppe"].reference
     reference = "ECMO-999999" if which == "missing" else ppe.replace("EPI", "TRF")
-    result = cli("audit", "verify", "--case", reference)
+    result = cli("audit", "verify", "--as", "auditeur", "--case", reference)
     assert result.exit_code == 3, result.output
     assert f"no case {reference}" in result.stderr
     assert "audit OK" not in result.output
@@ -592,13 +593,13 @@ def test_export_writes_every_column_and_verifies_offline(ctx: Ctx, log: Log, fmt
 
 def test_export_refuses_unknown_format(ctx: Ctx, log: Log) -> None:
     """engine.audit.export with a format other than jsonl or csv says which ones exist."""
-    with pytest.raises(InputError, match="unknown export format 'xml': use jsonl or csv"):
+    with pytest.raises(InputError, match="unknown export format 'xml': use jsonl, csv, csv-fr"):
         audit.export([], io.StringIO(), fmt="xml")
 
 
 def test_cli_export_one_case(ctx: Ctx, log: Log, cli: Any) -> None:
     """`regul audit export --case REF` writes exactly that case's events, seq 1 to n, as JSON Lines."""
-    result = cli("audit", "export", "--case", log.cases["ecmo"].reference)
+    result = cli("audit", "export", "--operator", "--case", log.cases["ecmo"].reference)
     assert result.exit_code == 0, result.output
     records = read_jsonl(result.stdout)
     assert records == [expected_record(row) for row in log.events(ctx, "ecmo")]
@@ -615,6 +616,8 @@ def test_cli_export_time_range(ctx: Ctx, log: Log, cli: Any) -> None:
     result = cli(
         "audit",
         "export",
+        "--as",
+        "auditeur",
         "--since",
         since.isoformat(),
         "--until",
@@ -632,6 +635,8 @@ def test_cli_export_time_range(ctx: Ctx, log: Log, cli: Any) -> None:
     shifted = cli(
         "audit",
         "export",
+        "--as",
+        "auditeur",
         "--since",
         paris.strftime("%Y-%m-%dT%H:%M:%S+01:00"),
         "--until",
@@ -639,8 +644,9 @@ def test_cli_export_time_range(ctx: Ctx, log: Log, cli: Any) -> None:
     )
     assert read_jsonl(shifted.stdout) == records
     # Only --since, or only --until, works alone too.
-    tail = read_jsonl(cli("audit", "export", "--since", until.isoformat()).stdout)
-    head = read_jsonl(cli("audit", "export", "--until", since.isoformat()).stdout)
+    export = ("audit", "export", "--as", "auditeur")
+    tail = read_jsonl(cli(*export, "--since", until.isoformat()).stdout)
+    head = read_jsonl(cli(*export, "--until", since.isoformat()).stdout)
     assert [r["id"] for r in head + records + tail] == [row.id for row in rows]
 
 
@@ -648,7 +654,15 @@ def test_cli_export_csv_to_file(ctx: Ctx, log: Log, cli: Any, tmp_path: Path) ->
     """--format csv --output FILE writes the case's events to the file and says how many."""
     target = tmp_path / "export" / "ppe.csv"
     target.parent.mkdir()
-    args = ["audit", "export", "--case", log.cases["ppe"].reference, "--format", "csv"]
+    args = [
+        "audit",
+        "export",
+        "--operator",
+        "--case",
+        log.cases["ppe"].reference,
+        "--format",
+        "csv",
+    ]
     result = cli(*args, "--output", str(target))
     assert result.exit_code == 0, result.output
     assert "5 events written to" in result.stdout
@@ -663,7 +677,7 @@ def test_cli_export_csv_to_file(ctx: Ctx, log: Log, cli: Any, tmp_path: Path) ->
 @pytest.mark.parametrize(
     "bad",
     [
-        (["--format", "xml"], 2, "--format 'xml': use jsonl or csv"),
+        (["--format", "xml"], 2, "--format 'xml': use jsonl, csv, csv-fr"),
         (["--since", "notadate"], 2, "--since 'notadate' is not an ISO-8601 instant"),
         (["--until", "demain"], 2, "--until 'demain' is not an ISO-8601 instant"),
         (
@@ -682,7 +696,7 @@ def test_cli_export_bad_input_is_one_line_error(
     """Bad export options exit non-zero with one 'error:' line naming the problem; no file is made."""
     args, code, message = bad
     target = tmp_path / "never.jsonl"
-    result = cli("audit", "export", *args, "--output", str(target))
+    result = cli("audit", "export", "--operator", *args, "--output", str(target))
     assert result.exit_code == code, result.output
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
@@ -690,7 +704,7 @@ def test_cli_export_bad_input_is_one_line_error(
     assert lines[0].startswith("error: ")
     assert message in lines[0]
     assert not target.exists()
-    as_json = cli("audit", "export", *args, "--json")
+    as_json = cli("audit", "export", "--operator", *args, "--json")
     assert as_json.exit_code == code
     assert message in json.loads(as_json.stdout)["message"]
 
