@@ -247,7 +247,8 @@ class _Stream:
          prev, digest) = row  # fmt: skip
         try:
             if sqlite:
-                at, data = _sqlite_stamp(at), _loads(data)
+                at = _sqlite_stamp(at)
+                data = _loads(data) if type(data) is str else data  # a number if so stored
             if type(data) is not dict:
                 raise _Malformed(f"its data is {type(data).__name__}, not a JSON object")
             body = _dumps(
