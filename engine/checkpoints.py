@@ -220,7 +220,7 @@ def _hashes_at(
     if case_id is not None:
         query = query.where(_T.c.case_id == case_id)
     found: dict[int | None, tuple[int, str]] = {}
-    for event_id, stream, seq, digest in conn.execute(query).tuples():
+    for event_id, stream, seq, digest in conn.execute(query):
         mark = wanted.get(stream)
         if mark is not None and seq == mark[0]:
             found[stream] = (event_id, digest)
