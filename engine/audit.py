@@ -19,6 +19,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from json.scanner import make_scanner
 from typing import IO, Any, NamedTuple
 
 import sqlalchemy as sa
@@ -229,11 +230,13 @@ class _CaseRow(NamedTuple):
 class _Stream:
     """Walks one stream in id order: the chain, and for a case the replay of its facts."""
 
-    __slots__ = ("case", "fields", "finding", "hash", "machine", "name", "past_head", "seq",
-                 "state", "version")  # fmt: skip
+    __slots__ = ("case", "fields", "finding", "hash", "head_seq", "machine", "name",
+                 "past_head", "seq", "state", "version")  # fmt: skip
 
-    def __init__(self, name: str, case: _CaseRow | None, machine: _Machine | None) -> None:
-        self.name, self.case, self.machine = name, case, machine
+    def __init__(
+        self, name: str, case: _CaseRow | None, machine: _Machine | None, head_seq: int
+    ) -> None:
+        self.name, self.case, self.machine, self.head_seq = name, case, machine, head_seq
         self.seq, self.hash = 0, GENESIS
         self.past_head: tuple[int, int] | None = None  # (id, seq) of the first event past the head
         self.finding: Finding | None = None
@@ -248,7 +251,7 @@ class _Stream:
         try:
             if sqlite:
                 at = _sqlite_stamp(at)
-                data = _loads(data) if type(data) is str else data  # a number if so stored
+                data = _decode(data) if type(data) is str else data  # a number if so stored
             if type(data) is not dict:
                 raise _Malformed(f"its data is {type(data).__name__}, not a JSON object")
             body = _dumps(
@@ -271,6 +274,8 @@ class _Stream:
             problem = f"replaying the case: {wrong}"
         else:
             self.seq, self.hash = seq, digest
+            if seq > self.head_seq and self.past_head is None:
+                self.past_head = (event_id, seq)
             return
         self.finding = Finding(self.name, event_id, seq, problem)
 
@@ -393,7 +398,7 @@ class _Walk:
         name = SECURITY_STREAM if key is None else f"case {key}"
         case = self.cases.get(key)
         fire = self.firing.of(case.kind) if case is not None and self.firing else None
-        return _Stream(name, case, fire)
+        return _Stream(name, case, fire, self.heads[key][0])
 
     def feed(self, row: tuple[Any, ...]) -> None:
         self.total += 1
@@ -404,8 +409,6 @@ class _Walk:
                 self.orphans.append(Finding(f"case {key}", event_id, seq, "no such case"))
                 return
             stream = self.streams[key] = self._stream(key)
-        if stream.past_head is None and isinstance(seq, int) and seq > self.heads[key][0]:
-            stream.past_head = (event_id, seq)
         if stream.finding is None:
             stream.check(row, self.sqlite)
 
@@ -424,6 +427,16 @@ class _Walk:
 _dumps = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
 _loads = json.JSONDecoder().decode
 _sha256 = hashlib.sha256
+_scan = make_scanner(json.JSONDecoder())  # type: ignore[arg-type]  # the stub types it oddly
+
+
+def _decode(text: str) -> Any:
+    """``json.loads`` without its two Python layers; anything unusual goes through it."""
+    try:
+        value, end = _scan(text, 0)
+    except StopIteration:
+        return _loads(text)  # raises the JSONDecodeError that says what is wrong
+    return value if end == len(text) else _loads(text)
 
 
 class _Malformed(Exception):
