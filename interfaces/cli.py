@@ -536,7 +536,7 @@ def audit_verify(
                 case_id = get_case(conn, ctx.registry, case).id if case else None
         else:
             case_id = _as_operator(
-                ctx, "verify", case=case, checkpoint=str(checkpoint or "") or None
+                ctx, "verify", case=case, checkpoint=str(checkpoint) if checkpoint else None
             )
             with ctx.db.read() as conn:
                 report = audit.verify(conn, case_id=case_id, registry=ctx.registry)
