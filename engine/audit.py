@@ -14,10 +14,13 @@ import csv
 import hashlib
 import io
 import json
+import os
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import IO, Any
+from json.scanner import make_scanner
+from typing import IO, Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -29,7 +32,9 @@ from engine.workflow import WorkflowRegistry
 
 __all__ = [
     "EXPORT_COLUMNS",
+    "EXPORT_FORMATS",
     "GENESIS",
+    "OPERATOR",
     "SECURITY_STREAM",
     "Draft",
     "Finding",
@@ -42,6 +47,7 @@ __all__ = [
     "export",
     "export_lines",
     "iter_events",
+    "record_operator",
     "replay",
     "spreadsheet_safe",
     "verify",
@@ -151,18 +157,24 @@ def append_security(conn: Connection, *, at: datetime, draft: Draft) -> None:
         )
 
 
-def _draft_of(row: Any) -> Draft:
-    return Draft(
-        actor=row.actor,
-        role=row.role,
-        org=row.org,
-        action=row.action,
-        from_state=row.from_state,
-        to_state=row.to_state,
-        version=row.version,
-        reason=row.reason,
-        data=dict(row.data or {}),
-    )
+OPERATOR = "operator"
+
+
+def record_operator(conn: Connection, *, at: datetime, op: str, details: dict[str, Any]) -> None:
+    """Record in the ``security`` stream that the machine's operator read the log (``op``).
+
+    The operator (whoever runs ``regul audit … --operator`` on the machine, with its database
+    access) passes no auditor check: what they did is recorded, with their system login.
+    """
+    import getpass
+
+    try:
+        system_user = getpass.getuser()
+    except (OSError, KeyError):  # no login name in the environment or the password database
+        system_user = f"uid {os.getuid()}" if hasattr(os, "getuid") else "unknown"
+    data = {"op": op, "system_user": system_user, **details}
+    draft = Draft(OPERATOR, OPERATOR, "", OPERATOR, None, None, 0, "", data)
+    append_security(conn, at=at, draft=draft)
 
 
 @dataclass(frozen=True)
@@ -190,32 +202,93 @@ class VerifyReport:
         return not self.findings
 
 
-class _StreamCheck:
-    """Walks one stream in id order, remembering the first break."""
+class _CaseRow(NamedTuple):
+    """What the case row says: its chain's head and what a replay of the chain must give."""
 
-    def __init__(self, name: str, case_id: int | None, head_seq: int) -> None:
-        self.name, self.case_id, self.head_seq = name, case_id, head_seq
+    kind: str
+    state: str
+    version: int
+    fields: Any  # as the driver gives it: JSON text on SQLite
+    head_seq: int
+    head_hash: str
+
+
+class _Stream:
+    """Walks one stream in id order: the chain, and for a case the replay of its facts."""
+
+    __slots__ = ("case", "fields", "finding", "hash", "head_seq", "machine", "name",
+                 "past_head", "seq", "state", "version")  # fmt: skip
+
+    def __init__(
+        self, name: str, case: _CaseRow | None, machine: _Machine | None, head_seq: int
+    ) -> None:
+        self.name, self.case, self.machine, self.head_seq = name, case, machine, head_seq
+        self.seq, self.hash = 0, GENESIS
         self.past_head: tuple[int, int] | None = None  # (id, seq) of the first event past the head
-        self.seq, self.hash, self.events = 0, GENESIS, 0
         self.finding: Finding | None = None
+        self.state: str | None = None
+        self.version = 0
+        self.fields: dict[str, Any] = {}
 
-    def feed(self, row: Any) -> None:
-        self.events += 1
-        if row.seq > self.head_seq and self.past_head is None:
-            self.past_head = (row.id, row.seq)
-        if self.finding:
+    def check(self, row: tuple[Any, ...], sqlite: bool) -> None:
+        """Recompute one event's hash from its stored columns and link it to the one before."""
+        (event_id, key, seq, at, actor, role, org, action, src, dest, version, reason, data,
+         prev, digest) = row  # fmt: skip
+        try:
+            if sqlite:
+                at = _sqlite_stamp(at)
+                data = _decode(data) if type(data) is str else data  # a number if so stored
+            if type(data) is not dict:
+                raise _Malformed(f"its data is {type(data).__name__}, not a JSON object")
+            body = _dumps(
+                {"case": key, "seq": seq, "at": at, "actor": actor, "role": role, "org": org,
+                 "action": action, "from": src, "to": dest, "version": version,
+                 "reason": reason, "data": data}
+            )  # fmt: skip
+            expected = _sha256(prev.encode("ascii") + body.encode()).hexdigest()
+        except Exception as exc:  # any unreadable column is the finding itself
+            why = exc.message if isinstance(exc, _Malformed) else _unreadable(exc)
+            self.finding = Finding(self.name, event_id, seq, f"malformed event: {why}")
             return
-        expected = chain_hash(self.hash, canonical(row.case_id, row.seq, row.at, _draft_of(row)))
-        if row.seq != self.seq + 1:
-            problem = f"sequence {row.seq} where {self.seq + 1} was due (deleted or reordered)"
-        elif row.prev_hash != self.hash:
+        if seq != self.seq + 1:
+            problem = f"sequence {seq} where {self.seq + 1} was due (deleted or reordered)"
+        elif prev != self.hash:
             problem = "its previous hash does not match the event before it (inserted or removed)"
-        elif row.hash != expected:
+        elif digest != expected:
             problem = "its content does not match its hash (edited)"
+        elif self.case is not None and (wrong := self.replay(action, dest, version, data)):
+            problem = f"replaying the case: {wrong}"
         else:
-            self.seq, self.hash = row.seq, row.hash
+            self.seq, self.hash = seq, digest
+            if seq > self.head_seq and self.past_head is None:
+                self.past_head = (event_id, seq)
             return
-        self.finding = Finding(self.name, row.id, row.seq, problem)
+        self.finding = Finding(self.name, event_id, seq, problem)
+
+    def replay(self, action: str, dest: Any, version: Any, data: dict[str, Any]) -> str | None:
+        """Replay one event's recorded facts; what is wrong with it, if anything."""
+        machine = self.machine
+        if action == "opened":
+            fields = data.get("fields")
+            self.state, self.version = dest, version
+            self.fields = dict(fields) if isinstance(fields, dict) else {}
+            if machine is not None and dest != machine.initial:
+                return f"the case opens in {dest}, not in its workflow's initial state"
+        elif action == "transition":
+            trigger = data.get("trigger")
+            if machine is not None:
+                reached = machine.fire(self.state or "", str(trigger))
+                if reached is None:
+                    return f"its workflow has no trigger {trigger!r} from {self.state}"
+                if reached != dest:
+                    return f"it records {dest} but the workflow leads to {reached}"
+            self.state, self.version = dest, version
+            values = data.get("fields")
+            if values:
+                self.fields[str(trigger)] = values
+        elif action in VERSIONED_ACTIONS:
+            self.version = version
+        return None
 
     def close(self, head_seq: int, head_hash: str) -> Finding | None:
         if self.finding:
@@ -236,45 +309,232 @@ class _StreamCheck:
                 f"the stream ends at sequence {self.seq} but its head says {head_seq} "
                 "(events deleted from the end, or the head was altered)",
             )
+        case = self.case
+        if case is None:
+            return None
+        try:
+            fields = _loads(case.fields) if isinstance(case.fields, str) else case.fields
+        except ValueError:
+            fields = None
+        if (self.state, self.version, self.fields) != (case.state, case.version, fields):
+            other = " and other fields" if fields != self.fields else ""
+            return Finding(
+                self.name,
+                None,
+                None,
+                f"the case row says state {case.state}, version {case.version}{other} but a "
+                f"replay of its chain gives state {self.state}, version {self.version} (the "
+                "case row was altered)",
+            )
         return None
 
 
-def verify(conn: Connection, *, case_id: int | None = None, batch: int = 5000) -> VerifyReport:
-    """Check every stream (or one case's) against its chain and its head."""
-    heads: dict[int | None, tuple[int, str]] = {}
-    case_query = sa.select(_CASE.c.id, _CASE.c.audit_seq, _CASE.c.audit_hash)
-    if case_id is not None:
-        case_query = case_query.where(_CASE.c.id == case_id)
-    for row in conn.execute(case_query):
-        heads[row.id] = (row.audit_seq, row.audit_hash)
+def verify(
+    conn: Connection,
+    *,
+    case_id: int | None = None,
+    batch: int = 5000,
+    registry: WorkflowRegistry | None = None,
+) -> VerifyReport:
+    """Check every stream (or one case's) against its chain, its head and its case row.
+
+    Each event's hash is recomputed from its stored columns (rows are read on the driver's
+    cursor, in keyset pages); each case's chain is replayed (recorded state, version and
+    fields; with ``registry`` every transition is also refired on its workflow) and must give
+    what the case row says. A malformed row is reported as its stream's first bad event.
+    """
+    if conn.dialect.name == "postgresql" and not conn.in_transaction():
+        # heads and events from one snapshot: a command committed in between is not a finding
+        conn.execution_options(isolation_level="REPEATABLE READ")
+    # The first statement goes through SQLAlchemy: it begins the transaction (and on SQLite
+    # its read snapshot) that the driver-cursor reads below share.
+    sec = conn.execute(
+        sa.select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.stream == SECURITY_STREAM)
+    ).first()
+    cases = _case_rows(conn, case_id)
+    heads: dict[int | None, tuple[int, str]] = {
+        key: (row.head_seq, row.head_hash) for key, row in cases.items()
+    }
     if case_id is None:
-        sec = conn.execute(
-            sa.select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.stream == SECURITY_STREAM)
-        ).first()
         heads[None] = (sec.seq, sec.hash) if sec else (0, GENESIS)
-    checks: dict[int | None, _StreamCheck] = {}
-    orphans: list[Finding] = []
-    total = 0
-    for row in iter_events(conn, case_id=case_id, batch=batch):
-        total += 1
-        if row.case_id not in heads:
-            orphans.append(Finding(f"case {row.case_id}", row.id, row.seq, "no such case"))
-            continue
-        check = checks.get(row.case_id)
-        if check is None:
-            name = SECURITY_STREAM if row.case_id is None else f"case {row.case_id}"
-            check = checks[row.case_id] = _StreamCheck(name, row.case_id, heads[row.case_id][0])
-        check.feed(row)
-    findings: list[Finding] = orphans[:1]
-    for key, (seq, digest) in heads.items():
-        check = checks.get(key) or _StreamCheck(
-            SECURITY_STREAM if key is None else f"case {key}", key, seq
-        )
-        found = check.close(seq, digest)
-        if found:
-            findings.append(found)
-    findings.sort(key=lambda f: (f.event_id is None, f.event_id or 0))
-    return VerifyReport(streams=len(heads), events=total, findings=tuple(findings))
+    walk = _Walk(heads, cases, registry, sqlite=conn.dialect.name == "sqlite")
+    for row in _raw_events(conn, case_id=case_id, batch=batch):
+        walk.feed(row)
+    return walk.report()
+
+
+class _Walk:
+    """The streams of one verification, fed the events in id order."""
+
+    def __init__(
+        self,
+        heads: dict[int | None, tuple[int, str]],
+        cases: dict[int | None, _CaseRow],
+        registry: WorkflowRegistry | None,
+        *,
+        sqlite: bool,
+    ) -> None:
+        self.heads, self.cases, self.sqlite = heads, cases, sqlite
+        self.firing = _Firing(registry) if registry is not None else None
+        self.streams: dict[int | None, _Stream] = {}
+        self.orphans: list[Finding] = []
+        self.total = 0
+
+    def _stream(self, key: int | None) -> _Stream:
+        name = SECURITY_STREAM if key is None else f"case {key}"
+        case = self.cases.get(key)
+        fire = self.firing.of(case.kind) if case is not None and self.firing else None
+        return _Stream(name, case, fire, self.heads[key][0])
+
+    def feed(self, row: tuple[Any, ...]) -> None:
+        self.total += 1
+        event_id, key, seq = row[0], row[1], row[2]
+        stream = self.streams.get(key)
+        if stream is None:
+            if key not in self.heads:
+                self.orphans.append(Finding(f"case {key}", event_id, seq, "no such case"))
+                return
+            stream = self.streams[key] = self._stream(key)
+        if stream.finding is None:
+            stream.check(row, self.sqlite)
+
+    def report(self) -> VerifyReport:
+        findings: list[Finding] = self.orphans[:1]
+        for key, (seq, digest) in self.heads.items():
+            stream = self.streams.get(key) or self._stream(key)
+            found = stream.close(seq, digest)
+            if found:
+                findings.append(found)
+        findings.sort(key=lambda f: (f.event_id is None, f.event_id or 0))
+        return VerifyReport(streams=len(self.heads), events=self.total, findings=tuple(findings))
+
+
+# Built once: json.dumps/loads would build an encoder per call (a fifth of the encoding time).
+_dumps = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+_loads = json.JSONDecoder().decode
+_sha256 = hashlib.sha256
+_scan = make_scanner(json.JSONDecoder())  # type: ignore[arg-type]  # the stub types it oddly
+
+
+def _decode(text: str) -> Any:
+    """``json.loads`` without its two Python layers; anything unusual goes through it."""
+    try:
+        value, end = _scan(text, 0)
+    except StopIteration:
+        return _loads(text)  # raises the JSONDecodeError that says what is wrong
+    return value if end == len(text) else _loads(text)
+
+
+class _Malformed(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _unreadable(exc: Exception) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"its data is not JSON ({exc.msg})"
+    if isinstance(exc, UnicodeEncodeError):
+        return "its previous hash is not hexadecimal"
+    return f"a column cannot be read ({type(exc).__name__}: {exc})"
+
+
+def _sqlite_stamp(text: Any) -> str:
+    """The canonical UTC stamp of an instant as SQLite stores it ('YYYY-MM-DD HH:MM:SS.ffffff').
+
+    The stored text is checked to be a real instant; the usual form is then rewritten, not
+    re-formatted (strftime costs more than the hash); any other form goes through ``_stamp``.
+    """
+    if not isinstance(text, str):
+        raise _Malformed(f"its time {text!r} is not an instant")
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise _Malformed(f"its time {text!r} is not an instant") from None
+    if len(text) == 26 and text[10] == " " and value.tzinfo is None:
+        return f"{text[:10]}T{text[11:]}Z"
+    return _stamp(value if value.tzinfo else value.replace(tzinfo=UTC))
+
+
+class _Machine:
+    """Where a workflow's triggers lead, asked of its static machine once per (state, trigger)."""
+
+    def __init__(self, spec: Any) -> None:
+        self.spec = spec
+        self.initial: str | None = spec.initial if spec is not None else None
+        self.known: dict[tuple[str, str], str | None] = {}
+
+    def fire(self, state: str, trigger: str) -> str | None:
+        key = (state, trigger)
+        if key not in self.known:
+            spec = self.spec
+            valid = spec is not None and spec.transition(state, trigger) is not None
+            self.known[key] = spec.fire(state, trigger) if valid else None
+        return self.known[key]
+
+
+class _Firing:
+    """One ``_Machine`` per workflow kind met during a verification."""
+
+    def __init__(self, registry: WorkflowRegistry) -> None:
+        self.registry = registry
+        self.machines: dict[str, _Machine] = {}
+
+    def of(self, kind: str) -> _Machine:
+        machine = self.machines.get(kind)
+        if machine is None:
+            spec = self.registry[kind] if kind in self.registry.kinds() else None
+            machine = self.machines[kind] = _Machine(spec)
+        return machine
+
+
+def _case_rows(conn: Connection, case_id: int | None) -> dict[int | None, _CaseRow]:
+    """The case rows on the driver's cursor (``fields`` decoded only when compared)."""
+    sqlite = conn.dialect.name == "sqlite"
+    statement = "SELECT id, kind, state, version, fields, audit_seq, audit_hash FROM regul_case"
+    params: tuple[Any, ...] = ()
+    if case_id is not None:
+        statement += " WHERE id = ?" if sqlite else " WHERE id = %s"
+        params = (case_id,)
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        rows = cursor.execute(statement, params).fetchall()
+    finally:
+        cursor.close()
+    return {row[0]: _CaseRow(*row[1:]) for row in rows}
+
+
+_RAW_COLUMNS = (
+    "id, case_id, seq, {at}, actor, role, org, action, from_state, to_state, version, reason, "
+    "data, prev_hash, hash"
+)
+_PG_AT = """to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
+
+
+def _raw_events(conn: Connection, *, case_id: int | None, batch: int) -> Iterator[tuple[Any, ...]]:
+    """Every event (or one case's) in id order as driver tuples, in keyset pages.
+
+    SQLite gives ``at`` and ``data`` as the stored text; PostgreSQL gives ``at`` already as the
+    canonical UTC stamp and ``data`` decoded from its JSONB (whose own text form is not the
+    canonical encoding: keys ordered by length, spaces).
+    """
+    sqlite = conn.dialect.name == "sqlite"
+    mark = "?" if sqlite else "%s"
+    columns = _RAW_COLUMNS.format(at="at" if sqlite else _PG_AT)
+    where = f"id > {mark}" + (f" AND case_id = {mark}" if case_id is not None else "")
+    statement = f"SELECT {columns} FROM audit_event WHERE {where} ORDER BY id LIMIT {int(batch)}"
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        last = 0
+        while True:
+            params = (last,) if case_id is None else (last, case_id)
+            rows = cursor.execute(statement, params).fetchall()
+            if not rows:
+                return
+            yield from rows
+            last = rows[-1][0]
+    finally:
+        cursor.close()
 
 
 def iter_events(
@@ -324,43 +584,69 @@ def export_record(row: Any) -> dict[str, Any]:
 
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+EXPORT_FORMATS = ("jsonl", "csv", "csv-fr")
+# A formula character at a cell's start, or after a separator either software splits on (',' or
+# ';', then blanks): a spreadsheet that splits the cell there would run what follows.
+_AFTER_SEPARATOR = re.compile(r"([,;][ \t]*)([=+\-@])")
+# In a JSON text a ',' outside a string is always followed by a space (json.dumps' default
+# separators), so a formula character right after ',' or ';' lies inside a string and may be
+# written as a \u escape; '=', '+' and '@' never occur outside strings at all.
+_JSON_AFTER_SEPARATOR = re.compile(r"(?<=[,;])-|(?<=[,;])([ \t]*)([=+@])")
 
 
 def spreadsheet_safe(value: Any) -> Any:
-    """A CSV cell that a spreadsheet will not run as a formula (CWE-1236): a quote in front.
+    """A CSV cell that a spreadsheet will not run as a formula (CWE-1236), whichever of ',' and
+    ';' it splits on: a quote in front of a formula character at the start or after a separator.
 
-    Only the CSV export does this, for the auditor who opens it in a spreadsheet; the JSON
+    Only the CSV exports do this, for the auditor who opens them in a spreadsheet; the JSON
     Lines export stays byte-exact, and it is the one the chain can be re-verified from.
     """
-    if isinstance(value, str) and value.startswith(FORMULA_START):
-        return "'" + value
-    return value
+    if not isinstance(value, str):
+        return value
+    if value.startswith(FORMULA_START):
+        value = "'" + value
+    return _AFTER_SEPARATOR.sub(r"\1'\2", value) if ("," in value or ";" in value) else value
+
+
+def _json_cell(data: Any) -> str:
+    """The ``data`` column as JSON that parses to the same value and splits into no formula."""
+    text = json.dumps(data, sort_keys=True, ensure_ascii=False)
+    if "," not in text and ";" not in text:
+        return text
+    return _JSON_AFTER_SEPARATOR.sub(
+        lambda m: "\\u002d" if m.group(0) == "-" else f"{m.group(1)}\\u{ord(m.group(2)):04x}", text
+    )
 
 
 def export_lines(rows: Iterable[Any], *, fmt: str) -> Iterator[str]:
-    """Events as JSON Lines, or CSV (header first, cells made spreadsheet-safe), line by line."""
-    if fmt not in {"jsonl", "csv"}:
-        raise InputError(f"unknown export format {fmt!r}: use jsonl or csv")
+    """Events as JSON Lines, or CSV (header first, cells made spreadsheet-safe), line by line.
+
+    ``csv`` is RFC 4180 with ','; ``csv-fr`` is what French spreadsheet software opens directly:
+    a UTF-8 byte order mark and ';' between cells.
+    """
+    if fmt not in EXPORT_FORMATS:
+        raise InputError(f"unknown export format {fmt!r}: use {', '.join(EXPORT_FORMATS)}")
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=EXPORT_COLUMNS)
-    if fmt == "csv":
+    delimiter = ";" if fmt == "csv-fr" else ","
+    writer = csv.DictWriter(buffer, fieldnames=EXPORT_COLUMNS, delimiter=delimiter)
+    if fmt != "jsonl":
         writer.writeheader()
-        yield buffer.getvalue()
+        yield ("\ufeff" if fmt == "csv-fr" else "") + buffer.getvalue()
     for row in rows:
         record = export_record(row)
         if fmt == "jsonl":
             yield json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n"
             continue
-        record["data"] = json.dumps(record["data"], sort_keys=True, ensure_ascii=False)
+        data = _json_cell(record.pop("data"))
         buffer.seek(0)
         buffer.truncate()
-        writer.writerow({k: spreadsheet_safe(v) for k, v in record.items()})
+        writer.writerow({**{k: spreadsheet_safe(v) for k, v in record.items()}, "data": data})
         yield buffer.getvalue()
 
 
 def export(rows: Iterable[Any], out: IO[str], *, fmt: str) -> int:
     """Write events as JSON Lines or CSV; returns how many were written."""
-    count = -1 if fmt == "csv" else 0  # the CSV header is a line too
+    count = 0 if fmt == "jsonl" else -1  # the CSV header is a line too
     for line in export_lines(rows, fmt=fmt):
         out.write(line)
         count += 1

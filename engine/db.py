@@ -25,7 +25,7 @@ from engine.errors import InputError, StorageError
 
 __all__ = ["HEAD_REVISION", "Database", "normalise_url"]
 
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0006"
 _MIGRATIONS = Path(__file__).parent / "migrations"
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _MISSING_PG = re.compile(r'(database|role) "([^"]+)" does not exist')
@@ -289,4 +289,7 @@ def _configure_sqlite(engine: Engine, synchronous: str) -> None:
             raise sa.exc.OperationalError("PRAGMA journal_mode", {}, Exception("readonly: no WAL"))
         cursor.execute(f"PRAGMA synchronous = {synchronous}")
         cursor.execute("PRAGMA foreign_keys = ON")
+        # REPLACE deletes the row it collides with; with recursive triggers that delete fires
+        # the append-only DELETE trigger (migration 0006 also refuses such an INSERT outright)
+        cursor.execute("PRAGMA recursive_triggers = ON")
         cursor.close()

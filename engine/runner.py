@@ -295,9 +295,9 @@ class Runner:
         case_id = self._audited_case(actor, case, "verify", via) if case else None
         with self.db.read() as conn:
             if case_id is not None:
-                return audit.verify(conn, case_id=case_id)
+                return audit.verify(conn, case_id=case_id, registry=self.registry)
             if actor.scope.kind == ScopeKind.NATIONAL:
-                return audit.verify(conn)
+                return audit.verify(conn, registry=self.registry)
         why = "a regional auditor verifies one case at a time: give a case reference"
         refusal = self.decider.refuse(actor, {"op": "verify the whole audit log", "why": why})
         self.uow.run(self.clock.now(), lambda tx: tx.apply(refusal))

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -92,6 +92,12 @@ class Settings(BaseSettings):
     )
     password_time_cost: int = Field(3, ge=1, le=20, description="argon2id passes")
     max_body_bytes: int = Field(65536, gt=0, description="largest request body the API accepts")
+    checkpoint_key: SecretStr = Field(
+        SecretStr(""), description="HMAC key of signed audit checkpoints (prefer the _file form)"
+    )
+    checkpoint_key_file: str = Field(
+        "", description="file holding the HMAC key of audit checkpoints, outside the database"
+    )
     sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
         "FULL",
         description="FULL survives a power cut with every committed transition; NORMAL is faster",

@@ -422,7 +422,7 @@ def audit_events(
     org: Annotated[str | None, Query(max_length=40)] = None,
     since: Instant = None,
     until: Instant = None,
-    fmt: Annotated[Literal["jsonl", "csv"], Query(alias="format")] = "jsonl",
+    fmt: Annotated[Literal["jsonl", "csv", "csv-fr"], Query(alias="format")] = "jsonl",
 ) -> StreamingResponse:
     """Auditors: the events in their scope, filtered by case, user, organisation and period."""
     for name, value in (("since", since), ("until", until)):
@@ -431,7 +431,7 @@ def audit_events(
     rows = svc.runner.audit_events(
         login=who.login, case=case, user=user, org=org, since=since, until=until, via=who.via
     )
-    media = "text/csv" if fmt == "csv" else "application/x-ndjson"
+    media = "application/x-ndjson" if fmt == "jsonl" else "text/csv"
     return StreamingResponse(audit.export_lines(rows, fmt=fmt), media_type=media)
 
 

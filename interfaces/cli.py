@@ -29,6 +29,7 @@ from interfaces.serve import serve
 from interfaces.users_cli import users_app
 
 if TYPE_CHECKING:
+    from engine.audit import VerifyReport
     from engine.clock import Clock
     from interfaces.app import App
 
@@ -467,22 +468,105 @@ def case_list(
     )  # fmt: skip
 
 
-@audit_app.command("verify")
-@fails_cleanly
-def audit_verify(
-    case: Annotated[str | None, typer.Option(help="Only this case.")] = None, as_json: Json = False
-) -> None:
-    """Check every chain; exit 1 and name the first bad event if anything was tampered with."""
+AuditAs = Annotated[
+    str | None,
+    typer.Option(
+        "--as",
+        help="Read as this auditor: checked, scoped and recorded as on the desk and the API "
+        "(a regional auditor sees their region; naming a case records a read in its chain).",
+    ),
+]
+Operator = Annotated[
+    bool,
+    typer.Option(
+        "--operator",
+        help="Read as the machine's operator, who holds the database itself: no auditor check, "
+        "the whole log, and the run is recorded in the security stream (action 'operator', "
+        "with the system login).",
+    ),
+]
+
+
+def _reader(user: str | None, operator: bool) -> None:
+    if (user is None) == (not operator):
+        raise InputError(
+            "say who reads the audit log: --as AUDITOR (checked and recorded as on the desk) "
+            "or --operator (the machine's operator, recorded in the security stream)"
+            if user is None
+            else "--as and --operator exclude each other: give one"
+        )
+
+
+def _as_operator(ctx: Any, op: str, **details: Any) -> int | None:
+    """Record the operator's run in the security stream; the id of the named case, if any."""
     from engine import audit
     from engine.cases import get_case
 
+    case = details.get("case")
+    with ctx.db.write() as conn:
+        case_id = get_case(conn, ctx.registry, case).id if case else None
+        audit.record_operator(
+            conn,
+            at=ctx.runner.clock.now(),
+            op=op,
+            details={k: v for k, v in details.items() if v is not None},
+        )
+    return case_id
+
+
+def _checkpoint_key(ctx: Any) -> bytes:
+    from engine.checkpoints import load_key
+
+    settings = ctx.settings
+    return load_key(
+        key=settings.checkpoint_key.get_secret_value() or None,
+        key_file=settings.checkpoint_key_file or None,
+    )
+
+
+@audit_app.command("verify")
+@fails_cleanly
+def audit_verify(
+    user: AuditAs = None,
+    operator: Operator = False,
+    case: Annotated[str | None, typer.Option(help="Only this case.")] = None,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            "--checkpoint",
+            help="Also check a signed checkpoint (regul audit checkpoint): every stream it "
+            "lists must still hold its event at that sequence with that hash.",
+        ),
+    ] = None,
+    as_json: Json = False,
+) -> None:
+    """Check every chain and replay every case; exit 1 and name the first bad event."""
+    from engine import audit, checkpoints
+    from engine.cases import get_case
+
+    _reader(user, operator)
     ctx = build_app()
-    case_id = None
-    if case:
-        with ctx.db.read() as conn:
-            case_id = get_case(conn, ctx.registry, case).id
-    with progress("verifying", None, quiet=as_json), ctx.db.read() as conn:
-        report = audit.verify(conn, case_id=case_id)
+    loaded = checkpoints.load(checkpoint) if checkpoint else None
+    key = _checkpoint_key(ctx) if loaded else None
+    with progress("verifying", None, quiet=as_json):
+        if user is not None:
+            report = ctx.runner.audit_verify(login=user, case=case, via="cli")
+            with ctx.db.read() as conn:
+                case_id = get_case(conn, ctx.registry, case).id if case else None
+        else:
+            case_id = _as_operator(
+                ctx, "verify", case=case, checkpoint=str(checkpoint) if checkpoint else None
+            )
+            with ctx.db.read() as conn:
+                report = audit.verify(conn, case_id=case_id, registry=ctx.registry)
+        if loaded is not None and key is not None:
+            with ctx.db.read() as conn:
+                extra = checkpoints.check(conn, *loaded, key=key, case_id=case_id)
+            report = audit.VerifyReport(report.streams, report.events, (*report.findings, *extra))
+    _print_report(report, as_json)
+
+
+def _print_report(report: VerifyReport, as_json: bool) -> None:
     first = report.findings[0] if report.findings else None
     if as_json:
         emit_json(
@@ -505,18 +589,71 @@ def audit_verify(
         console.print(f"audit OK: {report.events} event(s) in {report.streams} chain(s) verified")
     else:
         typer.echo(f"audit BROKEN: first bad event: {first}", err=True)
+        for finding in report.findings[1:]:
+            typer.echo(f"also: {finding}", err=True)
         typer.echo(f"{len(report.findings)} chain(s) broken of {report.streams}", err=True)
     if not report.ok:
         raise typer.Exit(1)
 
 
+@audit_app.command("checkpoint")
+@fails_cleanly
+def audit_checkpoint(
+    output: Annotated[Path, typer.Option("--output", "-o", help="The checkpoint file to write.")],
+    operator: Operator = False,
+    as_json: Json = False,
+) -> None:
+    """Sign every stream's head with the checkpoint key (run it periodically, e.g. from cron).
+
+    Needs --operator: the key is the machine's (REGUL_CHECKPOINT_KEY_FILE), kept outside the
+    database; keep the files elsewhere too. 'regul audit verify --checkpoint FILE' checks one.
+    """
+    from engine.checkpoints import write_checkpoint
+
+    if not operator:
+        raise InputError(
+            "a checkpoint is signed with the machine's key: run it as the operator, --operator"
+        )
+    ctx = build_app()
+    key = _checkpoint_key(ctx)
+    _as_operator(ctx, "checkpoint", file=str(output))
+    with ctx.db.read() as conn:
+        taken = write_checkpoint(conn, key=key, now=ctx.runner.clock.now(), path=output)
+    summary = {
+        "file": str(output),
+        "at": taken.at,
+        "cases": len(taken.cases),
+        "security_seq": taken.security[0],
+        "max_case_id": taken.max_case_id,
+    }
+    if as_json:
+        emit_json(summary)
+        return
+    console.print(
+        f"checkpoint of {len(taken.cases)} case stream(s) and the security stream "
+        f"(sequence {taken.security[0]}) signed to {output}",
+        highlight=False,
+    )
+
+
 @audit_app.command("export")
 @fails_cleanly
 def audit_export(
+    user: AuditAs = None,
+    operator: Operator = False,
     case: Annotated[str | None, typer.Option(help="Only this case.")] = None,
+    actor: Annotated[str | None, typer.Option("--user", help="Only this user's events.")] = None,
+    org: Annotated[str | None, typer.Option("--org", help="Only this organisation's.")] = None,
     since: Annotated[str | None, typer.Option(help="From this instant (ISO-8601).")] = None,
     until: Annotated[str | None, typer.Option(help="Before this instant (ISO-8601).")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="jsonl or csv.")] = "jsonl",
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="jsonl (byte-exact, re-verifiable), csv, or csv-fr (UTF-8 BOM and ';', for "
+            "French spreadsheet software).",
+        ),
+    ] = "jsonl",
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="File (default stdout).")
     ] = None,
@@ -524,24 +661,32 @@ def audit_export(
 ) -> None:
     """Write audit events as JSON Lines or CSV, for one case or a time range."""
     from engine import audit
-    from engine.cases import get_case
 
-    if fmt not in {"jsonl", "csv"}:
-        raise InputError(f"--format {fmt!r}: use jsonl or csv")
+    if fmt not in audit.EXPORT_FORMATS:
+        raise InputError(f"--format {fmt!r}: use {', '.join(audit.EXPORT_FORMATS)}")
+    _reader(user, operator)
     start, end = _instant(since, "--since"), _instant(until, "--until")
     if start and end and start >= end:
         raise InputError("--since must be before --until")
+    if output is not None and not output.parent.is_dir():
+        raise InputError(f"--output {output}: the folder {output.parent} does not exist")
     ctx = build_app()
-    with ctx.db.read() as conn:
-        case_id = get_case(conn, ctx.registry, case).id if case else None
-        rows = audit.iter_events(conn, case_id=case_id, since=start, until=end)
-        handle = _open_output(output) if output else sys.stdout
-        try:
-            with progress("exporting", None, quiet=as_json or output is None) as tick:
-                count = audit.export(_ticking(rows, tick), handle, fmt=fmt)
-        finally:
-            if output:
-                handle.close()
+    filters = {"since": start, "until": end, "actor": actor, "org": org}
+    if user is not None:
+        rows = ctx.runner.audit_events(
+            login=user, case=case, user=actor, org=org, since=start, until=end, via="cli"
+        )
+    else:
+        shown = {k: v.isoformat() if isinstance(v, datetime) else v for k, v in filters.items()}
+        case_id = _as_operator(ctx, "export", case=case, **shown)
+        rows = _operator_rows(ctx, case_id, filters)
+    handle = _open_output(output) if output else sys.stdout
+    try:
+        with progress("exporting", None, quiet=as_json or output is None) as tick:
+            count = audit.export(_ticking(rows, tick), handle, fmt=fmt)
+    finally:
+        if output:
+            handle.close()
     if output:
         summary = {"events": count, "file": str(output), "format": fmt}
         emit_json(summary) if as_json else console.print(f"{count} events written to {output}")
@@ -557,6 +702,13 @@ def _open_output(path: Path) -> Any:
         return path.open("w", encoding="utf-8", newline="")
     except OSError as exc:
         raise InputError(f"-o {path}: cannot write it ({exc.strerror}); choose another") from None
+
+
+def _operator_rows(ctx: Any, case_id: int | None, filters: dict[str, Any]) -> Iterator[Any]:
+    from engine import audit
+
+    with ctx.db.read() as conn:
+        yield from audit.iter_events(conn, case_id=case_id, **filters)
 
 
 def _ticking(rows: Iterator[Any], tick: Callable[[int], None]) -> Iterator[Any]:

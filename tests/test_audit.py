@@ -411,10 +411,10 @@ def cli(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> A
 
 def test_cli_verify_clean_log_exits_zero(ctx: Ctx, log: Log, cli: Any) -> None:
     """`regul audit verify` on an untouched log says OK with the counts and exits 0."""
-    result = cli("audit", "verify")
+    result = cli("audit", "verify", "--as", "auditeur")
     assert result.exit_code == 0, result.output
     assert "audit OK: 17 event(s) in 4 chain(s) verified" in result.stdout
-    data = json.loads(cli("audit", "verify", "--json").stdout)
+    data = json.loads(cli("audit", "verify", "--as", "auditeur", "--json").stdout)
     assert data == {
         "ok": True,
         "streams": 4,
@@ -431,14 +431,14 @@ def test_cli_verify_tampered_log_exits_one_naming_first_bad_event(
     target = log.event(ctx, "ppe", 2)
     with triggers_dropped(ctx) as conn:
         conn.execute(EVENTS.update().where(EVENTS.c.id == target.id).values(reason="rien"))
-    result = cli("audit", "verify")
+    result = cli("audit", "verify", "--as", "auditeur")
     assert result.exit_code == 1
     assert (
         f"audit BROKEN: first bad event: {log.stream('ppe')}: event id {target.id} (seq 2): "
         "its content does not match its hash (edited)"
     ) in result.stderr
     assert "1 chain(s) broken of 4" in result.stderr
-    as_json = cli("audit", "verify", "--json")
+    as_json = cli("audit", "verify", "--as", "auditeur", "--json")
     assert as_json.exit_code == 1
     data = json.loads(as_json.stdout)
     assert data["ok"] is False
@@ -450,8 +450,9 @@ def test_cli_verify_tampered_log_exits_one_naming_first_bad_event(
         "problem": "its content does not match its hash (edited)",
     }
     # One case at a time: the tampered one fails, another passes.
-    assert cli("audit", "verify", "--case", log.cases["ppe"].reference).exit_code == 1
-    assert cli("audit", "verify", "--case", log.cases["ecmo"].reference).exit_code == 0
+    one = ("audit", "verify", "--as", "auditeur-occ", "--case")
+    assert cli(*one, log.cases["ppe"].reference).exit_code == 1
+    assert cli(*one, log.cases["ecmo"].reference).exit_code == 0
 
 
 @pytest.mark.parametrize("which", ["missing", "other-kind"])
@@ -459,7 +460,7 @@ def test_cli_verify_unknown_case_is_not_found(ctx: Ctx, log: Log, cli: Any, whic
     """`regul audit verify --case` on a case that does not exist is an error, not 'audit OK'."""
     ppe = log.cases["ppe"].reference
     reference = "ECMO-999999" if which == "missing" else ppe.replace("EPI", "TRF")
-    result = cli("audit", "verify", "--case", reference)
+    result = cli("audit", "verify", "--as", "auditeur", "--case", reference)
     assert result.exit_code == 3, result.output
     assert f"no case {reference}" in result.stderr
     assert "audit OK" not in result.output
@@ -592,13 +593,13 @@ def test_export_writes_every_column_and_verifies_offline(ctx: Ctx, log: Log, fmt
 
 def test_export_refuses_unknown_format(ctx: Ctx, log: Log) -> None:
     """engine.audit.export with a format other than jsonl or csv says which ones exist."""
-    with pytest.raises(InputError, match="unknown export format 'xml': use jsonl or csv"):
+    with pytest.raises(InputError, match="unknown export format 'xml': use jsonl, csv, csv-fr"):
         audit.export([], io.StringIO(), fmt="xml")
 
 
 def test_cli_export_one_case(ctx: Ctx, log: Log, cli: Any) -> None:
     """`regul audit export --case REF` writes exactly that case's events, seq 1 to n, as JSON Lines."""
-    result = cli("audit", "export", "--case", log.cases["ecmo"].reference)
+    result = cli("audit", "export", "--operator", "--case", log.cases["ecmo"].reference)
     assert result.exit_code == 0, result.output
     records = read_jsonl(result.stdout)
     assert records == [expected_record(row) for row in log.events(ctx, "ecmo")]
@@ -615,6 +616,8 @@ def test_cli_export_time_range(ctx: Ctx, log: Log, cli: Any) -> None:
     result = cli(
         "audit",
         "export",
+        "--as",
+        "auditeur",
         "--since",
         since.isoformat(),
         "--until",
@@ -632,6 +635,8 @@ def test_cli_export_time_range(ctx: Ctx, log: Log, cli: Any) -> None:
     shifted = cli(
         "audit",
         "export",
+        "--as",
+        "auditeur",
         "--since",
         paris.strftime("%Y-%m-%dT%H:%M:%S+01:00"),
         "--until",
@@ -639,8 +644,9 @@ def test_cli_export_time_range(ctx: Ctx, log: Log, cli: Any) -> None:
     )
     assert read_jsonl(shifted.stdout) == records
     # Only --since, or only --until, works alone too.
-    tail = read_jsonl(cli("audit", "export", "--since", until.isoformat()).stdout)
-    head = read_jsonl(cli("audit", "export", "--until", since.isoformat()).stdout)
+    export = ("audit", "export", "--as", "auditeur")
+    tail = read_jsonl(cli(*export, "--since", until.isoformat()).stdout)
+    head = read_jsonl(cli(*export, "--until", since.isoformat()).stdout)
     assert [r["id"] for r in head + records + tail] == [row.id for row in rows]
 
 
@@ -648,7 +654,15 @@ def test_cli_export_csv_to_file(ctx: Ctx, log: Log, cli: Any, tmp_path: Path) ->
     """--format csv --output FILE writes the case's events to the file and says how many."""
     target = tmp_path / "export" / "ppe.csv"
     target.parent.mkdir()
-    args = ["audit", "export", "--case", log.cases["ppe"].reference, "--format", "csv"]
+    args = [
+        "audit",
+        "export",
+        "--operator",
+        "--case",
+        log.cases["ppe"].reference,
+        "--format",
+        "csv",
+    ]
     result = cli(*args, "--output", str(target))
     assert result.exit_code == 0, result.output
     assert "5 events written to" in result.stdout
@@ -663,7 +677,7 @@ def test_cli_export_csv_to_file(ctx: Ctx, log: Log, cli: Any, tmp_path: Path) ->
 @pytest.mark.parametrize(
     "bad",
     [
-        (["--format", "xml"], 2, "--format 'xml': use jsonl or csv"),
+        (["--format", "xml"], 2, "--format 'xml': use jsonl, csv, csv-fr"),
         (["--since", "notadate"], 2, "--since 'notadate' is not an ISO-8601 instant"),
         (["--until", "demain"], 2, "--until 'demain' is not an ISO-8601 instant"),
         (
@@ -682,7 +696,7 @@ def test_cli_export_bad_input_is_one_line_error(
     """Bad export options exit non-zero with one 'error:' line naming the problem; no file is made."""
     args, code, message = bad
     target = tmp_path / "never.jsonl"
-    result = cli("audit", "export", *args, "--output", str(target))
+    result = cli("audit", "export", "--operator", *args, "--output", str(target))
     assert result.exit_code == code, result.output
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
@@ -690,7 +704,7 @@ def test_cli_export_bad_input_is_one_line_error(
     assert lines[0].startswith("error: ")
     assert message in lines[0]
     assert not target.exists()
-    as_json = cli("audit", "export", *args, "--json")
+    as_json = cli("audit", "export", "--operator", *args, "--json")
     assert as_json.exit_code == code
     assert message in json.loads(as_json.stdout)["message"]
 
@@ -758,3 +772,350 @@ def test_log_timestamps_follow_the_injected_clock(ctx: Ctx, log: Log) -> None:
     rows = log.events(ctx)
     assert rows[0].at == START
     assert [row.at for row in rows] == [START + i * STEP for i in range(len(rows))]
+
+
+# -- the log against its owner -------------------------------------------------------------
+
+
+def test_insert_or_replace_cannot_rewrite_an_event(ctx: Ctx, log: Log) -> None:
+    """SQLite: INSERT OR REPLACE / REPLACE INTO / an upsert on an existing event's id or (case,
+    seq) is refused, even from a plain sqlite3 connection without Régul's pragmas."""
+    if not ctx.db.is_sqlite:
+        pytest.skip("REPLACE is SQLite's; PostgreSQL's upsert is an UPDATE, refused by 0001")
+    import sqlite3
+
+    target = log.event(ctx, "ecmo", 2)
+    forged = forged_row(
+        case_id=target.case_id, seq=2, prev_hash=target.prev_hash, at=target.at, reason="autre"
+    )
+    columns = ", ".join(["id", *forged])
+    marks = ", ".join("?" for _ in range(len(forged) + 1))
+    values = [
+        target.id,
+        *(json.dumps(v) if k == "data" else v for k, v in forged.items()),
+    ]
+    values[list(forged).index("at") + 1] = target.at.strftime("%Y-%m-%d %H:%M:%S.%f")
+    before = ctx.snapshot()
+    path = ctx.db.url.split("///", 1)[1]
+    statements = [
+        (f"INSERT OR REPLACE INTO audit_event ({columns}) VALUES ({marks})", values),
+        (f"REPLACE INTO audit_event ({columns}) VALUES ({marks})", values),
+        (f"INSERT OR REPLACE INTO audit_event ({columns}) VALUES ({marks})", [None, *values[1:]]),
+        (
+            f"INSERT INTO audit_event ({columns}) VALUES ({marks}) "
+            "ON CONFLICT(id) DO UPDATE SET reason = excluded.reason",
+            values,
+        ),
+    ]
+
+    def run(statement: str, params: list[Any]) -> None:
+        raw = sqlite3.connect(path)
+        try:
+            raw.execute(statement, params)
+            raw.commit()
+        finally:
+            raw.close()
+
+    for statement, params in statements:
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            run(statement, params)
+    assert ctx.snapshot() == before
+    assert verify(ctx).ok
+
+
+def test_engine_connections_turn_recursive_triggers_on(ctx: Ctx) -> None:
+    """SQLite: the engine's connections run with recursive_triggers, so a REPLACE's implicit
+    delete meets the append-only DELETE trigger too."""
+    if not ctx.db.is_sqlite:
+        pytest.skip("a SQLite pragma")
+    with ctx.db.read() as conn:
+        assert conn.exec_driver_sql("PRAGMA recursive_triggers").scalar_one() == 1
+
+
+@pytest.fixture
+def as_app_role(ctx: Ctx) -> Iterator[Any]:
+    """A Database connected as regul_app, the non-owner role migration 0006 creates."""
+    if ctx.db.is_sqlite:
+        pytest.skip("a PostgreSQL role")
+    from engine.db import Database
+
+    url = ctx.db.url.replace("postgresql+psycopg://", "postgresql+psycopg://regul_app@", 1)
+    db = Database(url)
+    yield db
+    db.dispose()
+
+
+@pytest.mark.parametrize(
+    ("statement", "refusal"),
+    [
+        ("UPDATE audit_event SET reason = 'réécrit'", "permission denied"),
+        ("DELETE FROM audit_event WHERE seq = 3", "permission denied"),
+        ("TRUNCATE audit_event", "permission denied"),
+        ("SET session_replication_role = replica", "permission denied"),
+        ("ALTER TABLE audit_event DISABLE TRIGGER ALL", "must be owner"),
+        ("DROP TRIGGER audit_event_append_only ON audit_event", "must be owner"),
+        (
+            "INSERT INTO audit_event SELECT * FROM audit_event WHERE seq = 1 "
+            "ON CONFLICT (id) DO UPDATE SET reason = 'x'",
+            "permission denied",
+        ),
+    ],
+    ids=["update", "delete", "truncate", "replica", "disable", "drop", "upsert"],
+)
+def test_app_role_cannot_touch_the_log(
+    ctx: Ctx, log: Log, as_app_role: Any, statement: str, refusal: str
+) -> None:
+    """PostgreSQL: as regul_app no UPDATE, DELETE, TRUNCATE, trigger switch or replica trick
+    gets through; nothing changes."""
+    before = ctx.snapshot()
+    with pytest.raises(sa.exc.DBAPIError, match=refusal), as_app_role.engine.begin() as conn:
+        conn.execute(sa.text(statement))
+    assert ctx.snapshot() == before
+    assert verify(ctx).ok
+
+
+def test_app_role_runs_the_engine(ctx: Ctx, as_app_role: Any) -> None:
+    """PostgreSQL: Régul works as regul_app: open, advance, refuse, read, verify."""
+    from engine.runner import Runner
+
+    runner = Runner(as_app_role, ctx.registry, ctx.clock)
+    case = runner.open_case(
+        kind="ecmo",
+        login=f"etab-{TOULOUSE}",
+        org=TOULOUSE,
+        fields={"patient_ref": "PAT-0101", "mode": "VV"},
+    )
+    case = runner.advance(
+        reference=case.reference, trigger="escalate", login=f"etab-{TOULOUSE}", reason="r"
+    )
+    with pytest.raises(NotPermitted):
+        runner.open_case(
+            kind="ecmo", login="ars-occ", org=TOULOUSE, fields={"patient_ref": "PAT-0102"}
+        )
+    runner.show(case.reference, login="umac-sud")
+    assert runner.audit_verify(login="auditeur").ok
+    assert as_app_role.revision() == "0006"
+
+
+# -- verify: malformed rows, replay against the case row -----------------------------------
+
+
+def _insert_raw(ctx: Ctx, case: CaseView, *, seq: int, at: str, data: str) -> int:
+    """An event row written straight into the table, columns as given."""
+    with ctx.db.engine.begin() as conn:
+        cast = "CAST(:data AS jsonb)" if not ctx.db.is_sqlite else ":data"
+        at_value = ":at" if ctx.db.is_sqlite else "CAST(:at AS timestamptz)"
+        return int(
+            conn.execute(
+                sa.text(
+                    "INSERT INTO audit_event (case_id, seq, at, actor, role, org, action, "
+                    "from_state, to_state, version, reason, data, prev_hash, hash) VALUES "
+                    f"(:case, :seq, {at_value}, 'ccs', 'ccs', 'CCS', 'read', NULL, NULL, 1, '', "
+                    f"{cast}, :prev, :hash) RETURNING id"
+                ),
+                {"case": case.id, "seq": seq, "at": at, "data": data, "prev": "0" * 64,
+                 "hash": "f" * 64},
+            ).scalar_one()
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("at", "data", "problem"),
+    [
+        ("2026-11-22 12:00:00.000000", "[1, 2]", "its data is list, not a JSON object"),
+        ("2026-11-22 12:00:00.000000", "42", "its data is int, not a JSON object"),
+        ("pas une date", "{}", "its time 'pas une date' is not an instant"),
+        ("2026-11-22 12:00:00.000000", "{not json", "its data is not JSON"),
+    ],
+    ids=["list", "number", "at", "not-json"],
+)
+def test_malformed_row_is_the_first_bad_event(
+    ctx: Ctx, log: Log, cli: Any, at: str, data: str, problem: str
+) -> None:
+    """An event whose data is not an object, or whose time is unreadable, is named as its
+    stream's first bad event by verify and the CLI: never a traceback."""
+    if not ctx.db.is_sqlite and (at == "pas une date" or data == "{not json"):
+        pytest.skip("PostgreSQL's column types refuse this row")
+    case = log.cases["ppe"]
+    event_id = _insert_raw(ctx, case, seq=case.audit_seq + 1, at=at, data=data)
+    (first,) = verify(ctx).findings
+    assert (first.stream, first.event_id, first.seq) == (log.stream("ppe"), event_id, 6)
+    assert first.problem.startswith("malformed event: ")
+    assert problem in first.problem
+    result = cli("audit", "verify", "--as", "auditeur")
+    assert result.exit_code == 1
+    assert f"first bad event: {log.stream('ppe')}: event id {event_id} (seq 6)" in result.stderr
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"state": "closed"}, {"version": 3}, {"fields": {"patient_ref": "PAT-9999", "mode": "VA"}}],
+    ids=["state", "version", "fields"],
+)
+def test_case_row_disagreeing_with_its_replay_is_reported(
+    ctx: Ctx, log: Log, change: dict[str, Any]
+) -> None:
+    """A case row whose state, version or fields differ from a replay of its chain is reported
+    at the end of that stream; the other streams stay clean."""
+    case = log.cases["transfer"]
+    with ctx.db.engine.begin() as conn:
+        conn.execute(CASES.update().where(CASES.c.id == case.id).values(change))
+    for registry in (None, REGISTRY):
+        with ctx.db.read() as conn:
+            report = audit.verify(conn, registry=registry)
+        (first,) = report.findings
+        assert (first.stream, first.event_id) == (log.stream("transfer"), None)
+        assert "a replay of its chain gives state national_regulation" in first.problem
+        assert "case row was altered" in first.problem
+
+
+def test_forged_transition_the_workflow_forbids_is_named(ctx: Ctx, log: Log) -> None:
+    """A forged event correctly chained, with the case's head and state moved to it, passes the
+    chain but not the replay on the workflow: verify with the registry names it."""
+    case = log.cases["ecmo"]
+    last = log.events(ctx, "ecmo")[-1]
+    forged = forged_row(
+        case_id=case.id, seq=last.seq + 1, prev_hash=last.hash, at=ctx.clock.now(),
+        from_state="closed", to_state="umac_review", version=case.version + 1,
+        data={"trigger": "escalate", "fields": {}},
+    )  # fmt: skip
+    with ctx.db.engine.begin() as conn:  # INSERT is allowed: the log is append-only
+        forged_id = conn.execute(EVENTS.insert().returning(EVENTS.c.id), forged).scalar_one()
+        conn.execute(
+            CASES.update()
+            .where(CASES.c.id == case.id)
+            .values(audit_seq=forged["seq"], audit_hash=forged["hash"], state="umac_review",
+                    version=case.version + 1)
+        )  # fmt: skip
+    assert verify(ctx).ok  # the recorded facts agree with the row: only the workflow tells
+    with ctx.db.read() as conn:
+        (first,) = audit.verify(conn, registry=REGISTRY).findings
+    assert (first.stream, first.event_id, first.seq) == (log.stream("ecmo"), forged_id, 7)
+    assert first.problem == "replaying the case: its workflow has no trigger 'escalate' from closed"
+
+
+# -- the CLI as auditor or operator --------------------------------------------------------
+
+
+def security_events(ctx: Ctx) -> list[Any]:
+    return [e for e in Log({}).events(ctx) if e.case_id is None]
+
+
+@pytest.mark.parametrize("command", [["verify"], ["export"]])
+def test_cli_audit_needs_a_reader(ctx: Ctx, log: Log, cli: Any, command: list[str]) -> None:
+    """`regul audit verify|export` without --as or --operator (or with both) is an input error
+    that writes nothing."""
+    before = ctx.snapshot()
+    for extra in ([], ["--as", "auditeur", "--operator"]):
+        result = cli("audit", *command, *extra)
+        assert result.exit_code == 2, result.output
+        assert "--as" in result.stderr
+        assert "--operator" in result.stderr
+    assert ctx.snapshot() == before
+
+
+@pytest.mark.parametrize("command", [["verify"], ["export"]])
+def test_cli_audit_refuses_a_non_auditor_and_records_it(
+    ctx: Ctx, log: Log, cli: Any, command: list[str]
+) -> None:
+    """A non-auditor is refused (exit 5) and the refusal is recorded in the security stream."""
+    before = security_events(ctx)
+    result = cli("audit", *command, "--as", "ars-occ")
+    assert result.exit_code == 5, result.output
+    assert "role ars does not audit" in result.stderr
+    after = security_events(ctx)
+    assert len(after) == len(before) + 1
+    assert (after[-1].actor, after[-1].action) == ("ars-occ", "refused")
+    assert verify(ctx).ok
+
+
+def test_cli_regional_auditor_is_limited_to_their_region(ctx: Ctx, log: Log, cli: Any) -> None:
+    """A regional auditor exports only their region's cases, may not verify the whole log
+    (refusal recorded), and verifying a named case records a read in its chain."""
+    paris = ctx.open(hospital="789900001")
+    rows = read_jsonl(cli("audit", "export", "--as", "auditeur-occ").stdout)
+    assert {r["case_id"] for r in rows} == {c.id for c in log.cases.values()}
+    national = read_jsonl(cli("audit", "export", "--as", "auditeur").stdout)
+    assert paris.id in {r["case_id"] for r in national}
+    refused = cli("audit", "verify", "--as", "auditeur-occ")
+    assert refused.exit_code == 5
+    assert security_events(ctx)[-1].actor == "auditeur-occ"
+    ecmo = log.cases["ecmo"]
+    assert cli("audit", "verify", "--as", "auditeur-occ", "--case", ecmo.reference).exit_code == 0
+    last = log.events(ctx, "ecmo")[-1]
+    assert (last.actor, last.action, last.data["read"]) == ("auditeur-occ", "read", "audit verify")
+    outside = cli("audit", "verify", "--as", "auditeur-occ", "--case", paris.reference)
+    assert outside.exit_code == 3
+
+
+def test_cli_operator_mode_is_recorded(ctx: Ctx, log: Log, cli: Any) -> None:
+    """--operator passes no auditor check and is recorded in the security stream, with what it
+    did and the system login; naming a case leaves that case's chain alone."""
+    ecmo = log.cases["ecmo"]
+    before = len(log.events(ctx, "ecmo"))
+    result = cli("audit", "verify", "--operator", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["events"] == 18  # the 17 and the operator's record
+    hospital = f"etab-{TOULOUSE}"
+    exported = cli("audit", "export", "--operator", "--case", ecmo.reference, "--user", hospital)
+    assert exported.exit_code == 0, exported.output
+    assert {r["actor"] for r in read_jsonl(exported.stdout)} == {hospital}
+    first, second = security_events(ctx)[-2:]
+    assert (first.actor, first.role, first.action) == ("operator", "operator", "operator")
+    assert first.data["op"] == "verify"
+    assert first.data["system_user"]
+    assert second.data["op"] == "export"
+    assert (second.data["case"], second.data["actor"]) == (ecmo.reference, hospital)
+    assert len(log.events(ctx, "ecmo")) == before
+    assert verify(ctx).ok
+
+
+# -- CSV for either separator --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["csv", "csv-fr"])
+def test_csv_cells_split_into_no_formula(ctx: Ctx, log: Log, fmt: str) -> None:
+    """A cell like 'x;=1+1;y' (a login anyone can plant) splits into no formula whether the
+    spreadsheet splits on ',' or ';'; csv-fr has a BOM and ';'; data still parses to itself."""
+    planted = "x;=1+1;y,+2,@SUM(A1)"
+    with pytest.raises(NotPermitted):
+        ctx.runner.advance(
+            reference=log.cases["transfer"].reference, trigger="reject", login="ars-occ",
+            reason=planted,
+        )  # fmt: skip
+    with ctx.db.engine.begin() as conn:  # a planted value inside data, too
+        row = forged_row(case_id=None, seq=2, prev_hash="0" * 64, at=ctx.clock.now(),
+                         data={"login": planted, "n": [1, -2]})  # fmt: skip
+        conn.execute(EVENTS.insert(), row)
+    rows = log.events(ctx)
+    text = "".join(audit.export_lines(rows, fmt=fmt))
+    if fmt == "csv-fr":
+        assert text.startswith("\ufeffid;case_id;seq;")
+        text = text[1:]
+    for separator in (",", ";"):
+        for line in text.splitlines():
+            for piece in line.split(separator):
+                cell = piece.strip().strip('"').strip()
+                assert not cell.startswith(("=", "+", "@")), (separator, line)
+                assert not (cell.startswith("-") and not cell[1:2].isdigit()), (separator, line)
+    parsed = list(csv.DictReader(io.StringIO(text), delimiter=";" if fmt == "csv-fr" else ","))
+    assert [r["id"] for r in parsed] == [str(r.id) for r in rows]
+    assert [json.loads(r["data"]) for r in parsed] == [dict(r.data) for r in rows]
+    refusal = next(r for r in parsed if planted.split(";", maxsplit=1)[0] in r["reason"])
+    assert refusal["reason"] == "x;'=1+1;y,'+2,'@SUM(A1)"
+
+
+def test_cli_and_api_export_csv_fr(ctx: Ctx, log: Log, cli: Any, web: Any) -> None:
+    """`--format csv-fr` on the CLI and `format=csv-fr` on the API give the same BOM'd ';' file."""
+    result = cli("audit", "export", "--as", "auditeur", "--format", "csv-fr")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("\ufeffid;case_id;seq;at;")
+    assert result.stdout.count("\n") == 1 + len(log.events(ctx))
+    answer = web.client.get(
+        "/api/v1/audit/events", params={"format": "csv-fr"}, headers=web.token("auditeur")
+    )
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/csv")
+    assert answer.text.startswith("\ufeffid;case_id;seq;at;")
+    assert answer.text.count("\n") == 1 + len(log.events(ctx))

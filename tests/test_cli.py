@@ -176,7 +176,7 @@ def test_open_advance_show_history_list(ctx: Ctx, database_url: str) -> None:
             "unknown workflow 'picnic'",
         ),
         (["case", "list", "--kind", "ecmo", "--state", "flying"], 3, "no state 'flying'"),
-        (["audit", "export", "--since", "yesterday"], 2, "not an ISO-8601 instant"),
+        (["audit", "export", "--operator", "--since", "yesterday"], 2, "not an ISO-8601 instant"),
     ],
 )
 def test_bad_input_one_line_error_nonzero_exit_nothing_written(
@@ -289,5 +289,5 @@ def test_demo_plays_and_verifies(tmp_path: Path) -> None:
         "transfer": 12 + 2,
     }
     assert summary["refusals"] > 0
-    code, out, _ = regul(f"sqlite:///{db}", "audit", "verify", "--json")
+    code, out, _ = regul(f"sqlite:///{db}", "audit", "verify", "--operator", "--json")
     assert json.loads(out)["ok"] is True

@@ -45,6 +45,12 @@ ACTIONS: dict[str, str] = {
     Action.EXTEND: "Prolongation",
     Action.DEADLINE_NOOP: "Échéance sans effet",
     Action.OVERDUE: "Retard",
+    # the security stream's own events (accounts, the operator's audit commands)
+    "operator": "Commande d'exploitation",
+    "login_failed": "Échec de connexion",
+    "login_ceiling": "Plafond d'échecs de connexion atteint",
+    "login_unlocked": "Déblocage de connexion",
+    "login_csrf": "Formulaire de connexion refusé",
 }
 ROLES: dict[str, str] = {
     Role.ESTABLISHMENT: "Établissement",
