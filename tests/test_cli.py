@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
+from freezegun import freeze_time
 from typer.testing import CliRunner
 
 from engine.db import HEAD_REVISION
 from interfaces.cli import app
-from tests.conftest import TOULOUSE, Ctx
+from tests.conftest import START, TOULOUSE, Ctx
 
 CLI = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def frozen() -> Iterator[None]:
+    """The CLI reads the system clock: pin it (freezegun, ticking) to the engine tests' START."""
+    assert psycopg.pq.__impl__  # the driver's C module loads before freezegun patches datetime
+    with freeze_time(START, tick=True):
+        yield
 
 
 def regul(url: str, *args: str) -> tuple[int, str, str]:
