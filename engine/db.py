@@ -62,6 +62,9 @@ class Database:
         kwargs: dict[str, Any] = {}
         if self.dialect == "postgresql":
             kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False)
+            # every transaction ends in a commit or a rollback of its own (``_transaction``):
+            # the pool's ROLLBACK on return would be one more round trip per command
+            kwargs.update(pool_reset_on_return=None)
         self.engine: Engine = sa.create_engine(self.url, **kwargs)
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine, sqlite_synchronous)

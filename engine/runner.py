@@ -138,6 +138,8 @@ class Runner:
         now = self.clock.now()
 
         def work(tx: Tx) -> CaseView | Outcome:
+            if locks is not None and not isinstance(login, Actor):
+                tx.prefetch(login, locks)  # the actor and the case in one round trip
             actor = login if isinstance(login, Actor) else tx.actor(login)
             if key:
                 if locks is not None:

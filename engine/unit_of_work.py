@@ -156,9 +156,11 @@ class _Driver:
     def __init__(self, conn: Connection) -> None:
         raw = conn.connection.driver_connection
         assert raw is not None
+        self.raw = raw
         self.pg = conn.dialect.name == "postgresql"
         self.sql = _PG_SQL if self.pg else _SQL
         self.cursor = raw.cursor()
+        self.guard: tuple[Any, int] | None = None
         if self.pg:
             from psycopg.types.json import Jsonb
 
@@ -169,6 +171,34 @@ class _Driver:
     def run(self, name: str, params: dict[str, Any]) -> Any:
         self.cursor.execute(self.sql[name], params)
         return self.cursor
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Statements whose results nobody reads at once: one round trip on PostgreSQL.
+
+        psycopg's pipeline mode sends them without waiting for each answer and syncs at the
+        end (an error still aborts the transaction, raised at the sync); SQLite runs in-process.
+        """
+        if not self.pg:
+            yield
+            return
+        with self.raw.pipeline():
+            yield
+
+    def run_guarded(self, name: str, params: dict[str, Any], old: int) -> None:
+        """Run the case row's UPDATE on a cursor of its own, its rowcount checked later."""
+        cursor = self.raw.cursor()
+        cursor.execute(self.sql[name], params)
+        self.guard = (cursor, old)
+
+    def check_guard(self, case: CaseView) -> None:
+        """The case row's UPDATE matched its version (the lock makes this the last guard)."""
+        if self.guard is None:
+            return
+        cursor, old = self.guard
+        self.guard = None
+        if cursor.rowcount != 1:
+            raise StaleVersion(case.reference, old, -1)
 
     def ts(self, value: datetime | None) -> Any:
         if value is None or self.pg:
@@ -207,14 +237,34 @@ class Tx:
         self.driver = _Driver(conn)
         self.pending: list[PendingNotice] = []
         self._locked: dict[str, tuple[CaseView, DeadlineRow | None]] = {}
+        self._prefetched: tuple[str, Any, str, Any] | None = None
 
     # -- reads ------------------------------------------------------------------------------
+
+    def prefetch(self, login: str, reference: str) -> None:
+        """Read the actor and lock the case in one round trip (PostgreSQL's pipeline mode).
+
+        Both reads are needed before any decision and neither depends on the other; the
+        answers are kept for ``actor`` and ``lock``, which ask nothing more of the database.
+        """
+        d = self.driver
+        if not d.pg or login == SYSTEM.login or "\x00" in login or reference in self._locked:
+            return
+        case_id, _ = parse_reference(self.registry, reference)
+        with d.raw.pipeline():
+            who, case = d.raw.cursor(), d.raw.cursor()
+            who.execute(d.sql["actor"], {"login": login})
+            case.execute(d.sql["lock"], {"id": case_id})
+        self._prefetched = (login, who.fetchone(), reference, case.fetchone())
 
     def actor(self, login: str) -> Actor:
         """The active user ``login`` (re-read by every command: a disabled user stops at once)."""
         if login == SYSTEM.login or "\x00" in login:
             return load_actor(self.conn, login)  # its refusals and their wording
-        row = self.driver.run("actor", {"login": login}).fetchone()
+        if self._prefetched is not None and self._prefetched[0] == login:
+            row = self._prefetched[1]
+        else:
+            row = self.driver.run("actor", {"login": login}).fetchone()
         if row is None or not row[3]:
             return load_actor(self.conn, login)  # unknown or disabled: the same errors
         return Actor(row[0], row[1], row[2], row[4], row[5], row[6], row[7], row[8])
@@ -231,7 +281,10 @@ class Tx:
         if reference in self._locked:  # locked earlier in this transaction (an idempotent retry)
             return self._locked[reference]
         case_id, kind = parse_reference(self.registry, reference)
-        row = self.driver.run("lock", {"id": case_id}).fetchone()
+        if self._prefetched is not None and self._prefetched[2] == reference:
+            row = self._prefetched[3]
+        else:
+            row = self.driver.run("lock", {"id": case_id}).fetchone()
         if row is None or (kind is not None and row[1] != kind):
             raise no_case(reference)
         self._locked[reference] = self._view(row)
@@ -325,9 +378,11 @@ class Tx:
         if case is not None:
             seqs: list[int] = []
             head: tuple[int, str] | None = None
-            if outcome.events:
-                head, seqs = self._append(case, outcome)
-            deadline = self._deadline(case, outcome)
+            with d.batch():  # PostgreSQL: the writes go in one round trip (pipeline mode)
+                if outcome.events:
+                    head, seqs = self._append(case, outcome)
+                deadline = self._deadline(case, outcome)
+            d.check_guard(case)
             if head is not None or deadline is not _KEEP:
                 changes: dict[str, Any] = {}
                 if head is not None:
@@ -376,8 +431,7 @@ class Tx:
             statement = "case"
         else:
             statement = "head"
-        if d.run(statement, params).rowcount != 1:  # the case lock makes this the last guard
-            raise StaleVersion(case.reference, old, -1)
+        d.run_guarded(statement, params, old)  # checked once the batch has its results
         return (head.seq, head.hash), seqs
 
     def _notices(self, case: CaseView, outcome: Outcome, seqs: list[int]) -> None:

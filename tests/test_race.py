@@ -52,17 +52,28 @@ def _hold_at(db: Database, marker: tuple[str, ...], waits: list[float]) -> None:
     is timed and held by wrapping ``Tx.lock`` itself.
     """
     if marker == LOCK_CASE:
-        locking = Tx.lock
+        locking, prefetching = Tx.lock, Tx.prefetch
+
+        def prefetch(self: Tx, login: str, reference: str) -> None:
+            started = time.monotonic()
+            try:
+                prefetching(self, login, reference)
+            finally:
+                waits.append(time.monotonic() - started)
+                time.sleep(HOLD)
 
         def lock(self: Tx, reference: str) -> Any:
+            held = self._prefetched is not None and self._prefetched[2] == reference
             started = time.monotonic()
             try:
                 return locking(self, reference)
             finally:
                 waits.append(time.monotonic() - started)
-                time.sleep(HOLD)
+                if not held:  # locked here, not already by the prefetch
+                    time.sleep(HOLD)
 
         Tx.lock = lock  # type: ignore[method-assign]  # this racer's own process
+        Tx.prefetch = prefetch  # type: ignore[method-assign]
 
     @event.listens_for(db.engine, "before_cursor_execute")
     def _started(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
