@@ -32,7 +32,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from engine import audit, tables
+from engine import tables
 from engine.actors import Actor, load_actor, load_org
 from engine.audit import Draft
 from engine.clock import Clock
@@ -610,6 +610,6 @@ class Accounts:
 def _security(
     conn: Connection, now: datetime, actor: str, action: str, data: dict[str, object]
 ) -> None:
-    audit.append_security(
-        conn, at=now, draft=Draft(actor, "", "", action, None, None, 0, "", dict(data))
-    )
+    from engine.unit_of_work import append_security  # the one writer of the audit log
+
+    append_security(conn, Draft(actor, "", "", action, None, None, 0, "", dict(data)), now)

@@ -40,8 +40,6 @@ __all__ = [
     "Finding",
     "Replay",
     "VerifyReport",
-    "append",
-    "append_security",
     "canonical",
     "chain_hash",
     "export",
@@ -126,37 +124,6 @@ def _row(case_id: int | None, seq: int, at: datetime, prev: str, draft: Draft) -
     }
 
 
-def append(
-    conn: Connection, *, case_id: int, head_seq: int, head_hash: str, at: datetime, draft: Draft
-) -> tuple[int, str]:
-    """Append to a case's stream; the caller holds the case lock and stores the new head."""
-    row = _row(case_id, head_seq + 1, at, head_hash or GENESIS, draft)
-    conn.execute(_INSERT, row)
-    return row["seq"], row["hash"]
-
-
-def append_security(conn: Connection, *, at: datetime, draft: Draft) -> None:
-    """Append to the stream of refusals that concern no case (its head row is locked)."""
-    head = conn.execute(
-        sa.select(_HEAD.c.seq, _HEAD.c.hash)
-        .where(_HEAD.c.stream == SECURITY_STREAM)
-        .with_for_update()
-    ).first()
-    seq, prev = (head.seq, head.hash) if head else (0, GENESIS)
-    row = _row(None, seq + 1, at, prev, draft)
-    conn.execute(_INSERT, row)
-    if head:
-        conn.execute(
-            _HEAD.update()
-            .where(_HEAD.c.stream == SECURITY_STREAM)
-            .values(seq=row["seq"], hash=row["hash"])
-        )
-    else:
-        conn.execute(
-            _HEAD.insert().values(stream=SECURITY_STREAM, seq=row["seq"], hash=row["hash"])
-        )
-
-
 OPERATOR = "operator"
 
 
@@ -172,9 +139,11 @@ def record_operator(conn: Connection, *, at: datetime, op: str, details: dict[st
         system_user = getpass.getuser()
     except (OSError, KeyError):  # no login name in the environment or the password database
         system_user = f"uid {os.getuid()}" if hasattr(os, "getuid") else "unknown"
+    from engine.unit_of_work import append_security  # the one writer of the audit tables
+
     data = {"op": op, "system_user": system_user, **details}
     draft = Draft(OPERATOR, OPERATOR, "", OPERATOR, None, None, 0, "", data)
-    append_security(conn, at=at, draft=draft)
+    append_security(conn, draft, at)
 
 
 @dataclass(frozen=True)

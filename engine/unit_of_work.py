@@ -53,7 +53,7 @@ from engine.values import (
 )
 from engine.workflow import WorkflowRegistry
 
-__all__ = ["Notifier", "PendingNotice", "SilentNotifier", "Tx", "UnitOfWork"]
+__all__ = ["Notifier", "PendingNotice", "SilentNotifier", "Tx", "UnitOfWork", "append_security"]
 
 T = TypeVar("T")
 log = logging.getLogger("regul.unit_of_work")
@@ -468,24 +468,7 @@ class Tx:
         return _KEEP
 
     def _append_security(self, draft: Draft) -> None:
-        d = self.driver
-        # the head row exists before it is locked: two first refusals never race to create it
-        d.run("security_seed", {"stream": SECURITY_STREAM, "seq": 0, "hash": GENESIS})
-        row = d.run("security_head", {"stream": SECURITY_STREAM}).fetchone()
-        seq, prev = (row[0], row[1]) if row else (0, GENESIS)
-        digest = chain_hash(prev, canonical(None, seq + 1, self.now, draft))
-        d.run(
-            "insert_event",
-            {
-                "case_id": None, "seq": seq + 1, "at": d.ts(self.now), "actor": draft.actor,
-                "role": draft.role, "org": draft.org, "action": draft.action,
-                "from_state": draft.from_state, "to_state": draft.to_state,
-                "version": draft.version, "reason": draft.reason, "data": d.json(draft.data),
-                "prev_hash": prev, "hash": digest,
-            },
-        )  # fmt: skip
-        params = {"stream": SECURITY_STREAM, "seq": seq + 1, "hash": digest}
-        d.run("security_update", params)
+        append_security(self.conn, draft, self.now, self.driver)
 
     def remember(self, login: str, key: str, digest: str, result: CaseView) -> None:
         idempotency.store(
@@ -553,3 +536,30 @@ def _kind(exc: BaseException) -> str:
     orig = getattr(cause, "orig", None)
     state = getattr(orig, "sqlstate", None)
     return {"40P01": "deadlock", "40001": "serialization"}.get(state or "", "other")
+
+
+def append_security(
+    conn: Connection, draft: Draft, now: datetime, driver: _Driver | None = None
+) -> None:
+    """Append ``draft`` to the security stream in ``conn``'s transaction (its head locked).
+
+    The accounts (failed logins, unlocks) and the operator's audit commands record their
+    events here too, in their own transactions: this module stays the only writer of the log.
+    """
+    d = driver or _Driver(conn)
+    # the head row exists before it is locked: two first refusals never race to create it
+    d.run("security_seed", {"stream": SECURITY_STREAM, "seq": 0, "hash": GENESIS})
+    row = d.run("security_head", {"stream": SECURITY_STREAM}).fetchone()
+    seq, prev = (row[0], row[1]) if row else (0, GENESIS)
+    digest = chain_hash(prev, canonical(None, seq + 1, now, draft))
+    d.run(
+        "insert_event",
+        {
+            "case_id": None, "seq": seq + 1, "at": d.ts(now), "actor": draft.actor,
+            "role": draft.role, "org": draft.org, "action": draft.action,
+            "from_state": draft.from_state, "to_state": draft.to_state,
+            "version": draft.version, "reason": draft.reason, "data": d.json(draft.data),
+            "prev_hash": prev, "hash": digest,
+        },
+    )  # fmt: skip
+    d.run("security_update", {"stream": SECURITY_STREAM, "seq": seq + 1, "hash": digest})

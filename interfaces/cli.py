@@ -668,8 +668,8 @@ def audit_export(
     start, end = _instant(since, "--since"), _instant(until, "--until")
     if start and end and start >= end:
         raise InputError("--since must be before --until")
-    if output is not None and not output.parent.is_dir():
-        raise InputError(f"--output {output}: the folder {output.parent} does not exist")
+    if output is not None:
+        _check_output(output)  # said before anything is read or recorded
     ctx = build_app()
     filters = {"since": start, "until": end, "actor": actor, "org": org}
     if user is not None:
@@ -692,12 +692,17 @@ def audit_export(
         emit_json(summary) if as_json else console.print(f"{count} events written to {output}")
 
 
-def _open_output(path: Path) -> Any:
-    """The -o file, or an InputError that says why it cannot be written (nothing created)."""
+def _check_output(path: Path) -> None:
+    """An InputError if the -o file's folder is missing or the path is a folder."""
     if not path.parent.is_dir():
         raise InputError(f"-o {path}: the folder {path.parent} does not exist; create it first")
     if path.is_dir():
         raise InputError(f"-o {path} is a folder: give a file name, e.g. {path / 'audit.jsonl'}")
+
+
+def _open_output(path: Path) -> Any:
+    """The -o file, or an InputError that says why it cannot be written (nothing created)."""
+    _check_output(path)
     try:
         return path.open("w", encoding="utf-8", newline="")
     except OSError as exc:

@@ -311,12 +311,14 @@ def test_audit_export_into_a_missing_folder(ctx: Ctx, database_url: str, tmp_pat
     """-o into a folder that does not exist: exit 2, says to create it, writes nothing."""
     ctx.open()
     target = tmp_path / "missing" / "audit.csv"
-    code, _, err = regul(database_url, "audit", "export", "--format", "csv", "-o", str(target))
+    code, _, err = regul(
+        database_url, "audit", "export", "--operator", "--format", "csv", "-o", str(target)
+    )
     assert code == 2
     assert "does not exist" in err
     assert "create it" in err
     assert not target.parent.exists()
-    code, _, err = regul(database_url, "audit", "export", "-o", str(tmp_path))
+    code, _, err = regul(database_url, "audit", "export", "--operator", "-o", str(tmp_path))
     assert (code, "is a folder" in err) == (2, True)
 
 
