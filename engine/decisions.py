@@ -167,7 +167,7 @@ class Decider:
         not be able to write into another scope's evidence); the security stream keeps what
         they typed, bounded, when they typed something.
         """
-        data = {**data, "why": decision.reason}
+        data = {**data, "why": decision.reason, "scope": "outside"}
         seen = {**data, "case": case.reference}
         kept = (_security(actor, seen, text[:MAX_REFUSED_TEXT]),) if text else ()
         return Outcome(

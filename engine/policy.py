@@ -25,6 +25,7 @@ __all__ = [
     "can_fire",
     "can_open",
     "can_read",
+    "can_see_event",
     "in_scope",
 ]
 
@@ -176,3 +177,17 @@ def can_audit(actor: Actor) -> Decision:
             role=actor.role,
         )
     return ALLOW
+
+
+def can_see_event(actor: Actor, action: str, role: str, data: dict[str, object]) -> bool:
+    """May ``actor``, who may read the case, see this event of its chain?
+
+    Auditors see everything. Others do not see the auditors' reads, nor the refused attempts
+    of people outside the case's scope (their existence is the auditors' business, and the
+    attempt carries nothing the case's own regulators need).
+    """
+    if actor.role == Role.AUDITOR:
+        return True
+    if action == "read" and role == Role.AUDITOR:
+        return False
+    return not (action == "refused" and data.get("scope") == "outside")

@@ -23,7 +23,7 @@ from engine.clock import Clock
 from engine.db import Database
 from engine.decisions import Decider
 from engine.errors import InputError, NotPermitted
-from engine.policy import can_fire
+from engine.policy import can_fire, can_see_event
 from engine.unit_of_work import Notifier, SilentNotifier, Tx, UnitOfWork
 from engine.values import Actor, CaseView, Command, Outcome, ReminderPolicy
 from engine.vocab import ScopeKind
@@ -235,6 +235,7 @@ class Runner:
             outcome = self.decider.read(case, actor, what, via, as_written=reference)
             after = tx.apply(outcome)
             rows = history(tx.conn, case.id) if events and outcome.refusal is None else []
+            rows = [e for e in rows if can_see_event(actor, e.action, e.role, e.data or {})]
             return outcome, after, rows
 
         outcome, after, rows = self.uow.run(self.clock.now(), work)

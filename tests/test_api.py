@@ -242,3 +242,26 @@ def test_workflows_and_openapi(web: Web) -> None:
     spec = web.client.get("/openapi.json").json()
     assert "/api/v1/cases/{reference}/triggers/{trigger}" in spec["paths"]
     is_problem(web.client.get("/api/v1/nowhere", headers=web.token("ccs")), 404, "no_route")
+
+
+def test_history_shows_each_reader_what_is_theirs(web: Web) -> None:
+    """The hospital does not see auditors' reads nor outsiders' refused attempts; auditors see all."""
+    ref = open_case(web)["reference"]
+    assert web.client.get(f"/api/v1/cases/{ref}", headers=web.token("auditeur")).status_code == 200
+    outsider = web.token("ars-idf")
+    attempt = web.client.post(
+        f"/api/v1/cases/{ref}/triggers/escalate",
+        json={"reason": "<a href=//phishing>cliquez ici</a>"},
+        headers={**outsider, "If-Match": '"1"'},
+    )
+    assert attempt.status_code == 404
+    history = web.client.get(f"/api/v1/cases/{ref}/history", headers=web.token("etab-319900001"))
+    seen = [(e["action"], e["actor"]) for e in history.json()["events"]]
+    assert ("read", "auditeur") not in seen
+    assert ("refused", "ars-idf") not in seen
+    assert "phishing" not in history.text  # and never in the case's chain in the first place
+    audited = web.client.get(f"/api/v1/cases/{ref}/history", headers=web.token("auditeur"))
+    everything = [(e["action"], e["actor"]) for e in audited.json()["events"]]
+    assert ("read", "auditeur") in everything
+    assert ("refused", "ars-idf") in everything
+    assert "phishing" not in audited.text
