@@ -282,7 +282,7 @@ def open_case(
 ) -> CaseOut:
     """Open a case for a hospital (establishments for their own, regulators in scope)."""
     case = svc.runner.open_case(
-        kind=body.kind, login=who.login, org=body.org, fields=body.fields, idempotency_key=key
+        kind=body.kind, login=who.actor, org=body.org, fields=body.fields, idempotency_key=key
     )
     response.headers["Location"] = f"/api/v1/cases/{case.reference}"
     _etag(response, case)
@@ -321,13 +321,13 @@ def list_cases(
         limit=limit,
         offset=offset,
     )
-    return [case_summary(c, now) for c in svc.runner.search(filters, login=who.login)]
+    return [case_summary(c, now) for c in svc.runner.search(filters, login=who.actor)]
 
 
 @router.get("/cases/{reference}", responses=ERRORS)
 def read_case(reference: Ref, who: Who, svc: Svc, response: Response) -> CaseOut:
     """One case, its open deadline and the triggers the caller may fire (the read is audited)."""
-    case = svc.runner.show(reference, login=who.login, via=who.via)
+    case = svc.runner.show(reference, login=who.actor, via=who.via)
     _etag(response, case)
     allowed = svc.runner.allowed_triggers(case, who.actor)
     return case_out(case, svc.runner.clock.now(), allowed)
@@ -349,7 +349,7 @@ def fire(
     case = svc.runner.advance(
         reference=reference,
         trigger=trigger,
-        login=who.login,
+        login=who.actor,
         reason=body.reason,
         data=body.data,
         expect_version=version,
@@ -375,7 +375,7 @@ def control(
     case = svc.runner.control(
         reference=reference,
         action=action,
-        login=who.login,
+        login=who.actor,
         reason=body.reason,
         extend_by=by,
         expect_version=version,
@@ -387,7 +387,7 @@ def control(
 @router.get("/cases/{reference}/history", responses=ERRORS)
 def case_history(reference: Ref, who: Who, svc: Svc) -> HistoryOut:
     """The case's audit events, oldest first (the read is audited)."""
-    case, events = svc.runner.history(reference, login=who.login, via=who.via)
+    case, events = svc.runner.history(reference, login=who.actor, via=who.via)
     return HistoryOut(
         case=case_out(case, svc.runner.clock.now()),
         events=[EventOut(**event_json(e)) for e in events],
@@ -397,7 +397,7 @@ def case_history(reference: Ref, who: Who, svc: Svc) -> HistoryOut:
 @router.get("/cases/{reference}/notices", responses=ERRORS)
 def case_notices(reference: Ref, who: Who, svc: Svc) -> list[NoticeOut]:
     """The notices the case produced and their delivery state."""
-    case = svc.runner.show(reference, login=who.login, via=who.via, what="notices")
+    case = svc.runner.show(reference, login=who.actor, via=who.via, what="notices")
     with svc.runner.db.read() as conn:
         rows = list_notices(conn, case_id=case.id, limit=1000)
     return [NoticeOut(**{k: getattr(r, k) for k in NoticeOut.model_fields}) for r in rows]
@@ -429,7 +429,7 @@ def audit_events(
         if value is not None and value.tzinfo is None:
             raise Problem(422, "invalid_input", f"{name}: give a time zone, e.g. 2026-11-25T08:00Z")
     rows = svc.runner.audit_events(
-        login=who.login, case=case, user=user, org=org, since=since, until=until, via=who.via
+        login=who.actor, case=case, user=user, org=org, since=since, until=until, via=who.via
     )
     media = "application/x-ndjson" if fmt == "jsonl" else "text/csv"
     return StreamingResponse(audit.export_lines(rows, fmt=fmt), media_type=media)
@@ -440,7 +440,7 @@ def audit_verify(
     who: Who, svc: Svc, case: Annotated[str | None, Query(max_length=40)] = None
 ) -> VerifyOut:
     """Auditors: walk the hash chains (one case, or the whole log for a national auditor)."""
-    report = svc.runner.audit_verify(login=who.login, case=case, via=who.via)
+    report = svc.runner.audit_verify(login=who.actor, case=case, via=who.via)
     return VerifyOut(
         ok=report.ok,
         streams=report.streams,

@@ -234,7 +234,7 @@ def queue(caller: Desk, svc: Svc, everything: bool = False) -> Response:
     filters = CaseFilter(
         open_only=not everything, limit=QUEUE_LIMIT + 1, urgent_for=caller.actor.role
     )
-    cases = svc.runner.search(filters, login=caller.login)
+    cases = svc.runner.search(filters, login=caller.actor)
     cut = len(cases) > QUEUE_LIMIT
     cases = cases[:QUEUE_LIMIT]
     return render(
@@ -281,7 +281,7 @@ def _case_page(
     form: dict[str, str] | None = None,
 ) -> Response:
     now = svc.runner.clock.now()
-    case, events = svc.runner.history(reference, login=caller.login, via="desk")
+    case, events = svc.runner.history(reference, login=caller.actor, via="desk")
     spec = svc.runner.registry[case.kind]
     allowed = svc.runner.allowed_triggers(case, caller.actor)
     with svc.runner.db.read() as conn:
@@ -374,7 +374,7 @@ async def fire(request: Request, reference: str, trigger: str, caller: Desk) -> 
     return await _act(
         svc, caller, reference, trigger, values,
         lambda: svc.runner.advance(
-            reference=reference, trigger=trigger, login=caller.login,
+            reference=reference, trigger=trigger, login=caller.actor,
             reason=values.get("reason", ""), data=data, expect_version=int(version),
         ),
     )  # fmt: skip
@@ -416,7 +416,7 @@ async def control(request: Request, reference: str, action: str, caller: Desk) -
     return await _act(
         svc, caller, reference, action, values,
         lambda: svc.runner.control(
-            reference=reference, action=action, login=caller.login,
+            reference=reference, action=action, login=caller.actor,
             reason=values.get("reason", ""), expect_version=int(version),
             extend_by=parse_duration(by) if by else None,
         ),
@@ -447,7 +447,7 @@ async def new_case(request: Request, kind: str, caller: Desk) -> Response:
     try:
         case = await run_in_threadpool(
             lambda: svc.runner.open_case(
-                kind=spec.kind, login=caller.login, org=org.strip()[:40], fields=fields
+                kind=spec.kind, login=caller.actor, org=org.strip()[:40], fields=fields
             )
         )
     except RegulError as exc:
@@ -519,7 +519,7 @@ def audit_page(
         if verify:
             try:
                 report = svc.runner.audit_verify(
-                    login=caller.login, case=case.strip() or None, via="desk"
+                    login=caller.actor, case=case.strip() or None, via="desk"
                 )
             except NotPermitted as exc:  # a regional auditor verifies one case at a time
                 error = _french(exc)
@@ -580,7 +580,7 @@ def _audit_rows(svc: Services, caller: Caller, filters: dict[str, str]) -> Itera
     """The audit events the desk's auditor asked for (a case named there is read, audited)."""
     since, until = _window(filters["since"], filters["until"])
     return svc.runner.audit_events(
-        login=caller.login,
+        login=caller.actor,
         case=filters["case"].strip() or None,
         user=filters["user"].strip() or None,
         org=filters["org"].strip() or None,
