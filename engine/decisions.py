@@ -373,6 +373,17 @@ class Decider:
         data.update(op="read")
         return self._outside(case, actor, decision, data, "", as_written)
 
+    def probe(self, actor: Actor, reference: str, op: str) -> Outcome:
+        """A person names a case that does not exist: 'no case', and the probe is recorded.
+
+        The answer is the one an existing case outside the caller's scope gets, and so is its
+        cost: one event appended and committed (to the security stream here, to the case's
+        chain there), so that neither the answer nor its time tells the two apart.
+        """
+        data = {"op": op, "case": reference[:40]}
+        draft = Draft(actor.login, actor.role, actor.org, Action.PROBE, None, None, 0, "", data)
+        return Outcome(None, security=(draft,), refusal=no_case(reference))
+
     def audit(self, actor: Actor, what: str) -> Outcome | None:
         """None when ``actor`` may read the audit log; else the recorded refusal."""
         decision = can_audit(actor)

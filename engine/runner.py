@@ -11,6 +11,7 @@ clock and the workflow registry; knows nothing of terminals or HTTP.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from contextlib import suppress
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,7 +23,7 @@ from engine.cases import CASE_TABLE, CaseFilter, get_case, history, list_cases
 from engine.clock import Clock
 from engine.db import Database
 from engine.decisions import Decider
-from engine.errors import InputError, NotPermitted
+from engine.errors import InputError, NotFound, NotPermitted
 from engine.policy import can_fire, can_see_event
 from engine.unit_of_work import Notifier, SilentNotifier, Tx, UnitOfWork
 from engine.values import Actor, CaseView, Command, Outcome, ReminderPolicy
@@ -115,7 +116,7 @@ class Runner:
                 expect_version=expect_version, deadline=deadline, as_written=reference,
             )  # fmt: skip
 
-        return self._command(login, None, {}, decide)
+        return self._command(login, None, {"op": action}, decide, locks=reference)
 
     def _command(
         self,
@@ -141,13 +142,19 @@ class Runner:
             if locks is not None and not isinstance(login, Actor):
                 tx.prefetch(login, locks)  # the actor and the case in one round trip
             actor = login if isinstance(login, Actor) else tx.actor(login)
-            if key:
-                if locks is not None:
+            if key and locks is not None:  # the case first: a retry waits for the first answer
+                with suppress(NotFound):
                     tx.lock(locks)
+            if key:
                 earlier = tx.recall(name, key, digest)
                 if earlier is not None:
                     return earlier
-            outcome: Outcome = decide(tx, actor)
+            try:
+                outcome: Outcome = decide(tx, actor)
+            except NotFound as missing:
+                if missing.why != "no_case" or locks is None:
+                    raise
+                outcome = self.decider.probe(actor, locks, str(request.get("op", "command")))
             after = tx.apply(outcome)
             if outcome.refusal is not None:
                 return outcome  # committed with its audit record; raised below
@@ -231,7 +238,14 @@ class Runner:
 
         def work(tx: Tx) -> tuple[Outcome, CaseView | None, list[Any]]:
             actor = reader if isinstance(reader, Actor) else tx.actor(reader)
-            case, _ = tx.lock(reference)
+            try:
+                case, _ = tx.lock(reference)
+            except NotFound as missing:
+                if missing.why != "no_case":
+                    raise
+                probe = self.decider.probe(actor, reference, "read")
+                tx.apply(probe)
+                return probe, None, []
             outcome = self.decider.read(case, actor, what, via, as_written=reference)
             after = tx.apply(outcome)
             rows = history(tx.conn, case.id) if events and outcome.refusal is None else []

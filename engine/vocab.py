@@ -35,6 +35,7 @@ class Action(StrEnum):
     INCIDENT = "incident"
     OVERDUE = "overdue"
     DEADLINE_NOOP = "deadline_noop"
+    PROBE = "probe"  # a person's request about a case that does not exist (security stream)
 
 
 class Control(StrEnum):

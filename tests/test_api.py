@@ -265,3 +265,31 @@ def test_history_shows_each_reader_what_is_theirs(web: Web) -> None:
     assert ("read", "auditeur") in everything
     assert ("refused", "ars-idf") in everything
     assert "phishing" not in audited.text
+
+
+def test_hidden_and_missing_cases_cost_the_same(web: Web) -> None:
+    """Another region's case and a missing one: same answer, one event committed each, similar time."""
+    import statistics
+    import time
+
+    ref = open_case(web)["reference"]
+    outsider = web.token("ars-idf")
+    count = web.ctx.count
+    chain, probes = (
+        count("audit_event", "case_id IS NOT NULL"),
+        count("audit_event", "action = 'probe'"),
+    )
+    hidden_t, missing_t = [], []
+    for n in range(20):  # alternated, so that the machine's load hits both alike
+        for path, times in (
+            (f"/api/v1/cases/{ref}", hidden_t),
+            (f"/api/v1/cases/ECMO-{900000 + n}", missing_t),
+        ):
+            started = time.perf_counter()
+            answer = web.client.get(path, headers=outsider)
+            times.append(time.perf_counter() - started)
+            assert answer.status_code == 404
+    assert count("audit_event", "case_id IS NOT NULL") == chain + 20  # refused, in the case's chain
+    assert count("audit_event", "action = 'probe'") == probes + 20  # probes, in the security stream
+    ratio = statistics.median(hidden_t) / statistics.median(missing_t)
+    assert 0.5 < ratio < 2.0, (ratio, hidden_t, missing_t)

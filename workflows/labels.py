@@ -45,6 +45,7 @@ ACTIONS: dict[str, str] = {
     Action.EXTEND: "Prolongation",
     Action.DEADLINE_NOOP: "Échéance sans effet",
     Action.OVERDUE: "Retard",
+    Action.PROBE: "Demande sur un dossier inexistant",
     # the security stream's own events (accounts, the operator's audit commands)
     "operator": "Commande d'exploitation",
     "login_failed": "Échec de connexion",
