@@ -522,3 +522,23 @@ def test_short_directory_row_is_refused_with_its_line(ctx: Ctx, tmp_path: Path) 
 def test_settings_object_still_loads(no_config: Path) -> None:
     """The warnings do not stop a good configuration from loading."""
     assert settings.load_settings(database_url="sqlite:///x.db").database_url == "sqlite:///x.db"
+
+
+def test_deadlock_and_lock_timeout_say_what_happened(tmp_path: Path) -> None:
+    """A deadlock or a lock not granted in time is named as such, not 'stayed locked too long'."""
+    import sqlalchemy as sa
+
+    from engine.db import Database
+
+    class DriverError(Exception):
+        def __init__(self, text: str, sqlstate: str) -> None:
+            super().__init__(text)
+            self.sqlstate = sqlstate
+
+    db = Database(f"sqlite:///{tmp_path / 'x.db'}")
+    deadlock = sa.exc.OperationalError("UPDATE", {}, DriverError("deadlock detected", "40P01"))
+    assert "deadlock" in db._explain(deadlock)
+    assert "locked too long" not in db._explain(deadlock)
+    timeout = sa.exc.OperationalError("SELECT", {}, DriverError("lock timeout", "55P03"))
+    assert "not granted in time" in db._explain(timeout)
+    db.dispose()
