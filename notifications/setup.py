@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.errors import InputError
 from engine.settings import Settings
 from engine.workflow import WorkflowRegistry, parse_duration
-from notifications.channels import Channel, EmlChannel, SmtpChannel, WebhookChannel
-from notifications.dispatcher import DispatchPolicy
 from notifications.outbox import Outbox
 from notifications.rules import NoticeBook
+
+if TYPE_CHECKING:  # delivery (smtplib, http, the dispatcher) loads only where a worker runs
+    from notifications.channels import Channel
+    from notifications.dispatcher import DispatchPolicy
 
 __all__ = ["build_channels", "build_outbox", "dispatch_policy"]
 
@@ -24,6 +27,8 @@ def build_outbox(
 
 
 def build_channels(settings: Settings) -> dict[str, Channel]:
+    from notifications.channels import EmlChannel, SmtpChannel, WebhookChannel
+
     channels: dict[str, Channel] = {
         "eml": EmlChannel(Path(settings.eml_dir), sender=settings.smtp_sender),
         "smtp": SmtpChannel(
@@ -48,6 +53,8 @@ def build_channels(settings: Settings) -> dict[str, Channel]:
 
 
 def dispatch_policy(settings: Settings) -> DispatchPolicy:
+    from notifications.dispatcher import DispatchPolicy
+
     try:
         backoff = parse_duration(settings.notice_backoff)
     except InputError as exc:
