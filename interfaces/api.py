@@ -21,7 +21,6 @@ from engine.workflow import WorkflowSpec, parse_duration
 from interfaces.auth import Caller, Services, api_caller, services
 from interfaces.problems import Problem
 from interfaces.serial import case_json, event_json
-from notifications.queries import list_notices
 
 __all__ = ["router"]
 
@@ -398,8 +397,7 @@ def case_history(reference: Ref, who: Who, svc: Svc) -> HistoryOut:
 def case_notices(reference: Ref, who: Who, svc: Svc) -> list[NoticeOut]:
     """The notices the case produced and their delivery state."""
     case = svc.runner.show(reference, login=who.actor, via=who.via, what="notices")
-    with svc.runner.db.read() as conn:
-        rows = list_notices(conn, case_id=case.id, limit=1000)
+    rows = svc.notices.search(case_id=case.id, limit=1000)
     return [NoticeOut(**{k: getattr(r, k) for k in NoticeOut.model_fields}) for r in rows]
 
 

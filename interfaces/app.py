@@ -14,15 +14,15 @@ from engine.errors import InputError, RegulError
 from engine.runner import Runner
 from engine.settings import Settings, load_settings, reminder_policy
 from engine.workflow import WorkflowRegistry
+from notifications.outbox import Outbox
 from notifications.setup import build_outbox
 from workflows import default_notices, default_registry
 
-if TYPE_CHECKING:
-    from engine.accounts import (
-        Accounts,  # the scheduler is imported only by the commands that run a worker
-    )
+if TYPE_CHECKING:  # the scheduler loads only with the commands that run a worker
+    from engine.accounts import Accounts
     from engine.sweeper import SweepReport
     from interfaces.worker import Worker
+    from notifications.service import Notices
 
 __all__ = ["App", "build_app", "build_worker", "closing_apps"]
 
@@ -38,6 +38,21 @@ class App:
     registry: WorkflowRegistry
     runner: Runner
     _accounts: Accounts | None = field(default=None, repr=False)
+    _notices: Notices | None = field(default=None, repr=False)
+
+    @property
+    def notices(self) -> Notices:
+        """The notices service (list, show, retry, preview), built once."""
+        if self._notices is None:
+            from notifications.service import Notices
+
+            outbox = self.runner.notifier if isinstance(self.runner.notifier, Outbox) else None
+            if outbox is None and self.settings.notices:
+                outbox = build_outbox(self.settings, self.registry, default_notices())
+            self._notices = Notices(
+                self.db, self.registry, self.runner.clock, default_notices(), outbox
+            )
+        return self._notices
 
     @property
     def accounts(self) -> Accounts:

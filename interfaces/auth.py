@@ -17,6 +17,7 @@ from engine.errors import Unauthenticated
 from engine.runner import Runner
 from engine.settings import Settings
 from interfaces.problems import Problem
+from notifications.service import Notices
 
 __all__ = ["SESSION_COOKIE", "Caller", "Services", "api_caller", "services"]
 
@@ -31,6 +32,7 @@ class Services:
     runner: Runner
     accounts: Accounts
     settings: Settings
+    notices: Notices
 
 
 @dataclass(frozen=True)

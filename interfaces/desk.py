@@ -34,7 +34,7 @@ from engine.workflow import WorkflowSpec, parse_duration
 from interfaces.auth import SESSION_COOKIE, Caller, Services, services
 from interfaces.catalogue import SESSION_ENDS, french
 from interfaces.problems import Problem, regul_status, validation_detail
-from notifications.queries import STATUSES, list_notices
+from notifications.queries import STATUSES
 from workflows.labels import ACTIONS, CONTROLS, ROLES, TRIGGERS, value_label
 from workflows.labels import SCOPES as LABEL_SCOPES
 
@@ -284,8 +284,7 @@ def _case_page(
     case, events = svc.runner.history(reference, login=caller.actor, via="desk")
     spec = svc.runner.registry[case.kind]
     allowed = svc.runner.allowed_triggers(case, caller.actor)
-    with svc.runner.db.read() as conn:
-        notices = list_notices(conn, case_id=case.id, limit=200)
+    notices = svc.notices.search(case_id=case.id, limit=200)
     controls: list[str] = []
     if not case.final and can_control(caller.actor, spec, case.state, case):
         controls = ["resume"] if case.on_hold else ["hold", "extend"]
@@ -486,8 +485,7 @@ def _done(trigger: str) -> str:
 @router.get("/notices")
 def notices_page(caller: Desk, svc: Svc, status: str = "") -> Response:
     chosen = status if status in STATUSES else None
-    with svc.runner.db.read() as conn:
-        rows = list_notices(conn, status=chosen, limit=500, scope_where=scope_where(caller.actor))
+    rows = svc.notices.search(status=chosen, limit=500, scope_where=scope_where(caller.actor))
     return render(
         "notices.html.j2", caller=caller, notices=rows, status=chosen or "", statuses=STATUSES
     )

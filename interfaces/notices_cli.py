@@ -6,7 +6,6 @@ from typing import Annotated, Any
 
 import typer
 
-from engine.errors import InputError, NotFound
 from interfaces.output import console, emit_json, fails_cleanly, table
 
 # The engine and the notice modules load when a command runs, not when ``regul`` starts.
@@ -44,14 +43,9 @@ def notices_list(
     as_json: Json = False,
 ) -> None:
     """Notices, newest first, with their delivery state."""
-    from engine.cases import get_case
     from interfaces.app import build_app
-    from notifications.queries import list_notices
 
-    ctx = build_app()
-    with ctx.db.read() as conn:
-        case_id = get_case(conn, ctx.registry, case).id if case else None
-        rows = list_notices(conn, case_id=case_id, status=status, series=series, limit=limit)
+    rows = build_app().notices.search(case=case, status=status, series=series, limit=limit)
     if as_json:
         emit_json([_summary(r) for r in rows])
         return
@@ -71,12 +65,8 @@ def notices_show(
 ) -> None:
     """One notice as sent (text or HTML), with its delivery attempts."""
     from interfaces.app import build_app
-    from notifications.queries import attempts_of, get_notice
 
-    ctx = build_app()
-    with ctx.db.read() as conn:
-        row = get_notice(conn, reference)
-        attempts = attempts_of(conn, row.id)
+    row, attempts = build_app().notices.show(reference)
     if as_json:
         data = _summary(row) | {"text": row.body_text, "html": row.body_html}
         data["attempts_log"] = [
@@ -95,11 +85,8 @@ def notices_show(
 def notices_retry(reference: str, as_json: Json = False) -> None:
     """Queue a failed notice again."""
     from interfaces.app import build_app
-    from notifications.queries import retry_notice
 
-    ctx = build_app()
-    with ctx.db.write() as conn:
-        row = retry_notice(conn, reference, ctx.runner.clock.now())
+    row = build_app().notices.retry(reference)
     if as_json:
         emit_json(_summary(row))
     else:
@@ -115,34 +102,10 @@ def notices_preview(
     as_json: Json = False,
 ) -> None:
     """Render a notice kind for a case without queuing anything."""
-    from engine.audit import Draft
-    from engine.cases import get_case
     from interfaces.app import build_app
-    from notifications.outbox import PARIS
-    from notifications.setup import build_outbox
-    from workflows import default_notices
 
-    ctx = build_app()
-    books = default_notices()
-    with ctx.db.read() as conn:
-        view = get_case(conn, ctx.registry, case)
-        book = books[view.kind]
-        rule = next((r for r in book.rules.values() if r.kind == kind), None)
-        if rule is None:
-            raise NotFound(
-                f"no notice kind {kind!r} for {view.kind}; kinds: {', '.join(book.kinds)}"
-            )
-        if not ctx.settings.notices:
-            raise InputError("notices are off (REGUL_NOTICES=false)")
-        draft = Draft("aperçu", "system", "REGUL", "preview", view.state, view.state,
-                      view.version, "Aperçu du message", {"trigger": rule.event})  # fmt: skip
-        outbox = build_outbox(ctx.settings, ctx.registry, books)
-        now = ctx.runner.clock.now()
-        rendered, action, info = outbox.compose(
-            conn, view, draft, rule, book.series, now,
-            reference=f"{book.series} N°{now.astimezone(PARIS).year}_APERÇU",
-            message_id="<apercu@regul.invalid>",
-        )  # fmt: skip
+    preview = build_app().notices.preview(kind, case)
+    rendered, action, info = preview.rendered, preview.action, preview.info
     if as_json:
         emit_json({"subject": rendered.subject, "text": rendered.text, "html": rendered.html,
                    "pour_action": action, "pour_information": info})  # fmt: skip

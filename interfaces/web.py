@@ -77,7 +77,7 @@ def create_web(app: App, accounts: Accounts | None = None) -> FastAPI:
     )
     web.add_api_route("/api/docs", docs_page, methods=["GET"], include_in_schema=False)
     web.add_api_route("/api/docs/{name}", docs_asset, methods=["GET"], include_in_schema=False)
-    web.state.services = Services(app.runner, accounts or app.accounts, app.settings)
+    web.state.services = Services(app.runner, accounts or app.accounts, app.settings, app.notices)
     web.include_router(api.router)
     web.include_router(desk.router)
     web.add_exception_handler(RegulError, _choose(problems.regul_error, desk.regul_error))
