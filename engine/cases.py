@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from engine import tables
-from engine.errors import InputError, NotFound
+from engine.errors import InputError, no_case
 from engine.values import CaseView, OpenDeadline, reference_of
 from engine.workflow import WorkflowRegistry
 
@@ -28,8 +28,6 @@ __all__ = [
     "get_case",
     "history",
     "list_cases",
-    "lock_case",
-    "no_case",
     "parse_reference",
     "view_of",
 ]
@@ -39,7 +37,6 @@ _DEADLINE = tables.DEADLINE
 _AUDIT = tables.AUDIT_EVENT
 # Statements built once; the hot path binds values (building them per call cost more than SQLite).
 _BY_ID = sa.select(CASE_TABLE).where(CASE_TABLE.c.id == sa.bindparam("case_id"))
-_BY_ID_LOCKED = _BY_ID.with_for_update()
 _OPEN_DEADLINE = sa.select(_DEADLINE.c.state, _DEADLINE.c.due_at, _DEADLINE.c.action).where(
     _DEADLINE.c.case_id == sa.bindparam("case_id"), _DEADLINE.c.status == "open"
 )
@@ -57,7 +54,8 @@ def parse_reference(registry: WorkflowRegistry, text: str) -> tuple[int, str | N
         raise InputError(f"{text!r} is not a case reference: write ECMO-000042 or 42")
     prefix, number = match.groups()
     if len(number) > 10 or int(number) > 2**31 - 1:
-        raise no_case(text)
+        # past the id column: no case can have it (not a probe of an existing one's number)
+        raise no_case(text, why="reference_out_of_range")
     kind = None
     if prefix:
         spec = registry.by_prefix(prefix.upper())
@@ -93,21 +91,6 @@ def view_of(registry: WorkflowRegistry, row: Any, deadline: OpenDeadline | None 
         on_hold=row.on_hold,
         deadline=deadline,
     )
-
-
-def no_case(text: str) -> NotFound:
-    """'No case': for a missing reference, and for a case outside the caller's scope alike."""
-    return NotFound(f"no case {text}: check the reference with 'regul case list'", case=text)
-
-
-def lock_case(conn: Connection, registry: WorkflowRegistry, reference: str) -> CaseView:
-    """Read and lock a case for a transition (FOR UPDATE; SQLite holds the write lock)."""
-    case_id, kind = parse_reference(registry, reference)
-    query = _BY_ID_LOCKED if conn.dialect.name == "postgresql" else _BY_ID
-    row = conn.execute(query, {"case_id": case_id}).first()
-    if row is None or (kind is not None and row.kind != kind):
-        raise no_case(reference)
-    return view_of(registry, row)
 
 
 def get_case(conn: Connection, registry: WorkflowRegistry, reference: str) -> CaseView:

@@ -19,15 +19,10 @@ from zoneinfo import ZoneInfo
 from engine.values import DeadlinePlan, ReminderPolicy
 from engine.workflow import WorkflowSpec
 
-__all__ = ["DeadlinePlan", "ReminderPolicy", "extended", "next_look", "plan_deadline"]
+__all__ = ["DeadlinePlan", "ReminderPolicy", "extended", "plan_deadline"]
 
 PARIS = ZoneInfo("Europe/Paris")
 _DEFAULT = ReminderPolicy()
-
-
-def next_look(start: datetime, due: datetime, done: int, fractions: tuple[float, ...]) -> datetime:
-    """The next reminder's instant after ``done`` reminders, else the due time."""
-    return ReminderPolicy(fractions).next_look(start, due, done)
 
 
 def _end_of_day(value: str) -> datetime:

@@ -24,6 +24,7 @@ from engine.errors import (
     NotPermitted,
     StaleVersion,
     TriggerNotAllowed,
+    no_case,
 )
 from engine.policy import Decision, can_audit, can_control, can_fire, can_open, can_read
 from engine.values import (
@@ -49,7 +50,6 @@ __all__ = [
     "check_reason",
     "decide",
     "event_name",
-    "no_case",
     "parse_fields",
 ]
 
@@ -107,13 +107,6 @@ def check_reason(reason: str) -> str:
             limit=MAX_REASON,
         )
     return text
-
-
-def no_case(text: str) -> NotFound:
-    """'No case': for a missing reference, and for a case outside the caller's scope alike."""
-    return NotFound(
-        f"no case {text}: check the reference with 'regul case list'", why="no_case", case=text
-    )
 
 
 def _draft(

@@ -33,6 +33,7 @@ __all__ = [
     "TriggerNotAllowed",
     "Unauthenticated",
     "WorkflowError",
+    "no_case",
 ]
 
 
@@ -104,3 +105,10 @@ class Unauthenticated(RegulError):
 class StorageError(RegulError):
     code = "storage"
     exit_code = 6
+
+
+def no_case(text: str, *, why: str = "no_case") -> NotFound:
+    """'No case': for a missing reference, and for a case outside the caller's scope alike."""
+    return NotFound(
+        f"no case {text}: check the reference with 'regul case list'", why=why, case=text
+    )

@@ -30,7 +30,7 @@ from engine.values import Actor, CaseView, Command, Outcome, ReminderPolicy
 from engine.vocab import ScopeKind
 from engine.workflow import WorkflowRegistry
 
-__all__ = ["Notifier", "Runner", "SilentNotifier", "refuse_outside_cases", "scope_where"]
+__all__ = ["Notifier", "Runner", "SilentNotifier", "scope_where"]
 
 
 class Runner:
@@ -331,9 +331,3 @@ def scope_where(actor: Actor) -> Any:
     scope, c = actor.scope, CASE_TABLE.c
     column = {"hospital": c.org, "ght": c.ght, "zone": c.zone, "region": c.region}.get(scope.kind)
     return None if column is None else column == scope.code
-
-
-def refuse_outside_cases(runner: Runner, actor: Actor, data: dict[str, Any]) -> None:
-    """Record a refusal that concerns no case in the ``security`` stream (its own transaction)."""
-    outcome = runner.decider.refuse(actor, data)
-    runner.uow.run(runner.clock.now(), lambda tx: tx.apply(outcome))

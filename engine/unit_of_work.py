@@ -38,8 +38,7 @@ from engine.actors import load_actor, load_org
 from engine.audit import GENESIS, SECURITY_STREAM, canonical, chain_hash
 from engine.cases import parse_reference
 from engine.db import Database
-from engine.decisions import no_case
-from engine.errors import StaleVersion, StorageError
+from engine.errors import RegulError, StaleVersion, StorageError, no_case
 from engine.values import (
     SYSTEM,
     Actor,
@@ -250,7 +249,10 @@ class Tx:
         d = self.driver
         if not d.pg or login == SYSTEM.login or "\x00" in login or reference in self._locked:
             return
-        case_id, _ = parse_reference(self.registry, reference)
+        try:
+            case_id, _ = parse_reference(self.registry, reference)
+        except RegulError:  # said by ``lock``, in its turn after the actor's errors
+            return
         with d.raw.pipeline():
             who, case = d.raw.cursor(), d.raw.cursor()
             who.execute(d.sql["actor"], {"login": login})

@@ -46,9 +46,8 @@ class App:
         if self._notices is None:
             from notifications.service import Notices
 
+            # the case service's outbox (None: REGUL_NOTICES=false, nothing to preview)
             outbox = self.runner.notifier if isinstance(self.runner.notifier, Outbox) else None
-            if outbox is None and self.settings.notices:
-                outbox = build_outbox(self.settings, self.registry, default_notices())
             self._notices = Notices(
                 self.db, self.registry, self.runner.clock, default_notices(), outbox
             )
