@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.engine import Connection
@@ -24,18 +24,14 @@ from engine.decisions import event_name
 from engine.values import CaseView, Draft
 from engine.workflow import WorkflowRegistry
 from notifications.recipients import Directory, levels_passed, resolve
+from notifications.render import MID_STANDIN, REF_STANDIN, Rendered, Renderer
 from notifications.rules import NoticeBook, NoticeRule
 from workflows.labels import value_label
-
-if TYPE_CHECKING:  # Jinja2 loads with the first notice rendered, not with every command
-    from notifications.render import Rendered, Renderer
 
 __all__ = ["NOTICE_TABLE", "Outbox", "Pending", "event_name", "format_reference"]
 
 NOTICE_TABLE = tables.NOTICE
 PARIS = ZoneInfo("Europe/Paris")
-# the stand-ins of notifications.render (kept equal by a test), without importing Jinja2
-_REF, _MID = "\ue000REF\ue000", "\ue000MID\ue000"
 SERIES_TITLES = {
     "MARS": "Message d'Alerte Rapide Sanitaire",
     "MINSANTE": "Message du ministère aux agences régionales de santé",
@@ -94,8 +90,6 @@ class Outbox:
     @property
     def renderer(self) -> Renderer:
         if self._renderer is None:
-            from notifications.render import Renderer
-
             self._renderer = Renderer()
         return self._renderer
 
@@ -118,7 +112,7 @@ class Outbox:
         if book is None or rule is None:
             return None
         rendered, action, info = self.compose(
-            conn, case, draft, rule, book.series, now, reference=_REF, message_id=_MID
+            conn, case, draft, rule, book.series, now, reference=REF_STANDIN, message_id=MID_STANDIN
         )
         channel = self.channel_for(action[0]["org"]) if action else "eml"
         return Pending(

@@ -11,8 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, StrictUndefined
-
 __all__ = ["MID_STANDIN", "REF_STANDIN", "Rendered", "Renderer"]
 
 
@@ -38,6 +36,9 @@ class Rendered:
 
 class Renderer:
     def __init__(self) -> None:
+        # Jinja2 loads with the first renderer, not with every command that imports the outbox
+        from jinja2 import Environment, PackageLoader, StrictUndefined
+
         loader = PackageLoader("templates", "notices")
         common: dict[str, Any] = {
             "undefined": StrictUndefined,

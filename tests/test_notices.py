@@ -1064,10 +1064,3 @@ def test_cli_preview_show_and_errors(nctx: Ctx, database_url: str) -> None:
     assert code == 2
     assert "--status 'bogus'" in err
     assert ctx.snapshot() == before
-
-
-def test_outbox_stand_ins_are_the_renderers() -> None:
-    """The outbox renders with the renderer's own stand-ins (it keeps a copy to load Jinja2 late)."""
-    from notifications import outbox, render
-
-    assert (outbox._REF, outbox._MID) == (render.REF_STANDIN, render.MID_STANDIN)
