@@ -184,6 +184,23 @@ class _Driver:
         with self.raw.pipeline():
             yield
 
+    def append_event(
+        self, case_id: int | None, seq: int, prev: str, draft: Draft, now: datetime, at: Any
+    ) -> str:
+        """Insert one audit event chained to ``prev`` (``at``: ``now`` as stored); its hash."""
+        digest = chain_hash(prev, canonical(case_id, seq, now, draft))
+        self.run(
+            "insert_event",
+            {
+                "case_id": case_id, "seq": seq, "at": at, "actor": draft.actor,
+                "role": draft.role, "org": draft.org, "action": draft.action,
+                "from_state": draft.from_state, "to_state": draft.to_state,
+                "version": draft.version, "reason": draft.reason,
+                "data": self.json(draft.data), "prev_hash": prev, "hash": digest,
+            },
+        )  # fmt: skip
+        return digest
+
     def run_guarded(self, name: str, params: dict[str, Any], old: int) -> None:
         """Run the case row's UPDATE on a cursor of its own, its rowcount checked later."""
         cursor = self.raw.cursor()
@@ -405,18 +422,7 @@ class Tx:
         seqs = []
         for draft in outcome.events:
             seq = head.seq + 1
-            digest = chain_hash(head.hash, canonical(case.id, seq, now, draft))
-            d.run(
-                "insert_event",
-                {
-                    "case_id": case.id, "seq": seq, "at": at, "actor": draft.actor,
-                    "role": draft.role, "org": draft.org, "action": draft.action,
-                    "from_state": draft.from_state, "to_state": draft.to_state,
-                    "version": draft.version, "reason": draft.reason,
-                    "data": d.json(draft.data), "prev_hash": head.hash, "hash": digest,
-                },
-            )  # fmt: skip
-            head = _Head(seq, digest)
+            head = _Head(seq, d.append_event(case.id, seq, head.hash, draft, now, at))
             seqs.append(seq)
         old = case.version - 1 if "version" in outcome.values else case.version
         values = outcome.values
@@ -553,15 +559,5 @@ def append_security(
     d.run("security_seed", {"stream": SECURITY_STREAM, "seq": 0, "hash": GENESIS})
     row = d.run("security_head", {"stream": SECURITY_STREAM}).fetchone()
     seq, prev = (row[0], row[1]) if row else (0, GENESIS)
-    digest = chain_hash(prev, canonical(None, seq + 1, now, draft))
-    d.run(
-        "insert_event",
-        {
-            "case_id": None, "seq": seq + 1, "at": d.ts(now), "actor": draft.actor,
-            "role": draft.role, "org": draft.org, "action": draft.action,
-            "from_state": draft.from_state, "to_state": draft.to_state,
-            "version": draft.version, "reason": draft.reason, "data": d.json(draft.data),
-            "prev_hash": prev, "hash": digest,
-        },
-    )  # fmt: skip
+    digest = d.append_event(None, seq + 1, prev, draft, now, d.ts(now))
     d.run("security_update", {"stream": SECURITY_STREAM, "seq": seq + 1, "hash": digest})
