@@ -233,6 +233,8 @@ class Notice(SQLModel, table=True):
     body_text: str
     body_html: str
     recipients: dict[str, Any] = Field(default_factory=dict, sa_type=_json())
+    # the rendering context (0008); the bodies stay empty until the dispatcher renders them
+    facts: dict[str, Any] = Field(default_factory=dict, sa_type=_json())
     status: str = "queued"  # queued | sent | failed
     attempts: int = 0
     next_attempt_at: datetime

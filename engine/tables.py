@@ -259,6 +259,7 @@ NOTICE = sa.Table(
     _str("body_text"),
     _str("body_html"),
     _data("recipients"),
+    _data("facts"),  # the rendering context (0008): rendered once, at dispatch
     _str("status", default="queued"),
     _int("attempts", default=0),
     _at("next_attempt_at"),

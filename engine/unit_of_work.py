@@ -6,7 +6,8 @@ starts; on PostgreSQL the case row is locked ``FOR UPDATE``), reads what the dec
 (the actor, the case with its open deadline), lets ``engine.decisions`` decide, and calls
 ``Tx.apply``: the new case row, the audit events chained to the case's head, the case row
 updated under its version, the deadline plan (close, touch, open), the security stream, and
-the notices, rendered by the notifier and numbered at commit in one global order.
+the notices' facts, gathered by the notifier and numbered at commit in one global order
+(rendered once, at dispatch).
 
 Locks are always taken in one order: the case row, then its deadline row, then the security
 stream's head, then the notice counters sorted by (series, year) at commit. The sweep takes
@@ -60,7 +61,11 @@ DEADLOCK_RETRIES = 3
 
 
 class PendingNotice(Protocol):
-    """A notice rendered in the transaction, waiting for its number at commit."""
+    """A notice's facts gathered in the transaction, waiting for its number at commit.
+
+    ``series`` and ``year`` are the key of its counter row (``year`` 0 for a series that
+    never restarts, such as MINSANTE); the text is rendered later, at dispatch.
+    """
 
     series: str
     year: int
@@ -71,7 +76,7 @@ class PendingNotice(Protocol):
 
 
 class Notifier(Protocol):
-    """The notice module as the unit of work sees it: declarations, then rendering."""
+    """The notice module as the unit of work sees it: declarations, then the notice's facts."""
 
     def declares(self, kind: str, event: str) -> bool: ...
 
@@ -134,10 +139,10 @@ _SQL = {
     "counter": "INSERT INTO notice_counter (series, year, last) VALUES (:series, :year, 1) "
     "ON CONFLICT (series, year) DO UPDATE SET last = notice_counter.last + 1 RETURNING last",
     "notice": "INSERT INTO notice (reference, series, year, number, kind, case_id, event_seq, "
-    "message_id, channel, subject, body_text, body_html, recipients, status, attempts, "
+    "message_id, channel, subject, body_text, body_html, recipients, facts, status, attempts, "
     "next_attempt_at, last_error, created_at) VALUES (:reference, :series, :year, :number, "
     ":kind, :case_id, :event_seq, :message_id, :channel, :subject, :body_text, :body_html, "
-    ":recipients, :status, :attempts, :next_attempt_at, :last_error, :created_at)",
+    ":recipients, :facts, :status, :attempts, :next_attempt_at, :last_error, :created_at)",
     "due": "SELECT c.id, d.id FROM deadline d JOIN regul_case c ON c.id = d.case_id "
     "WHERE d.status = 'open' AND d.next_at <= :now ORDER BY d.next_at LIMIT :size",
 }
@@ -443,7 +448,7 @@ class Tx:
         return (head.seq, head.hash), seqs
 
     def _notices(self, case: CaseView, outcome: Outcome, seqs: list[int]) -> None:
-        """Render the notices of the outcome's events, for the case after it (deadline too)."""
+        """Gather the facts of the outcome's notices, for the case after it (deadline too)."""
         for index in outcome.notices:
             pending = self.notifier.prepare(
                 self.conn, case, outcome.events[index], seqs[index], self.now
@@ -498,6 +503,7 @@ class Tx:
             row = pending.row(int(number.fetchone()[0]))
             row.update(
                 recipients=d.json(row["recipients"]),
+                facts=d.json(row["facts"]),
                 next_attempt_at=d.ts(row["next_attempt_at"]),
                 created_at=d.ts(row["created_at"]),
             )

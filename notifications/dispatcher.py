@@ -2,7 +2,8 @@
 
 It leases a batch of due notices in a short transaction (PostgreSQL: ``FOR UPDATE SKIP
 LOCKED``, so several workers share the outbox; the lease moves ``next_attempt_at`` forward so
-nobody else takes them meanwhile), sends each one outside any transaction, then records the
+nobody else takes them meanwhile), renders each one from its stored facts and sends it outside
+any transaction (the text as sent is written back to the notice), then records the
 attempt and marks the notice sent, or schedules the next try (exponential backoff) or, after
 ``max_attempts``, marks it failed. A crash between sending and marking leaves the lease to
 expire and the notice is sent again with the same Message-ID, never lost. Delivery trouble
@@ -24,6 +25,7 @@ from engine.clock import Clock
 from engine.db import Database
 from notifications.channels import Channel, DeliveryError
 from notifications.outbox import NOTICE_TABLE
+from notifications.render import with_bodies
 
 __all__ = ["DispatchPolicy", "DispatchReport", "dispatch"]
 
@@ -105,9 +107,11 @@ def _deliver(
 ) -> None:
     channel = channels.get(notice.channel)
     error = ""
+    rendered_now = not notice.body_text
     try:
         if channel is None:
             raise DeliveryError(f"no channel {notice.channel!r} is configured")
+        notice = with_bodies(notice)  # rendered once, from the facts stored with it
         channel.send(notice)
     except DeliveryError as exc:
         error = str(exc)
@@ -129,6 +133,8 @@ def _deliver(
         values: dict[str, Any] = {"attempts": attempts, "last_error": error}
         if not error:
             values.update(status="sent", sent_at=now)
+            if rendered_now:  # the text as it was sent stays with the notice
+                values.update(body_text=notice.body_text, body_html=notice.body_html)
             report.sent.append(notice.reference)
         elif attempts >= policy.max_attempts:
             values.update(status="failed")

@@ -1,19 +1,33 @@
-"""The outbox: notices numbered, rendered and queued in the transaction of their event.
+"""The outbox: a notice's facts, numbered and queued in the transaction of its event.
 
 ``Outbox`` is the unit of work's ``Notifier``: it tells the decisions which events its
 workflows declare a notice for, and for each such recorded event finds the recipients in the
-directory and renders text and HTML with stand-ins for the reference. The unit of work (the
-only writer of the notice tables) then takes the next reference of the series and year
-(``MARS N°2026_017``: a counter row updated in the same transaction, so numbers have no gaps
-and no duplicates, also under concurrent transitions on PostgreSQL) and inserts the notice as
-``queued``. Delivery is the dispatcher's job, later.
+directory, the issuer, the series and the facts the notice states (all in French: names,
+labels, Paris times). Those facts are stored with the notice (JSON); nothing is rendered in
+the transaction. The unit of work (the only writer of the notice tables) takes the next number
+of the series and year at commit (a counter row updated in the same transaction, so numbers
+have no gaps and no duplicates, also under concurrent transitions on PostgreSQL) and inserts
+the notice as ``queued``. The text and HTML are rendered once from the facts, when the
+dispatcher sends the notice (``notifications.render.bodies``).
+
+**Issuer and series.** The issuer is the organisation whose act caused the notice: the actor's
+organisation (ARS Occitanie signs what ARS Occitanie decided). An automatic step (the sweeper's
+escalation, reminder, incident or overdue notice) is issued for the level that holds the case
+after it and says it is automatic. Only the CCS's own acts carry the ministry's letterhead and
+a national series: **MARS** when an establishment is *Pour action* (``MARS N°2026_17``: year,
+underscore, number without padding, restarting each year in Paris), else **MINSANTE**
+(``MINSANTE N°143``: one series that never restarts). Every other issuer, and every automatic
+step (the CCS's hourly incident reminders included), numbers in its organisation's own series
+per year (``ARS-OCC N°2026_4``, ``ES-319900001 N°2026_2``): an hourly reminder never takes a
+national number.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -22,54 +36,241 @@ from sqlalchemy.engine import Connection
 from engine import tables
 from engine.decisions import event_name
 from engine.values import CaseView, Draft
-from engine.workflow import WorkflowRegistry
-from notifications.recipients import Directory, levels_passed, resolve
-from notifications.render import MID_STANDIN, REF_STANDIN, Rendered, Renderer
+from engine.workflow import FieldSpec, WorkflowRegistry
+from notifications.recipients import Directory, Recipient, levels_passed, resolve
+from notifications.render import Rendered, Renderer
 from notifications.rules import NoticeBook, NoticeRule
-from workflows.labels import value_label
+from workflows.labels import (
+    ITEM_UNITS,
+    LEVELS,
+    NOTICE_FIELDS,
+    NOTICE_UNITS,
+    value_label,
+)
 
-__all__ = ["NOTICE_TABLE", "Outbox", "Pending", "event_name", "format_reference"]
+__all__ = [
+    "NOTICE_TABLE",
+    "Outbox",
+    "Pending",
+    "event_name",
+    "format_reference",
+    "of",
+    "the",
+    "to",
+]
 
 NOTICE_TABLE = tables.NOTICE
 PARIS = ZoneInfo("Europe/Paris")
+NATIONAL = ("MARS", "MINSANTE")
 SERIES_TITLES = {
     "MARS": "Message d'Alerte Rapide Sanitaire",
     "MINSANTE": "Message du ministère aux agences régionales de santé",
 }
-SIGNATURE = {
-    "line1": "Pour le ministre et par délégation,",
-    "line2": "Le Centre de crise sanitaire",
+MINISTRY = (
+    "MINISTÈRE DES SOLIDARITÉS ET DE LA SANTÉ",
+    "DIRECTION GÉNÉRALE DE LA SANTÉ",
+    "CENTRE DE CRISE SANITAIRE",
+)
+# The line above an issuer's name in its letterhead, and who signs for it.
+_HEADINGS = {
+    "ars": "AGENCE RÉGIONALE DE SANTÉ",
+    "ars_zone": "AGENCE RÉGIONALE DE SANTÉ DE ZONE DE DÉFENSE ET DE SÉCURITÉ",
+    "umac": "UNITÉ MOBILE D'ASSISTANCE CIRCULATOIRE",
+    "ght": "GROUPEMENT HOSPITALIER DE TERRITOIRE",
+    "hospital": "ÉTABLISSEMENT DE SANTÉ",
+    "spf": "AGENCE NATIONALE DE SANTÉ PUBLIQUE",
+    "sfctcv": "SOCIÉTÉ FRANÇAISE DE CHIRURGIE THORACIQUE ET CARDIO-VASCULAIRE",
+}
+_SIGNERS = {
+    "ccs": "Pour le ministre et par délégation,",
+    "ars": "Pour le directeur général de l'agence et par délégation,",
+    "ars_zone": "Pour le directeur général de l'agence et par délégation,",
+    "spf": "Pour la directrice générale et par délégation,",
+    "umac": "Le médecin responsable,",
+    "sfctcv": "Le référent,",
+}
+_AUTOMATIC = {
+    "escalate": "Transmission automatique : délai échu",
+    "reminder": "Rappel automatique : échéance en cours",
+    "repeat": "Relance automatique",
+    "incident": "Incident ouvert automatiquement : délai échu au dernier niveau",
+    "overdue": "Relance automatique : date dépassée",
+}
+_WHAT_IS_LATE = {"ecmo": "la restitution de la console", "ppe": "la livraison"}
+_CLOSING = "Nous vous remercions de votre mobilisation."
+
+# The OBJET of each kind: ``{title}`` (upper case), ``{ref}``, ``{to}``/``{level}`` (the level
+# holding the case, upper case). The subject is "<reference> : <objet>".
+OBJETS = {
+    "opened": "{title} {ref} : NOUVELLE DEMANDE À RÉGULER",
+    "escalated": "{title} {ref} : TRANSMISSION {to}",
+    "resolved": "{title} {ref} : SOLUTION TROUVÉE",
+    "rejected": "{title} {ref} : DEMANDE NON RETENUE",
+    "cancelled": "{title} {ref} : DEMANDE ANNULÉE",
+    "reminder": "RAPPEL : {title} {ref} EN ATTENTE DE DÉCISION ({level})",
+    "incident": "INCIDENT : {title} {ref} SANS DÉCISION AU DERNIER NIVEAU",
+    "loan_overdue": "ECMO {ref} : RESTITUTION DE LA CONSOLE EN RETARD",
+    "delivery_overdue": "EPI {ref} : LIVRAISON ATTENDUE NON CONFIRMÉE",
+    "delivered": "EPI {ref} : LIVRAISON RÉCEPTIONNÉE",
+    "transferred": "TRANSFERT {ref} : PATIENT TRANSFÉRÉ",
+    "loan_started": "ECMO {ref} : CONSOLE PRÊTÉE MISE EN SERVICE",
+    "loan_returned": "ECMO {ref} : CONSOLE PRÊTÉE RESTITUÉE",
+    "closed": "{title} {ref} : DOSSIER CLÔTURÉ",
 }
 
 
 def format_reference(series: str, year: int, number: int) -> str:
-    return f"{series} N°{year}_{number:03d}"
+    """``MARS N°2020_113``, ``MINSANTE N°143`` (no year), ``ARS-OCC N°2026_4``."""
+    if series == "MINSANTE":
+        return f"MINSANTE N°{number}"
+    return f"{series} N°{year}_{number}"
+
+
+def counter_year(series: str, year: int) -> int:
+    """The year a series' counter is kept under: MINSANTE never restarts (0)."""
+    return 0 if series == "MINSANTE" else year
+
+
+def message_id(series: str, year: int, number: int) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", series.lower()).strip("-")
+    if series == "MINSANTE":
+        return f"<{slug}.{number:06d}@regul.invalid>"
+    return f"<{slug}.{year}.{number:06d}@regul.invalid>"
+
+
+# -- French ---------------------------------------------------------------------------------
+
+_MASCULINE = {"CH", "CHU", "CHI", "CHIC", "CHR", "CHRU", "GHT", "Centre", "Groupe", "Groupement"}
+_MASCULINE |= {"Référent", "Service", "SAMU", "Conseil", "Pôle"}
+_PLURAL = {"Hospices", "Hôpitaux", "Établissements"}
+_FEMININE = {"Clinique", "Polyclinique", "Maison", "Fondation", "Société", "Délégation"}
+_VOWELS = "aeiouyhàâäéèêëîïôöùûüAEIOUYHÀÂÄÉÈÊËÎÏÔÖÙÛÜ"
+
+
+def _article(name: str) -> tuple[str, str]:
+    """(definite article, the name without one): ("le", "CHU de Toulouse"), ("l'", "ARS …")."""
+    for article in ("le ", "la ", "les ", "l'"):  # a level named in words: « le GHT »
+        if name.startswith(article):
+            return article.strip(), name[len(article) :]
+    first = name.split(" ", 1)[0] if name else ""
+    if first in _MASCULINE:
+        return "le", name
+    if first in _PLURAL:
+        return "les", name
+    if first in _FEMININE:
+        return "la", name
+    if first[:1] in _VOWELS and first != "Santé":
+        return "l'", name
+    return "", name  # Santé publique France
+
+
+_FORMS = {
+    "of": {"le": "du ", "l'": "de l'", "la": "de la ", "les": "des ", "": "de "},
+    "to": {"le": "au ", "l'": "à l'", "la": "à la ", "les": "aux ", "": "à "},
+    "the": {"le": "le ", "l'": "l'", "la": "la ", "les": "les ", "": ""},
+}
+
+
+def _form(which: str, name: str) -> str:
+    article, bare = _article(name)
+    return _FORMS[which][article] + bare
+
+
+def of(name: str) -> str:
+    """« du CHU de Toulouse », « de l'ARS Occitanie », « de Santé publique France »."""
+    return _form("of", name)
+
+
+def to(name: str) -> str:
+    """« au CHU de Toulouse », « à l'ARS Occitanie », « à Santé publique France »."""
+    return _form("to", name)
+
+
+def the(name: str) -> str:
+    """« le CHU de Toulouse », « l'ARS Occitanie », « Santé publique France »."""
+    return _form("the", name)
+
+
+def capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _count(number: int) -> str:
+    """5000 → « 5 000 » (a narrow no-break space, as French typography groups digits)."""
+    return f"{number:,}".replace(",", "\u202f")
+
+
+def _units(count: Any, unit: tuple[str, str]) -> str:
+    if isinstance(count, bool) or not isinstance(count, int):
+        return str(count)
+    return f"{_count(count)} {unit[0] if abs(count) <= 1 else unit[1]}"
+
+
+def paris(instant: datetime) -> str:
+    return instant.astimezone(PARIS).strftime("%d/%m/%Y à %H:%M")
+
+
+def _day(due: datetime) -> str:
+    """The calendar day a deadline belongs to: one due at midnight ends the day before."""
+    return (due - timedelta(seconds=1)).astimezone(PARIS).strftime("%d/%m/%Y")
+
+
+def _duration(seconds: float) -> str:
+    minutes = max(round(seconds / 60), 0)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    parts = [f"{days} j"] if days else []
+    if hours:
+        parts.append(f"{hours} h")
+    if minutes or not parts:
+        parts.append(f"{minutes} min")
+    return " ".join(parts)
+
+
+# -- the notice's facts -----------------------------------------------------------------------
 
 
 @dataclass
 class Pending:
-    """A rendered notice waiting for its number (``engine.unit_of_work.PendingNotice``)."""
+    """A notice's facts waiting for its number (``engine.unit_of_work.PendingNotice``).
+
+    ``series`` and ``year`` key the counter row (``year`` 0 for MINSANTE); ``issued`` is the
+    year the notice is dated (Paris).
+    """
 
     series: str
     year: int
-    rendered: Rendered
+    issued: int
+    objet: str
+    facts: dict[str, Any]
     values: dict[str, Any]
 
     def row(self, number: int) -> dict[str, Any]:
-        reference = format_reference(self.series, self.year, number)
-        message_id = f"<{self.series.lower()}.{self.year}.{number:06d}@regul.invalid>"
-        rendered = self.rendered.with_reference(reference, message_id)
+        reference = format_reference(self.series, self.issued, number)
         return {
             **self.values,
             "reference": reference,
             "series": self.series,
-            "year": self.year,
+            "year": self.issued,
             "number": number,
-            "message_id": message_id,
-            "subject": rendered.subject,
-            "body_text": rendered.text,
-            "body_html": rendered.html,
+            "message_id": message_id(self.series, self.issued, number),
+            "subject": f"{reference} : {self.objet}",
+            "body_text": "",  # rendered once from the facts, at dispatch
+            "body_html": "",
+            "facts": self.facts,
         }
+
+
+@dataclass(frozen=True)
+class Issuer:
+    org: str
+    name: str
+    kind: str
+    automatic: bool
+
+    @property
+    def national(self) -> bool:
+        return self.kind == "ccs" and not self.automatic
 
 
 class Outbox:
@@ -101,7 +302,7 @@ class Outbox:
     def prepare(
         self, conn: Connection, case: CaseView, draft: Draft, seq: int, now: datetime
     ) -> Pending | None:
-        """Render the notice of an event, to be numbered and inserted at commit.
+        """The facts of an event's notice, to be numbered and inserted at commit.
 
         The unit of work numbers the pending notices of a transaction in one global order
         (series, year) just before commit: the counter row, which serialises a series, is
@@ -111,20 +312,22 @@ class Outbox:
         rule = book.rule(event_name(draft)) if book and draft.action != "refused" else None
         if book is None or rule is None:
             return None
-        rendered, action, info = self.compose(
-            conn, case, draft, rule, book.series, now, reference=REF_STANDIN, message_id=MID_STANDIN
-        )
+        series, facts = self.facts(conn, case, draft, rule, now)
+        action = facts["pour_action"]
         channel = self.channel_for(action[0]["org"]) if action else "eml"
+        issued = now.astimezone(PARIS).year
         return Pending(
-            book.series,
-            now.astimezone(PARIS).year,
-            rendered,
+            series,
+            counter_year(series, issued),
+            issued,
+            facts["objet"],
+            facts,
             {
                 "kind": rule.kind,
                 "case_id": case.id,
                 "event_seq": seq,
                 "channel": channel,
-                "recipients": {"action": action, "info": info},
+                "recipients": {"action": action, "info": facts["pour_information"]},
                 "status": "queued",
                 "attempts": 0,
                 "next_attempt_at": now,
@@ -139,34 +342,104 @@ class Outbox:
         case: CaseView,
         draft: Draft,
         rule: NoticeRule,
-        series: str,
         now: datetime,
         *,
         reference: str,
         message_id: str,
     ) -> tuple[Rendered, list[dict[str, str]], list[dict[str, str]]]:
-        """Render a notice (also used by ``regul notices preview``, which queues nothing)."""
+        """Render a notice now (``regul notices preview``, which queues nothing)."""
+        _series, facts = self.facts(conn, case, draft, rule, now)
+        rendered = self.renderer.render(
+            rule.kind, {**facts, "reference": reference, "message_id": message_id}
+        )
+        return rendered, facts["pour_action"], facts["pour_information"]
+
+    def facts(
+        self, conn: Connection, case: CaseView, draft: Draft, rule: NoticeRule, now: datetime
+    ) -> tuple[str, dict[str, Any]]:
+        """(series, facts): everything the notice says, in French, as JSON-able values."""
         self.directory.load(conn)
         spec = self.registry[case.kind]
-        previous_state = draft.from_state
-        previous = spec.state(previous_state).level if previous_state else None
-        passed = levels_passed(conn, spec, case.id)
-        action, info = resolve(self.directory, rule, case, previous=previous, passed=passed)
-        context = self._context(case, draft, series, now, reference, message_id, previous)
-        context["pour_action"] = [r.to_dict() for r in action]
-        context["pour_information"] = [r.to_dict() for r in info]
-        rendered = self.renderer.render(rule.kind, context)
-        return rendered, context["pour_action"], context["pour_information"]
+        previous = spec.state(draft.from_state).level if draft.from_state else None
+        passed = levels_passed(conn, spec, case.id) if case.id else []
+        action, info = resolve(
+            self.directory, rule, case, previous=previous, passed=passed, spec=spec
+        )
+        issuer = self._issuer(case, draft)
+        if not issuer.automatic and any(r.org == issuer.org for r in action):
+            # who decided is not asked to act on its own decision: it keeps a copy
+            mine = [r for r in action if r.org == issuer.org]
+            action = [r for r in action if r.org != issuer.org]
+            info = [*mine, *info]
+        series = self._series(issuer, action)
+        facts = self._facts(case, draft, rule, now, previous, issuer, series)
+        facts["pour_action"] = [r.to_dict() for r in action]
+        facts["pour_information"] = [r.to_dict() for r in info]
+        return series, facts
 
-    def _context(
+    # -- issuer and series ------------------------------------------------------------------
+
+    def _issuer(self, case: CaseView, draft: Draft) -> Issuer:
+        automatic = draft.role == "system" or draft.actor == "system"
+        if not automatic:
+            row = self.directory.find(draft.org)
+            if row is not None:
+                return Issuer(row.id, row.name, row.kind, False)
+        # an automatic step is issued for the level that holds the case after it
+        holder = self.directory.level_org(case.level, case) if case.level else None
+        found = holder or self.directory.first("ccs", None, None)
+        if found is None:  # a directory without a CCS: the requesting hospital
+            found = self.directory.level_org("establishment", case)
+        assert found is not None, f"no organisation to issue a notice of {case.reference}"
+        return Issuer(found.org, found.name, found.kind, True)
+
+    @staticmethod
+    def _series(issuer: Issuer, action: list[Recipient]) -> str:
+        if issuer.national:
+            return "MARS" if any(r.kind == "hospital" for r in action) else "MINSANTE"
+        return f"ES-{issuer.org}" if issuer.kind == "hospital" else issuer.org
+
+    def _letterhead(self, issuer: Issuer, series: str, draft: Draft) -> dict[str, Any]:
+        if issuer.kind == "ccs":
+            lines = list(MINISTRY)
+        else:
+            heading = _HEADINGS.get(issuer.kind, "")
+            lines = [line for line in (heading, issuer.name.upper()) if line]
+        if issuer.automatic:
+            signature = [f"Message automatique émis par Régul pour le compte {of(issuer.name)}."]
+        elif issuer.kind == "ccs":
+            signature = [_SIGNERS["ccs"], "Le Centre de crise sanitaire"]
+        else:
+            signature = [_SIGNERS.get(issuer.kind, "Pour le directeur et par délégation,")]
+            signature.append(issuer.name)
+        note = ""
+        if issuer.automatic:
+            step = event_name(draft)
+            if draft.action == "reminder" and "next_reminder_s" in draft.data:
+                step = "repeat"
+            note = _AUTOMATIC.get(step, "Message automatique")
+        return {
+            "org": issuer.org,
+            "name": issuer.name,
+            "of": of(issuer.name),
+            "letterhead": lines,
+            "signature": signature,
+            "automatic": issuer.automatic,
+            "note": note,
+            "series_title": SERIES_TITLES.get(series, ""),
+        }
+
+    # -- the facts --------------------------------------------------------------------------
+
+    def _facts(
         self,
         case: CaseView,
         draft: Draft,
-        series: str,
+        rule: NoticeRule,
         now: datetime,
-        reference: str,
-        message_id: str,
         previous: str | None,
+        issuer: Issuer,
+        series: str,
     ) -> dict[str, Any]:
         spec = self.registry[case.kind]
         hospital = self.directory.org(case.org)
@@ -176,52 +449,192 @@ class Outbox:
         due = swept or (case.deadline.due_at if case.deadline else None)
         if isinstance(due, str):
             due = datetime.fromisoformat(due)
-        actor = draft.actor if draft.actor != "system" else "l'échéancier automatique"
+        level = self._level_name(case.level, case)
+        from_level = self._level_name(previous, case)
+        objet = OBJETS.get(rule.kind, "{title} {ref}").format(
+            title=spec.title.upper(), ref=case.reference, level=level.upper(),
+            to=to(level).upper(),
+        )  # fmt: skip
         return {
             "series": series,
-            "series_title": SERIES_TITLES[series],
+            "national": issuer.national,
+            "issuer": self._letterhead(issuer, series, draft),
             "date": now.astimezone(PARIS).strftime("%d/%m/%Y"),
-            "reference": reference,
-            "message_id": message_id,
-            "signature": SIGNATURE,
+            "objet": objet,
+            "closing": _CLOSING,
             "case": {
                 "reference": case.reference,
                 "title": spec.title,
                 "hospital": hospital.name,
+                "hospital_of": of(hospital.name),
+                "hospital_the": capital(the(hospital.name)),
                 "finess": case.org,
                 "region": self.directory.region_name(case.region),
-                "level": self._level_name(case.level, case),
+                "level": level,
+                "level_of": of(level),
+                "level_to": to(level),
                 "state": spec.state(case.state).label,
-                "deadline": _paris(due) if due else "aucune",
+                "deadline": paris(due) if due else "",
+                "request": self._request(case),
             },
             "event": {
-                "reason": draft.reason or "—",
-                "actor": actor,
-                "at": _paris(now),
-                "from_level": self._level_name(previous, case),
-                "by_system": draft.actor == "system",
+                "reason": self._reason(case, draft, due),
+                "by_system": issuer.automatic,
+                "actor": issuer.name if issuer.automatic else f"{draft.actor} ({issuer.name})",
+                "at": paris(now),
+                "from_level": from_level,
+                "from_level_of": of(from_level),
+                "from_level_by": "par " + the(from_level),
+                "from_requester": previous == "establishment",
                 "fields": self._fields(case, draft),
                 "then": self._then(case, draft),
-                "due_date": _day(due) if due else "—",
+                "due_date": _day(due) if due else "",
+                "late": _WHAT_IS_LATE.get(case.kind, "la date prévue"),
             },
         }
 
-    def _fields(self, case: CaseView, draft: Draft) -> dict[str, str]:
-        """The trigger's values under their French labels, dates as dd/mm/yyyy."""
+    def _reason(  # noqa: PLR0911 (one wording per automatic step)
+        self, case: CaseView, draft: Draft, due: datetime | None
+    ) -> str:
+        """A person's reason as written; an automatic step's in French, Paris time."""
+        if draft.actor != "system":
+            return draft.reason
+        level = self._level_name(draft.data.get("for") or case.level, case)
+        if draft.action == "transition":
+            late = draft.data.get("late_s")
+            was = self._level_name(
+                self.registry[case.kind].state(draft.from_state).level
+                if draft.from_state
+                else None,
+                case,
+            )
+            text = f"Délai échu {of(was)}"
+            if due is not None and draft.data.get("due_at"):
+                text += f" (échéance du {paris(datetime.fromisoformat(draft.data['due_at']))})"
+            if isinstance(late, int | float):
+                text += f", transmis avec {_duration(late)} de retard"
+            return text
+        if draft.action == "reminder":
+            if "next_reminder_s" in draft.data:
+                return (
+                    "Relance : toujours sans décision"
+                    if case.incident
+                    else "Relance : échéance dépassée"
+                )
+            left = draft.data.get("left_s")
+            text = f"Rappel : décision attendue {of(level)}"
+            if due is not None:
+                text += f" avant le {paris(due)}"
+            if isinstance(left, int):
+                text += f" (reste {_duration(left)})"
+            return text
+        if draft.action == "incident":
+            return f"Incident : aucune décision {of(level)}, dernier niveau de régulation"
+        if draft.action == "overdue" and due is not None:
+            what = _WHAT_IS_LATE.get(case.kind, "la date prévue")
+            return f"Échéance dépassée : {what} était attendue le {_day(due)}"
+        return draft.reason
+
+    def _label(self, name: str, spec: FieldSpec | None) -> str:
+        if spec is not None and spec.label:
+            return spec.label
+        return NOTICE_FIELDS.get(name, name.replace("_", " ").capitalize())
+
+    def _value(  # noqa: PLR0911 (one rule per kind of value)
+        self, name: str, value: Any, spec: FieldSpec | None
+    ) -> str:
+        """A field's value as a regulator reads it: labels, names, dates, counts with units."""
+        if value is None or value == "":
+            return "—"
+        if name in ("lender", "receiving_hospital", "provider") and isinstance(value, str):
+            row = self.directory.find(value)
+            if row is not None:
+                return f"{row.name} (FINESS {row.id})" if row.kind == "hospital" else row.name
+        if (spec is not None and spec.type == "date") or name in ("return_by", "date"):
+            try:
+                return date.fromisoformat(str(value)).strftime("%d/%m/%Y")
+            except ValueError:
+                return str(value)
+        if name in NOTICE_UNITS:
+            return _units(value, NOTICE_UNITS[name])
+        if isinstance(value, int) and not isinstance(value, bool):
+            return _count(value)
+        if name == "time_to_rupture" and isinstance(value, int | float):
+            return _duration(float(value))
+        return value_label(name, value)
+
+    def _lines(self, lines: Any) -> list[str]:
+        """PPE request lines: « 5 000 masques FFP2 (stock disponible : 800, … ) »."""
+        shown: list[str] = []
+        for line in lines if isinstance(lines, list) else []:
+            if not isinstance(line, dict):
+                continue
+            item = str(line.get("item", ""))
+            unit = ITEM_UNITS.get(item, (value_label("item", item),) * 2)
+            text = _units(line.get("quantity", "—"), unit)
+            if not isinstance(line.get("quantity"), int):
+                text = f"{value_label('item', item)} : {line.get('quantity', '—')}"
+            extra = [
+                f"{NOTICE_FIELDS[key]} : {_units(line[key], unit)}"
+                for key in ("stock_on_hand", "weekly_consumption")
+                if line.get(key) is not None
+            ]
+            shown.append(text + (f" ({', '.join(extra)})" if extra else ""))
+        return shown
+
+    def _request(self, case: CaseView) -> list[list[str]]:
+        """What the hospital asked for, from the case's opening fields: [label, value] rows."""
+        spec = self.registry[case.kind]
+        specs = {f.name: f for f in spec.open_fields}
+        fields = case.fields
+        rows: list[list[str]] = []
+        if "item" in fields and "quantity" in fields and isinstance(fields["quantity"], int):
+            unit = ITEM_UNITS.get(str(fields["item"]), (value_label("item", fields["item"]),) * 2)
+            rows.append(["Demande", _units(fields["quantity"], unit)])
+        for line in self._lines(fields.get("lines")):
+            rows.append(["Demande", line])
+        for name, value in fields.items():
+            if isinstance(value, dict | list) or name in ("item", "quantity", "lines"):
+                continue  # a trigger's own fields (``resolve``) and the lines shown above
+            if name == "summary" and not value:
+                continue
+            rows.append(
+                [self._label(name, specs.get(name)), self._value(name, value, specs.get(name))]
+            )
+        return rows
+
+    def _fields(self, case: CaseView, draft: Draft) -> list[list[str]]:
+        """The trigger's values under their French labels: [label, value] rows."""
         values = dict(draft.data.get("fields") or {})
+        if draft.action == "opened":
+            return []  # the request itself is shown with the case
         specs = {
             f.name: f
             for t in self.registry[case.kind].transitions
             if t.trigger == draft.data.get("trigger")
             for f in t.fields
         }
-        shown: dict[str, str] = {}
+        shown: list[list[str]] = []
+        if case.kind == "ppe" and "quantity" in values and isinstance(values["quantity"], int):
+            item = case.fields.get("item")
+            if item in ITEM_UNITS:
+                shown.append([self._label("quantity", specs.get("quantity")),
+                              _units(values.pop("quantity"), ITEM_UNITS[str(item)])])  # fmt: skip
         for name, value in values.items():
+            if name == "source" and value == "hospital" and values.get("lender"):
+                continue  # the lender line says which establishment
+            if name == "quantity_received" and isinstance(value, int):
+                item = case.fields.get("item")
+                if item in ITEM_UNITS:
+                    shown.append([self._label(name, specs.get(name)),
+                                  _units(value, ITEM_UNITS[str(item)])])  # fmt: skip
+                    continue
             spec = specs.get(name)
-            text = value_label(name, value)  # the French label of a choice, oui/non
-            if spec is not None and spec.type == "date":
-                text = datetime.fromisoformat(text).strftime("%d/%m/%Y")
-            shown[spec.label if spec and spec.label else name] = text
+            if name == "lines":
+                for line in self._lines(value):
+                    shown.append([self._label(name, spec), line])
+                continue
+            shown.append([self._label(name, spec), self._value(name, value, spec)])
         return shown
 
     @staticmethod
@@ -237,13 +650,4 @@ class Outbox:
         if role is None:
             return "—"
         recipient = self.directory.level_org(role, case)
-        return recipient.name if recipient else role
-
-
-def _day(due: datetime) -> str:
-    """The calendar day a deadline belongs to: one due at midnight ends the day before."""
-    return (due - timedelta(seconds=1)).astimezone(PARIS).strftime("%d/%m/%Y")
-
-
-def _paris(instant: datetime) -> str:
-    return instant.astimezone(PARIS).strftime("%d/%m/%Y à %H:%M")
+        return recipient.name if recipient else LEVELS.get(role, role)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +18,7 @@ from notifications.rules import SERIES
 __all__ = ["STATUSES", "attempts_of", "get_notice", "list_notices", "retry_notice"]
 
 STATUSES = ("queued", "sent", "failed")
+_SERIES = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 _N = NOTICE_TABLE
 _ATTEMPT = tables.NOTICE_ATTEMPT
 
@@ -33,8 +35,11 @@ def list_notices(
     """Newest first; ``scope_where`` (a condition on the case table) keeps a reader's scope."""
     if status is not None and status not in STATUSES:
         raise InputError(f"--status {status!r}: use one of {', '.join(STATUSES)}")
-    if series is not None and series not in SERIES:
-        raise InputError(f"--series {series!r}: use one of {', '.join(SERIES)}")
+    if series is not None and not _SERIES.fullmatch(series):
+        raise InputError(
+            f"--series {series!r}: use {' or '.join(SERIES)}, or an issuer's own series "
+            "(its organisation: ARS-OCC, UMAC-SUD, ES-319900001)"
+        )
     if not 0 < limit <= 10000:
         raise InputError("--limit must be between 1 and 10000")
     query = sa.select(_N).order_by(_N.c.id.desc()).limit(limit)
@@ -50,7 +55,8 @@ def get_notice(conn: Connection, reference: str) -> Any:
     row = conn.execute(sa.select(_N).where(_N.c.reference == reference.strip())).first()
     if row is None:
         raise NotFound(
-            f"no notice {reference!r}: references look like 'MARS N°2026_017' "
+            f"no notice {reference!r}: references look like 'MARS N°2026_17' or "
+            "'MINSANTE N°143' "
             "(list them with 'regul notices list')"
         )
     return row

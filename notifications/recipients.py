@@ -1,8 +1,14 @@
 """Recipients from the directory: who is *Pour action* and *Pour information* on a notice.
 
 Levels are placed by the case: the hospital itself, its GHT, the UMAC and ARS de zone of its
-zone, the ARS of its region, the CCS and SpF. The directory is read once per process and kept
-(it changes with ``regul init --directory``, which a running worker picks up on restart).
+zone, the ARS and the SFCTCV referent of its region, the CCS and SpF. The parties a decision
+names are found from the case's resolve fields: the ``lender`` of an ECMO console (the CCS for
+the national stock), the ``receiver`` of a transfer (and its ARS), the ``shipper`` of PPE (the
+GHT's support establishment, the region's ARS, or SpF). ``regulator`` is the first level that
+regulates the case (what an opening notifies at once); ``national`` the CCS while the case is
+at a national level (SpF holds PPE's, the CCS is informed). The directory is read once per
+process and kept (it changes with ``regul init --directory``, which a running worker picks up
+on restart).
 """
 
 from __future__ import annotations
@@ -18,7 +24,15 @@ from engine.cases import CaseView
 from engine.workflow import WorkflowSpec
 from notifications.rules import NoticeRule
 
-__all__ = ["Directory", "Recipient", "resolve"]
+__all__ = [
+    "Directory",
+    "Recipient",
+    "lender",
+    "receiver",
+    "regulator",
+    "resolve",
+    "shipper",
+]
 
 _ORG = tables.ORGANISATION
 _REGION = tables.REGION
@@ -33,12 +47,13 @@ class Recipient:
     org: str
     name: str
     email: str
+    kind: str = ""
 
     def to_dict(self) -> dict[str, str]:
         return {"org": self.org, "name": self.name, "email": self.email}
 
 
-_PLACES = {"umac": "zone", "ars_zone": "zone", "ars": "region"}
+_PLACES = {"umac": "zone", "ars_zone": "zone", "ars": "region", "sfctcv": "region"}
 
 
 class Directory:
@@ -58,6 +73,11 @@ class Directory:
         assert self._orgs is not None
         return self._orgs[org_id]
 
+    def find(self, org_id: str | None) -> Any | None:
+        """The organisation ``org_id``, or None (an unknown FINESS, the system's ``REGUL``)."""
+        assert self._orgs is not None
+        return self._orgs.get(org_id) if org_id else None
+
     def region_name(self, code: str) -> str:
         return self._regions.get(code, code)
 
@@ -68,22 +88,42 @@ class Directory:
         if role == "ght":
             return self._recipient(case.ght) if case.ght else None
         place = _PLACES.get(role)
-        key = (role, getattr(case, place) if place else None)
-        if key not in self._levels:  # the first organisation of that kind and place, kept
+        return self.first(role, place, getattr(case, place) if place else None)
+
+    def first(self, kind: str, place: str | None, where: str | None) -> Recipient | None:
+        """The first organisation of ``kind`` at ``where`` (its region or zone), kept."""
+        assert self._orgs is not None
+        key = (kind, where)
+        if key not in self._levels:
             self._levels[key] = next(
                 (
-                    Recipient(row.id, row.name, row.email)
+                    _of(row)
                     for row in self._orgs.values()
-                    if row.kind == role and (place is None or getattr(row, place) == key[1])
+                    if row.kind == kind and (place is None or getattr(row, place) == where)
                 ),
                 None,
             )
         return self._levels[key]
 
+    def recipient(self, org_id: str | None) -> Recipient | None:
+        return self._recipient(org_id) if org_id else None
+
     def _recipient(self, org_id: str) -> Recipient | None:
         assert self._orgs is not None
         row = self._orgs.get(org_id)
-        return Recipient(row.id, row.name, row.email) if row else None
+        return _of(row) if row else None
+
+    def ght_shipper(self, ght_id: str | None) -> Recipient | None:
+        """A GHT's support establishment when the directory names one, else the GHT itself."""
+        row = self.find(ght_id)
+        if row is None:
+            return None
+        support = getattr(row, "support", None) or getattr(row, "support_establishment", None)
+        return self.recipient(support) or _of(row)
+
+
+def _of(row: Any) -> Recipient:
+    return Recipient(row.id, row.name, row.email, row.kind)
 
 
 def levels_passed(conn: Connection, spec: WorkflowSpec, case_id: int) -> list[str]:
@@ -102,6 +142,63 @@ def levels_passed(conn: Connection, spec: WorkflowSpec, case_id: int) -> list[st
     return levels
 
 
+def regulator(spec: WorkflowSpec, directory: Directory, case: CaseView) -> str | None:
+    """The first regulating level from the case's state up: the holder if it regulates, else
+    the level its escalation leads to (a level with nobody for this case is passed over)."""
+    state: str | None = case.state
+    seen: set[str] = set()
+    while state is not None and state not in seen:
+        seen.add(state)
+        level = spec.state(state).level
+        if level and level != "establishment" and directory.level_org(level, case):
+            return level
+        escalation = spec.transition(state, "escalate")
+        state = escalation.dest if escalation else None
+    return None
+
+
+def _resolved(case: CaseView) -> dict[str, Any]:
+    value = case.fields.get("resolve")
+    return value if isinstance(value, dict) else {}
+
+
+def lender(directory: Directory, case: CaseView) -> list[Recipient]:
+    """ECMO: the lender of the console: the CCS for the national stock, else the hospital
+    named by the resolve field ``lender`` (a FINESS)."""
+    resolved = _resolved(case)
+    if resolved.get("source") == "national":
+        ccs = directory.first("ccs", None, None)
+        return [ccs] if ccs else []
+    found = directory.recipient(str(resolved.get("lender") or "")) if resolved else None
+    return [found] if found else []
+
+
+def receiver(directory: Directory, case: CaseView) -> list[Recipient]:
+    """Transfer: the receiving establishment and the ARS of its region."""
+    hospital = directory.find(str(_resolved(case).get("receiving_hospital") or ""))
+    if hospital is None:
+        return []
+    ars = directory.first("ars", "region", hospital.region)
+    return [r for r in (_of(hospital), ars) if r]
+
+
+def shipper(directory: Directory, case: CaseView) -> list[Recipient]:
+    """PPE: who ships: the GHT (its support establishment), the region's ARS, or SpF."""
+    source = _resolved(case).get("source")
+    if source == "ght":
+        found = directory.ght_shipper(case.ght)
+    elif source == "region":
+        found = directory.first("ars", "region", case.region)
+    elif source == "national":
+        found = directory.first("spf", None, None)
+    else:
+        found = None
+    return [found] if found else []
+
+
+_FINDERS = {"lender": lender, "receiver": receiver, "shipper": shipper}
+
+
 def resolve(
     directory: Directory,
     rule: NoticeRule,
@@ -109,27 +206,43 @@ def resolve(
     *,
     previous: str | None,
     passed: list[str],
+    spec: WorkflowSpec | None = None,
 ) -> tuple[list[Recipient], list[Recipient]]:
     """(pour action, pour information) for ``case`` after its event; nobody twice."""
 
-    def roles(tokens: tuple[str, ...]) -> list[str]:
-        out: list[str] = []
+    def expand(tokens: tuple[str, ...]) -> list[Recipient]:
+        out: list[Recipient] = []
         for token in tokens:
-            expanded = {
-                "holder": [case.level] if case.level else [],
-                "previous": [previous] if previous else [],
-                "passed": passed,
-                "requester": ["establishment"],
-            }.get(token, [token])
-            out.extend(r for r in expanded if r and r not in out)
+            finder = _FINDERS.get(token)
+            if finder is not None:
+                out.extend(finder(directory, case))
+                continue
+            if token == "national":  # the CCS, informed while the case is at a national level
+                roles = (
+                    ["ccs"] if case.level in ("ccs", "spf") or previous in ("ccs", "spf") else []
+                )
+            elif token == "regulator":
+                level = regulator(spec, directory, case) if spec is not None else None
+                roles = [level] if level else []
+            else:
+                roles = {
+                    "holder": [case.level] if case.level else [],
+                    "previous": [previous] if previous else [],
+                    "passed": passed,
+                    "requester": ["establishment"],
+                }.get(token, [token])
+            out.extend(r for role in roles if role and (r := directory.level_org(role, case)))
         return out
 
-    action = [r for role in roles(rule.action) if (r := directory.level_org(role, case))]
-    seen = {r.org for r in action}
+    action: list[Recipient] = []
+    seen: set[str] = set()
+    for r in expand(rule.action):
+        if r.org not in seen:
+            action.append(r)
+            seen.add(r.org)
     info: list[Recipient] = []
-    for role in roles(rule.info):
-        r = directory.level_org(role, case)
-        if r and r.org not in seen:
+    for r in expand(rule.info):
+        if r.org not in seen:
             info.append(r)
             seen.add(r.org)
     return action, info

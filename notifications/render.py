@@ -1,22 +1,21 @@
 """Rendering notices: one Jinja2 template per kind, a shared layout, plain text and HTML.
 
-The same template source is rendered twice: once as text (no escaping) and once as HTML
-(autoescaped, so a regulator's ``<script>`` in a reason shows as text). ``StrictUndefined``
-makes a template that refers to a missing variable fail loudly (the test suite renders every
-kind of every workflow against real cases). Rendering returns a value; sending is elsewhere.
+A notice is rendered from the facts stored with it (``notice.facts``, gathered in the
+transaction of its event by ``notifications.outbox``), once, when it is sent
+(``notifications.dispatcher``) or shown (``regul notices show``, the preview). The same
+template source is rendered twice: once as text (no escaping) and once as HTML (autoescaped,
+so a regulator's ``<script>`` in a reason shows as text). ``StrictUndefined`` makes a
+template that refers to a missing variable fail loudly (the test suite renders every kind of
+every workflow against real cases). Rendering returns a value; sending is elsewhere.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
-__all__ = ["MID_STANDIN", "REF_STANDIN", "Rendered", "Renderer"]
-
-
-# Stand-ins for the reference and Message-ID while rendering, replaced once the number is
-# taken (private-use characters: no template escapes or produces them).
-REF_STANDIN, MID_STANDIN = "\ue000REF\ue000", "\ue000MID\ue000"
+__all__ = ["Rendered", "Renderer", "bodies", "with_bodies"]
 
 
 @dataclass(frozen=True)
@@ -24,14 +23,6 @@ class Rendered:
     subject: str
     text: str
     html: str
-
-    def with_reference(self, reference: str, message_id: str) -> Rendered:
-        """The same notice with the stand-ins it was rendered with replaced by the real ones."""
-
-        def fill(text: str) -> str:
-            return text.replace(REF_STANDIN, reference).replace(MID_STANDIN, message_id)
-
-        return Rendered(fill(self.subject), fill(self.text), fill(self.html))
 
 
 class Renderer:
@@ -49,9 +40,31 @@ class Renderer:
         self._html = Environment(loader=loader, autoescape=True, **common)
 
     def render(self, kind: str, context: dict[str, Any]) -> Rendered:
-        text_template = self._text.get_template(f"{kind}.j2")
-        objet_block = text_template.blocks["objet"]
-        objet = "".join(objet_block(text_template.new_context({**context, "html": False})))
-        text = text_template.render(**context, html=False)
+        """``context``: a notice's facts with its ``reference`` and ``message_id``."""
+        text = self._text.get_template(f"{kind}.j2").render(**context, html=False)
         html = self._html.get_template(f"{kind}.j2").render(**context, html=True)
-        return Rendered(subject=f"{context['reference']} : {objet.strip()}", text=text, html=html)
+        return Rendered(f"{context['reference']} : {context['objet']}", text, html)
+
+
+_RENDERERS: list[Renderer] = []  # one per process, made on first use
+
+
+def bodies(row: Any, renderer: Renderer | None = None) -> Rendered:
+    """A stored notice as text and HTML: as sent if it was, else rendered from its facts."""
+    if row.body_text or not row.facts:  # sent (or written before facts were stored)
+        return Rendered(row.subject, row.body_text, row.body_html)
+    if renderer is None:
+        if not _RENDERERS:
+            _RENDERERS.append(Renderer())
+        renderer = _RENDERERS[0]
+    context = {**row.facts, "reference": row.reference, "message_id": row.message_id}
+    rendered = renderer.render(row.kind, context)
+    return Rendered(row.subject, rendered.text, rendered.html)
+
+
+def with_bodies(row: Any, renderer: Renderer | None = None) -> Any:
+    """The notice row with its ``body_text`` and ``body_html`` filled (rendered if need be)."""
+    rendered = bodies(row, renderer)
+    values = dict(row._mapping) if hasattr(row, "_mapping") else dict(vars(row))
+    values.update(body_text=rendered.text, body_html=rendered.html)
+    return SimpleNamespace(**values)

@@ -1,12 +1,16 @@
 """Which events make which notice, to whom: the declarations each workflow makes.
 
 A workflow lists, next to its states, rows ``(event, kind, action, info)``: ``event`` is a
-trigger of the workflow or a system event (``reminder``, ``incident``, ``overdue``), ``kind``
-names the template ``templates/notices/<kind>.j2``, and ``action`` / ``info`` name who is *Pour
-action* and *Pour information*. Recipient tokens: a role (``establishment``, ``ght``, ``umac``,
-``ars``, ``ars_zone``, ``ccs``, ``spf``) placed by the case's hospital, region and zone;
-``holder`` (the level holding the case after the event), ``previous`` (the level that held it
-before), ``passed`` (every level the case went through), ``requester`` (its hospital).
+trigger of the workflow or a system event (``open``, ``reminder``, ``incident``,
+``overdue``), ``kind`` names the template ``templates/notices/<kind>.j2``, and ``action`` /
+``info`` name who is *Pour action* and *Pour information*. Recipient tokens: a role
+(``establishment``, ``ght``, ``umac``, ``ars``, ``ars_zone``, ``ccs``, ``spf``, ``sfctcv``)
+placed by the case's hospital, region and zone; ``holder`` (the level holding the case after
+the event), ``previous`` (the level that held it before), ``passed`` (every level the case
+went through), ``requester`` (its hospital), ``regulator`` (the first level that regulates
+it: what an opening notifies), ``national`` (the CCS while the case is at a national level),
+and the parties a decision names (``notifications.recipients``): ``lender`` (ECMO),
+``receiver`` (transfer, with its ARS), ``shipper`` (PPE).
 """
 
 from __future__ import annotations
@@ -20,9 +24,23 @@ from engine.workflow import ACTING_ROLES, WorkflowSpec
 
 __all__ = ["SERIES", "SYSTEM_EVENTS", "TOKENS", "NoticeBook", "NoticeRule", "notices"]
 
-SERIES = ("MARS", "MINSANTE")
-SYSTEM_EVENTS = ("reminder", "incident", "overdue")
-TOKENS = (*ACTING_ROLES, "holder", "previous", "passed", "requester")
+SERIES = ("MARS", "MINSANTE")  # the national series, only the CCS's own acts take a number in them
+SYSTEM_EVENTS = ("open", "reminder", "incident", "overdue")
+TOKENS = (
+    *ACTING_ROLES,
+    "sfctcv",
+    "holder",
+    "previous",
+    "passed",
+    "requester",
+    "regulator",
+    "national",
+    "lender",
+    "receiver",
+    "shipper",
+)
+# The audit action an event is recorded under, when the notice book names it otherwise.
+_EVENT_OF_ACTION = {"opened": "open"}
 
 
 @dataclass(frozen=True)
@@ -38,11 +56,10 @@ class NoticeBook:
     """A workflow's notices: its series and its rules by event."""
 
     workflow: str
-    series: str
     rules: dict[str, NoticeRule]
 
     def rule(self, event: str) -> NoticeRule | None:
-        return self.rules.get(event)
+        return self.rules.get(_EVENT_OF_ACTION.get(event, event))
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -53,12 +70,14 @@ def _template_exists(kind: str) -> bool:
     return (resources.files("templates") / "notices" / f"{kind}.j2").is_file()
 
 
-def notices(spec: WorkflowSpec, *, series: str, rows: Iterable[Sequence[str]]) -> NoticeBook:
-    """Validate a workflow's notice table against the workflow and the shipped templates."""
-    if series not in SERIES:
-        raise WorkflowError(
-            f"workflow {spec.kind}: notice series {series!r} is not one of {SERIES}"
-        )
+def notices(
+    spec: WorkflowSpec, *, rows: Iterable[Sequence[str]], series: str | None = None
+) -> NoticeBook:
+    """Validate a workflow's notice table against the workflow and the shipped templates.
+
+    ``series`` is accepted for older declarations and ignored: a notice's series follows its
+    issuer (``notifications.outbox``), not its workflow.
+    """
     rules: dict[str, NoticeRule] = {}
     for event, kind, action, info in rows:
         where = f"workflow {spec.kind}, notice on {event}"
@@ -77,4 +96,4 @@ def notices(spec: WorkflowSpec, *, series: str, rows: Iterable[Sequence[str]]) -
         if not rule.action:
             raise WorkflowError(f"{where}: nobody is 'Pour action'")
         rules[event] = rule
-    return NoticeBook(spec.kind, series, rules)
+    return NoticeBook(spec.kind, rules)

@@ -20,7 +20,7 @@ from engine.values import Draft
 from engine.workflow import WorkflowRegistry
 from notifications.outbox import PARIS, Outbox
 from notifications.queries import attempts_of, get_notice, list_notices, retry_notice
-from notifications.render import Rendered
+from notifications.render import Rendered, with_bodies
 from notifications.rules import NoticeBook
 
 __all__ = ["Notices", "Preview"]
@@ -68,10 +68,11 @@ class Notices:
             )  # fmt: skip
 
     def show(self, reference: str) -> tuple[Any, list[Any]]:
-        """One notice and its delivery attempts."""
+        """One notice (text and HTML: as sent, or rendered from its facts) and its attempts."""
         with self.db.read() as conn:
             row = get_notice(conn, reference)
-            return row, attempts_of(conn, row.id)
+            tried = attempts_of(conn, row.id)
+        return with_bodies(row), tried
 
     def retry(self, reference: str) -> Any:
         """Queue a failed notice again."""
@@ -95,8 +96,8 @@ class Notices:
                           view.version, "Aperçu du message", {"trigger": rule.event})  # fmt: skip
             now = self.clock.now()
             rendered, action, info = self.outbox.compose(
-                conn, view, draft, rule, book.series, now,
-                reference=f"{book.series} N°{now.astimezone(PARIS).year}_APERÇU",
+                conn, view, draft, rule, now,
+                reference=f"APERÇU N°{now.astimezone(PARIS).year}",
                 message_id="<apercu@regul.invalid>",
             )  # fmt: skip
         return Preview(rendered, action, info)

@@ -71,15 +71,19 @@ ECMO = define(
 
 # fmt: off
 _NOTICES = [
-    # event      kind             pour action   pour information
-    ("escalate", "escalated",     "holder",     "requester passed"),
-    ("resolve",  "resolved",      "requester",  "passed"),
-    ("reject",   "rejected",      "requester",  "passed"),
-    ("cancel",   "cancelled",     "previous",   "passed"),
-    ("reminder", "reminder",      "holder",     "requester"),
-    ("incident", "incident",      "ccs",        "ars requester"),
-    ("overdue",  "loan_overdue",  "requester",  "ars ccs"),
+    # event      kind             pour action          pour information
+    ("open",     "opened",        "regulator",         "ars sfctcv requester"),
+    ("escalate", "escalated",     "holder",            "ars sfctcv requester passed"),
+    ("resolve",  "resolved",      "requester lender",  "passed sfctcv"),
+    ("reject",   "rejected",      "requester",         "passed sfctcv"),
+    ("cancel",   "cancelled",     "previous",          "passed sfctcv"),
+    ("start",    "loan_started",  "lender",            "ars requester"),
+    ("return",   "loan_returned", "lender",            "ars requester"),
+    ("close",    "closed",        "lender requester",  "ars passed"),
+    ("reminder", "reminder",      "holder",            "requester"),
+    ("incident", "incident",      "ccs",               "ars sfctcv requester"),
+    ("overdue",  "loan_overdue",  "requester",         "lender ars"),
 ]
 # fmt: on
 
-ECMO_NOTICES = notices(ECMO, series="MARS", rows=_NOTICES)
+ECMO_NOTICES = notices(ECMO, rows=_NOTICES)

@@ -14,6 +14,10 @@ from engine.vocab import Action, Control, Role, ScopeKind, SweepOutcome
 __all__ = [
     "ACTIONS",
     "CONTROLS",
+    "ITEM_UNITS",
+    "LEVELS",
+    "NOTICE_FIELDS",
+    "NOTICE_UNITS",
     "OUTCOMES",
     "ROLES",
     "SCOPES",
@@ -110,6 +114,81 @@ VALUES: dict[str, dict[str, str]] = {
         "goggles": "lunettes de protection",
     },
     "mode": {"VV": "veino-veineuse (VV)", "VA": "veino-artérielle (VA)"},
+    "bed_category": {
+        "reanimation": "réanimation",
+        "surveillance_continue": "surveillance continue",
+        "medecine": "médecine",
+        "ssr": "soins de suite et de réadaptation (SSR)",
+    },
+    "protected_category": {  # seed 001 l.95-101: patients whose care must be kept
+        "none": "aucune",
+        "cancer": "patient atteint d'un cancer",
+        "transplant": "patient en attente de greffe",
+        "chronic": "patient suivi pour une maladie chronique",
+        "urgent": "soins urgents",
+        "urgent_care": "soins urgents",
+        "minor": "patient mineur",
+        "mental_health": "santé mentale (mineur avec handicap psychique)",
+        "screening": "dépistage ou diagnostic",
+    },
+}
+
+# -- notices ------------------------------------------------------------------------------
+# What a notice calls a field when the workflow gives it no label of its own, and the unit
+# its quantity is counted in (``notifications.outbox`` prints "5 000 masques FFP2").
+NOTICE_FIELDS: dict[str, str] = {
+    "patient_ref": "Référence pseudonyme du patient",
+    "mode": "Type d'ECMO",
+    "covid": "Patient Covid",
+    "consoles_needed": "Consoles nécessaires",
+    "circuits_needed": "Circuits nécessaires",
+    "local_options": "Solutions locales envisagées",
+    "time_to_rupture": "Délai avant rupture de prise en charge",
+    "summary": "Éléments utiles",
+    "source": "Origine",
+    "lender": "Établissement prêteur",
+    "provider": "Établissement ou stock prêteur",
+    "return_by": "Retour du prêt au plus tard le",
+    "care": "Niveau de soins requis",
+    "bed_category": "Catégorie de lit",
+    "loss_of_chance": "Perte de chance",
+    "protected_category": "Catégorie protégée",
+    "receiving_hospital": "Établissement d'accueil",
+    "means": "Vecteur",
+    "date": "Date du transfert",
+    "item": "Article",
+    "quantity": "Quantité",
+    "quantity_received": "Quantité reçue",
+    "expected_delivery": "Livraison attendue le",
+    "delivery_address": "Adresse de livraison",
+    "lines": "Articles demandés",
+    "stock_on_hand": "stock disponible",
+    "weekly_consumption": "consommation hebdomadaire",
+}
+# The unit a count is given in, by field name (a PPE item is counted in its own unit).
+NOTICE_UNITS: dict[str, tuple[str, str]] = {  # (singular, plural)
+    "consoles_needed": ("console", "consoles"),
+    "circuits_needed": ("circuit", "circuits"),
+}
+ITEM_UNITS: dict[str, tuple[str, str]] = {
+    "surgical_mask": ("masque chirurgical", "masques chirurgicaux"),
+    "ffp2_mask": ("masque FFP2", "masques FFP2"),
+    "gown": ("surblouse", "surblouses"),
+    "apron": ("tablier", "tabliers"),
+    "gloves": ("paire de gants", "paires de gants"),
+    "cap": ("charlotte", "charlottes"),
+    "goggles": ("paire de lunettes de protection", "paires de lunettes de protection"),
+}
+# The levels a notice names when the directory has no organisation for them.
+LEVELS: dict[str, str] = {
+    "establishment": "l'établissement demandeur",
+    "ght": "le GHT",
+    "umac": "l'UMAC de la zone",
+    "ars": "l'ARS",
+    "ars_zone": "l'ARS de zone",
+    "ccs": "le Centre de crise sanitaire",
+    "spf": "Santé publique France",
+    "sfctcv": "le référent SFCTCV",
 }
 
 

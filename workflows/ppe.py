@@ -70,16 +70,17 @@ PPE = define(
 
 # fmt: off
 _NOTICES = [
-    # event      kind                pour action   pour information
-    ("escalate", "escalated",        "holder",     "requester passed"),
-    ("resolve",  "resolved",         "requester",  "passed"),
-    ("deliver",  "delivered",        "passed",     "requester"),
-    ("reject",   "rejected",         "requester",  "passed"),
-    ("cancel",   "cancelled",        "previous",   "passed"),
-    ("reminder", "reminder",         "holder",     "requester"),
-    ("incident", "incident",         "ccs spf",    "ars requester"),
-    ("overdue",  "delivery_overdue", "passed",     "requester"),
+    # event      kind                pour action          pour information
+    ("open",     "opened",           "regulator",         "requester"),
+    ("escalate", "escalated",        "holder",            "requester passed national"),
+    ("resolve",  "resolved",         "requester shipper", "passed national"),
+    ("deliver",  "delivered",        "shipper",           "requester passed"),
+    ("reject",   "rejected",         "requester",         "passed"),
+    ("cancel",   "cancelled",        "previous",          "passed"),
+    ("reminder", "reminder",         "holder",            "requester national"),
+    ("incident", "incident",         "spf ccs",           "ars requester"),
+    ("overdue",  "delivery_overdue", "shipper",           "requester passed"),
 ]
 # fmt: on
 
-PPE_NOTICES = notices(PPE, series="MINSANTE", rows=_NOTICES)
+PPE_NOTICES = notices(PPE, rows=_NOTICES)

@@ -73,15 +73,16 @@ TRANSFER = define(
 
 # fmt: off
 _NOTICES = [
-    # event         kind           pour action   pour information
-    ("escalate",    "escalated",   "holder",     "requester passed"),
-    ("resolve",     "resolved",    "requester",  "passed"),
-    ("transferred", "transferred", "passed",     "requester"),
-    ("reject",      "rejected",    "requester",  "passed"),
-    ("cancel",      "cancelled",   "previous",   "passed"),
-    ("reminder",    "reminder",    "holder",     "requester"),
-    ("incident",    "incident",    "ccs",        "ars ars_zone requester"),
+    # event         kind           pour action           pour information
+    ("open",        "opened",      "regulator",          "requester"),
+    ("escalate",    "escalated",   "holder",             "requester passed"),
+    ("resolve",     "resolved",    "requester receiver", "passed"),
+    ("transferred", "transferred", "receiver",           "requester passed"),
+    ("reject",      "rejected",    "requester",          "passed"),
+    ("cancel",      "cancelled",   "previous",           "passed"),
+    ("reminder",    "reminder",    "holder",             "requester"),
+    ("incident",    "incident",    "ccs",                "ars ars_zone requester"),
 ]
 # fmt: on
 
-TRANSFER_NOTICES = notices(TRANSFER, series="MARS", rows=_NOTICES)
+TRANSFER_NOTICES = notices(TRANSFER, rows=_NOTICES)
