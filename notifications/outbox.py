@@ -37,6 +37,7 @@ from engine import tables
 from engine.decisions import event_name
 from engine.values import CaseView, Draft
 from engine.workflow import FieldSpec, WorkflowRegistry
+from notifications.french import of, to
 from notifications.recipients import Directory, Recipient, levels_passed, resolve
 from notifications.render import Rendered, Renderer
 from notifications.rules import NoticeBook, NoticeRule
@@ -54,41 +55,11 @@ __all__ = [
     "Pending",
     "event_name",
     "format_reference",
-    "of",
-    "the",
-    "to",
 ]
 
 NOTICE_TABLE = tables.NOTICE
 PARIS = ZoneInfo("Europe/Paris")
 NATIONAL = ("MARS", "MINSANTE")
-SERIES_TITLES = {
-    "MARS": "Message d'Alerte Rapide Sanitaire",
-    "MINSANTE": "Message du ministère aux agences régionales de santé",
-}
-MINISTRY = (
-    "MINISTÈRE DES SOLIDARITÉS ET DE LA SANTÉ",
-    "DIRECTION GÉNÉRALE DE LA SANTÉ",
-    "CENTRE DE CRISE SANITAIRE",
-)
-# The line above an issuer's name in its letterhead, and who signs for it.
-_HEADINGS = {
-    "ars": "AGENCE RÉGIONALE DE SANTÉ",
-    "ars_zone": "AGENCE RÉGIONALE DE SANTÉ DE ZONE DE DÉFENSE ET DE SÉCURITÉ",
-    "umac": "UNITÉ MOBILE D'ASSISTANCE CIRCULATOIRE",
-    "ght": "GROUPEMENT HOSPITALIER DE TERRITOIRE",
-    "hospital": "ÉTABLISSEMENT DE SANTÉ",
-    "spf": "AGENCE NATIONALE DE SANTÉ PUBLIQUE",
-    "sfctcv": "SOCIÉTÉ FRANÇAISE DE CHIRURGIE THORACIQUE ET CARDIO-VASCULAIRE",
-}
-_SIGNERS = {
-    "ccs": "Pour le ministre et par délégation,",
-    "ars": "Pour le directeur général de l'agence et par délégation,",
-    "ars_zone": "Pour le directeur général de l'agence et par délégation,",
-    "spf": "Pour la directrice générale et par délégation,",
-    "umac": "Le médecin responsable,",
-    "sfctcv": "Le référent,",
-}
 _AUTOMATIC = {
     "escalate": "Transmission automatique : délai échu",
     "reminder": "Rappel automatique : échéance en cours",
@@ -97,7 +68,6 @@ _AUTOMATIC = {
     "overdue": "Relance automatique : date dépassée",
 }
 _WHAT_IS_LATE = {"ecmo": "la restitution de la console", "ppe": "la livraison"}
-_CLOSING = "Nous vous remercions de votre mobilisation."
 
 # The OBJET of each kind: ``{title}`` (upper case), ``{ref}``, ``{to}``/``{level}`` (the level
 # holding the case, upper case). The subject is "<reference> : <objet>".
@@ -138,63 +108,6 @@ def message_id(series: str, year: int, number: int) -> str:
     return f"<{slug}.{year}.{number:06d}@regul.invalid>"
 
 
-# -- French ---------------------------------------------------------------------------------
-
-_MASCULINE = {"CH", "CHU", "CHI", "CHIC", "CHR", "CHRU", "GHT", "Centre", "Groupe", "Groupement"}
-_MASCULINE |= {"Référent", "Service", "SAMU", "Conseil", "Pôle"}
-_PLURAL = {"Hospices", "Hôpitaux", "Établissements"}
-_FEMININE = {"Clinique", "Polyclinique", "Maison", "Fondation", "Société", "Délégation"}
-_VOWELS = "aeiouyhàâäéèêëîïôöùûüAEIOUYHÀÂÄÉÈÊËÎÏÔÖÙÛÜ"
-
-
-def _article(name: str) -> tuple[str, str]:
-    """(definite article, the name without one): ("le", "CHU de Toulouse"), ("l'", "ARS …")."""
-    for article in ("le ", "la ", "les ", "l'"):  # a level named in words: « le GHT »
-        if name.startswith(article):
-            return article.strip(), name[len(article) :]
-    first = name.split(" ", 1)[0] if name else ""
-    if first in _MASCULINE:
-        return "le", name
-    if first in _PLURAL:
-        return "les", name
-    if first in _FEMININE:
-        return "la", name
-    if first[:1] in _VOWELS and first != "Santé":
-        return "l'", name
-    return "", name  # Santé publique France
-
-
-_FORMS = {
-    "of": {"le": "du ", "l'": "de l'", "la": "de la ", "les": "des ", "": "de "},
-    "to": {"le": "au ", "l'": "à l'", "la": "à la ", "les": "aux ", "": "à "},
-    "the": {"le": "le ", "l'": "l'", "la": "la ", "les": "les ", "": ""},
-}
-
-
-def _form(which: str, name: str) -> str:
-    article, bare = _article(name)
-    return _FORMS[which][article] + bare
-
-
-def of(name: str) -> str:
-    """« du CHU de Toulouse », « de l'ARS Occitanie », « de Santé publique France »."""
-    return _form("of", name)
-
-
-def to(name: str) -> str:
-    """« au CHU de Toulouse », « à l'ARS Occitanie », « à Santé publique France »."""
-    return _form("to", name)
-
-
-def the(name: str) -> str:
-    """« le CHU de Toulouse », « l'ARS Occitanie », « Santé publique France »."""
-    return _form("the", name)
-
-
-def capital(text: str) -> str:
-    return text[:1].upper() + text[1:]
-
-
 def _count(number: int) -> str:
     """5000 → « 5 000 » (a narrow no-break space, as French typography groups digits)."""
     return f"{number:,}".replace(",", "\u202f")
@@ -207,7 +120,9 @@ def _units(count: Any, unit: tuple[str, str]) -> str:
 
 
 def paris(instant: datetime) -> str:
-    return instant.astimezone(PARIS).strftime("%d/%m/%Y à %H:%M")
+    """« 22/11/2026 à 09:00 »: Paris time, to the minute."""
+    t = instant.astimezone(PARIS)
+    return f"{t.day:02d}/{t.month:02d}/{t.year} à {t.hour:02d}:{t.minute:02d}"
 
 
 def _day(due: datetime) -> str:
@@ -361,12 +276,14 @@ class Outbox:
         self.directory.load(conn)
         spec = self.registry[case.kind]
         previous = spec.state(draft.from_state).level if draft.from_state else None
-        passed = levels_passed(conn, spec, case.id) if case.id else []
+        wants = rule.action + rule.info  # the audit log is read only for a rule that needs it
+        passed = levels_passed(conn, spec, case.id) if case.id and "passed" in wants else []
         action, info = resolve(
-            self.directory, rule, case, previous=previous, passed=passed, spec=spec
-        )
+            self.directory, rule, case, previous=previous, passed=passed, spec=spec,
+            before=draft.from_state,
+        )  # fmt: skip
         issuer = self._issuer(case, draft)
-        if not issuer.automatic and any(r.org == issuer.org for r in action):
+        if not issuer.automatic and any(r.org != issuer.org for r in action):
             # who decided is not asked to act on its own decision: it keeps a copy
             mine = [r for r in action if r.org == issuer.org]
             action = [r for r in action if r.org != issuer.org]
@@ -399,19 +316,8 @@ class Outbox:
             return "MARS" if any(r.kind == "hospital" for r in action) else "MINSANTE"
         return f"ES-{issuer.org}" if issuer.kind == "hospital" else issuer.org
 
-    def _letterhead(self, issuer: Issuer, series: str, draft: Draft) -> dict[str, Any]:
-        if issuer.kind == "ccs":
-            lines = list(MINISTRY)
-        else:
-            heading = _HEADINGS.get(issuer.kind, "")
-            lines = [line for line in (heading, issuer.name.upper()) if line]
-        if issuer.automatic:
-            signature = [f"Message automatique émis par Régul pour le compte {of(issuer.name)}."]
-        elif issuer.kind == "ccs":
-            signature = [_SIGNERS["ccs"], "Le Centre de crise sanitaire"]
-        else:
-            signature = [_SIGNERS.get(issuer.kind, "Pour le directeur et par délégation,")]
-            signature.append(issuer.name)
+    @staticmethod
+    def _issuer_facts(issuer: Issuer, draft: Draft) -> dict[str, Any]:
         note = ""
         if issuer.automatic:
             step = event_name(draft)
@@ -421,12 +327,9 @@ class Outbox:
         return {
             "org": issuer.org,
             "name": issuer.name,
-            "of": of(issuer.name),
-            "letterhead": lines,
-            "signature": signature,
+            "kind": issuer.kind,
             "automatic": issuer.automatic,
             "note": note,
-            "series_title": SERIES_TITLES.get(series, ""),
         }
 
     # -- the facts --------------------------------------------------------------------------
@@ -458,21 +361,16 @@ class Outbox:
         return {
             "series": series,
             "national": issuer.national,
-            "issuer": self._letterhead(issuer, series, draft),
-            "date": now.astimezone(PARIS).strftime("%d/%m/%Y"),
+            "issuer": self._issuer_facts(issuer, draft),
+            "date": paris(now)[:10],
             "objet": objet,
-            "closing": _CLOSING,
             "case": {
                 "reference": case.reference,
                 "title": spec.title,
                 "hospital": hospital.name,
-                "hospital_of": of(hospital.name),
-                "hospital_the": capital(the(hospital.name)),
                 "finess": case.org,
                 "region": self.directory.region_name(case.region),
                 "level": level,
-                "level_of": of(level),
-                "level_to": to(level),
                 "state": spec.state(case.state).label,
                 "deadline": paris(due) if due else "",
                 "request": self._request(case),
@@ -483,8 +381,6 @@ class Outbox:
                 "actor": issuer.name if issuer.automatic else f"{draft.actor} ({issuer.name})",
                 "at": paris(now),
                 "from_level": from_level,
-                "from_level_of": of(from_level),
-                "from_level_by": "par " + the(from_level),
                 "from_requester": previous == "establishment",
                 "fields": self._fields(case, draft),
                 "then": self._then(case, draft),

@@ -63,6 +63,7 @@ class Directory:
         self._orgs: dict[str, Any] | None = None
         self._regions: dict[str, str] = {}
         self._levels: dict[tuple[str, str | None], Recipient | None] = {}
+        self._recipients: dict[str, Recipient] = {}
 
     def load(self, conn: Connection) -> None:
         if self._orgs is None:
@@ -110,8 +111,13 @@ class Directory:
 
     def _recipient(self, org_id: str) -> Recipient | None:
         assert self._orgs is not None
-        row = self._orgs.get(org_id)
-        return _of(row) if row else None
+        found = self._recipients.get(org_id)
+        if found is None:
+            row = self._orgs.get(org_id)
+            if row is None:
+                return None
+            found = self._recipients[org_id] = _of(row)
+        return found
 
     def ght_shipper(self, ght_id: str | None) -> Recipient | None:
         """A GHT's support establishment when the directory names one, else the GHT itself."""
@@ -142,10 +148,13 @@ def levels_passed(conn: Connection, spec: WorkflowSpec, case_id: int) -> list[st
     return levels
 
 
-def regulator(spec: WorkflowSpec, directory: Directory, case: CaseView) -> str | None:
+def regulator(
+    spec: WorkflowSpec, directory: Directory, case: CaseView, before: str | None = None
+) -> str | None:
     """The first regulating level from the case's state up: the holder if it regulates, else
-    the level its escalation leads to (a level with nobody for this case is passed over)."""
-    state: str | None = case.state
+    the level its escalation leads to (a level with nobody for this case is passed over). For
+    a case the event ended (a cancellation), from the state it was in (``before``)."""
+    state: str | None = before if case.final and before else case.state
     seen: set[str] = set()
     while state is not None and state not in seen:
         seen.add(state)
@@ -207,6 +216,7 @@ def resolve(
     previous: str | None,
     passed: list[str],
     spec: WorkflowSpec | None = None,
+    before: str | None = None,
 ) -> tuple[list[Recipient], list[Recipient]]:
     """(pour action, pour information) for ``case`` after its event; nobody twice."""
 
@@ -222,7 +232,7 @@ def resolve(
                     ["ccs"] if case.level in ("ccs", "spf") or previous in ("ccs", "spf") else []
                 )
             elif token == "regulator":
-                level = regulator(spec, directory, case) if spec is not None else None
+                level = regulator(spec, directory, case, before) if spec is not None else None
                 roles = [level] if level else []
             else:
                 roles = {

@@ -36,8 +36,16 @@ class Renderer:
             "keep_trailing_newline": True,
             "auto_reload": False,  # templates ship with the package: no freshness check per use
         }
+        from notifications import french
+
         self._text = Environment(loader=loader, autoescape=False, **common)  # plain text
         self._html = Environment(loader=loader, autoescape=True, **common)
+        for env in (self._text, self._html):
+            env.filters.update(
+                of=french.of, to=french.to, the=french.the, capital=french.capital,
+                letterhead=french.letterhead, signature=french.signature,
+            )  # fmt: skip
+            env.globals.update(closing=french.CLOSING, series_titles=french.SERIES_TITLES)
 
     def render(self, kind: str, context: dict[str, Any]) -> Rendered:
         """``context``: a notice's facts with its ``reference`` and ``message_id``."""

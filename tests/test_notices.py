@@ -32,6 +32,7 @@ from engine.models import NoticeAttempt
 from engine.runner import Runner
 from engine.settings import load_settings
 from engine.sweeper import sweep
+from engine.values import Draft
 from interfaces.cli import app
 from notifications.channels import (
     DeliveryError,
@@ -41,7 +42,14 @@ from notifications.channels import (
     sign,
 )
 from notifications.dispatcher import DispatchPolicy, dispatch
-from notifications.outbox import NOTICE_TABLE, Outbox
+from notifications.outbox import (
+    NOTICE_TABLE,
+    Outbox,
+    counter_year,
+    format_reference,
+    message_id,
+)
+from notifications.render import with_bodies
 from notifications.setup import build_channels, build_outbox, dispatch_policy
 from tests.conftest import (
     ACTORS_OCC,
@@ -70,9 +78,10 @@ CLI = CliRunner()
 SOURCE_HEADER = "DATE : 27/11/2020        REFERENCE : MARS N°2020_113 "
 HEADER = re.compile(
     r"^DATE : (?P<date>\d{2}/\d{2}/\d{4}) +REFERENCE : "
-    r"(?P<series>MARS|MINSANTE) N°(?P<year>\d{4})_(?P<number>\d{3})\s*$"
+    r"(?P<series>MARS|MINSANTE|[A-Z0-9-]+) N°((?P<year>\d{4})_)?(?P<number>[1-9]\d*)\s*$"
 )
 SIGNATURE = "Pour le ministre et par délégation,\nLe Centre de crise sanitaire"
+CLOSING = "Nous vous remercions de votre mobilisation."
 POLICY = DispatchPolicy(max_attempts=4, backoff=timedelta(seconds=30), lease=timedelta(minutes=2))
 
 
@@ -93,11 +102,12 @@ def nctx(ctx: Ctx) -> Ctx:
 
 
 def notices(ctx: Ctx, *where: Any) -> list[Any]:
+    """The notices, with their text and HTML (as sent, or rendered from their stored facts)."""
     with ctx.db.read() as conn:
         query = sa.select(NOTICE_TABLE).order_by(NOTICE_TABLE.c.id)
         for clause in where:
             query = query.where(clause)
-        return list(conn.execute(query))
+        return [with_bodies(row) for row in conn.execute(query)]
 
 
 def notice(ctx: Ctx, reference: str) -> Any:
@@ -138,6 +148,8 @@ def advance(ctx: Ctx, case: CaseView, trigger: str, login: str, reason: str) -> 
 def fire(ctx: Ctx, kind: str, event: str) -> tuple[CaseView, str]:
     """Make ``event`` happen on a new case through the real path; (case, the sweep's outcome)."""
     spec = REGISTRY[kind]
+    if event == "open":
+        return ctx.open(kind), "opened"
     if event in spec.triggers:
         source = next(t.source for t in spec.transitions if t.trigger == event)
         case = drive(ctx, ctx.open(kind), path_to(spec, source))
@@ -288,25 +300,48 @@ def test_every_notice_kind_renders_from_its_real_event(nctx: Ctx, kind: str, eve
     ctx = nctx
     rule = BOOKS[kind].rules[event]
     case, outcome = fire(ctx, kind, event)
-    assert outcome == ("transition" if event in REGISTRY[kind].triggers else event)
+    triggers = REGISTRY[kind].triggers
+    assert outcome == (
+        "transition" if event in triggers else "opened" if event == "open" else event
+    )
     with ctx.db.read() as conn:
         last = list(audit.iter_events(conn, case_id=case.id))[-1]
-    assert (last.data.get("trigger") if last.action == "transition" else last.action) == event
+        stored = conn.execute(
+            sa.select(NOTICE_TABLE).where(NOTICE_TABLE.c.case_id == case.id)
+            .order_by(NOTICE_TABLE.c.id.desc()).limit(1)
+        ).one()  # fmt: skip
+    name = last.data.get("trigger") if last.action == "transition" else last.action
+    assert name == ("opened" if event == "open" else event)
+    # the transaction stored the facts, not the text: that is rendered once, at dispatch
+    assert (stored.body_text, stored.body_html) == ("", "")
+    assert stored.facts["objet"]
+    assert stored.facts["pour_action"]
     row = notices(ctx, NOTICE_TABLE.c.case_id == case.id)[-1]
     assert (row.kind, row.event_seq, row.status, row.attempts) == (rule.kind, last.seq, "queued", 0)
-    assert row.series == BOOKS[kind].series
-    assert row.reference == f"{row.series} N°2026_{row.number:03d}"
-    assert row.subject.startswith(f"{row.reference} : ")
+    if last.actor == "system":  # issued for the level that holds the case, in its own series
+        assert row.series not in ("MARS", "MINSANTE")
+        assert row.facts["issuer"]["automatic"]
+        assert "sans intervention humaine" in row.body_text
+        assert "Message automatique émis par Régul pour le compte" in row.body_text
+    elif last.org == "CCS":
+        assert row.series in ("MARS", "MINSANTE")
+    else:
+        assert row.series == (f"ES-{last.org}" if last.org.isdigit() else last.org)
+    assert row.reference == format_reference(row.series, 2026, row.number)
+    assert row.subject == f"{row.reference} : {row.facts['objet']}"
     assert case.reference in row.subject
-    assert row.body_text.strip()
-    assert row.body_html.strip()
     assert row.body_html.startswith("<!DOCTYPE html>")
     assert case.reference in row.body_text
     assert case.reference in row.body_html
     assert row.recipients["action"], "nobody is 'Pour action'"
     assert f"Identifiant : {row.message_id}" in row.body_text
-    if last.actor == "system":
-        assert "à la suite d'une action de l'échéancier automatique" in row.body_text
+    assert f"Identifiant : {row.message_id}".replace("<", "&lt;").replace(">", "&gt;") in (
+        row.body_html
+    )
+    assert CLOSING in row.body_text
+    assert f"<p>{CLOSING}</p>" in row.body_html
+    assert "aucune (heure de Paris)" not in row.body_text
+    assert not re.search(r"\d{2}:\d{2}:\d{2}", row.body_text), "a time with seconds"
 
 
 @pytest.mark.parametrize(
@@ -326,7 +361,7 @@ def test_overdue_notice_names_the_date_the_case_carries(
     promised = datetime.strptime(str(TRIGGER_FIELDS[(kind, carried[0])][carried[1]]), "%Y-%m-%d")
     row = notices(ctx, NOTICE_TABLE.c.case_id == case.id)[-1]
     assert row.kind.endswith("_overdue")
-    assert f"attendu le {promised:%d/%m/%Y}" in field(row.body_text, "Motif")  # the audit reason
+    assert f"attendue le {promised:%d/%m/%Y}" in field(row.body_text, "Motif")  # Paris, French
     assert f"au plus tard le {promised:%d/%m/%Y}" in row.body_text
 
 
@@ -400,36 +435,32 @@ def test_header_regex_matches_the_source_mars() -> None:
         ),
     ],
 )
-def test_ecmo_escalated_by_umac_reads_like_the_source_mars(
+def test_ecmo_escalated_by_umac_is_issued_by_the_umac_in_its_own_series(
     nctx: Ctx, instant: datetime, date: str, emitted: str, deadline: str
 ) -> None:
-    """DATE (Paris), REFERENCE, OBJET, Pour action ARS / Pour information CHU + UMAC, facts, signature."""
+    """The UMAC's act: its letterhead, its series, its signature; DATE and times in Paris."""
     ctx = nctx
     ctx.clock.set(instant)
     case = drive(ctx, ctx.open("ecmo"), ["escalate"])
     case = advance(ctx, case, "escalate", ACTORS_OCC["umac"], "aucune console dans la zone Sud")
-    first, row = notices(ctx)
+    opened, confirmed, row = notices(ctx)
+    assert [opened.reference, confirmed.reference, row.reference] == [
+        f"ES-{TOULOUSE} N°2026_1",
+        f"ES-{TOULOUSE} N°2026_2",
+        "UMAC-SUD N°2026_1",
+    ]
     text = row.body_text
     lines = text.splitlines()
     header = next(line for line in lines if line.startswith("DATE : "))
     match = HEADER.match(header)
     assert match is not None, header
-    assert match.groupdict() == {
-        "date": date,
-        "series": "MARS",
-        "year": "2026",
-        "number": "002",
-    }
-    assert (first.reference, row.reference, row.number) == ("MARS N°2026_001", "MARS N°2026_002", 2)
-    assert lines[:3] == [
-        "MINISTÈRE DES SOLIDARITÉS ET DE LA SANTÉ",
-        "DIRECTION GÉNÉRALE DE LA SANTÉ",
-        "CENTRE DE CRISE SANITAIRE",
-    ]
-    assert "MARS — Message d'Alerte Rapide Sanitaire" in lines
+    assert match.groupdict() == {"date": date, "series": "UMAC-SUD", "year": "2026", "number": "1"}
+    assert lines[:2] == ["UNITÉ MOBILE D'ASSISTANCE CIRCULATOIRE", "UMAC ZONE SUD"]
+    assert "MINISTÈRE" not in text
+    assert "MARS" not in text
     objet = field(text, "OBJET")
-    assert objet == f"DEMANDE DE CONSOLE ECMO {case.reference} : ESCALADE AU NIVEAU ARS OCCITANIE"
-    assert row.subject == f"MARS N°2026_002 : {objet}"
+    assert objet == f"DEMANDE DE CONSOLE ECMO {case.reference} : TRANSMISSION À L'ARS OCCITANIE"
+    assert row.subject == f"UMAC-SUD N°2026_1 : {objet}"
     # the blocks in the order of the source: header, OBJET, Pour action, Pour information, salutation
     order = [
         lines.index(header),
@@ -437,6 +468,8 @@ def test_ecmo_escalated_by_umac_reads_like_the_source_mars(
         lines.index("Pour action"),
         lines.index("Pour information"),
         lines.index("Mesdames, Messieurs,"),
+        lines.index(CLOSING),
+        lines.index("Le médecin responsable,"),
     ]
     assert order == sorted(order)
     assert lines_between(text, "Pour action", "Pour information") == ["ARS Occitanie"]
@@ -446,50 +479,123 @@ def test_ecmo_escalated_by_umac_reads_like_the_source_mars(
     ]
     assert [r["org"] for r in row.recipients["action"]] == ["ARS-OCC"]
     assert [r["org"] for r in row.recipients["info"]] == [TOULOUSE, "UMAC-SUD"]
-    assert "n'a pas trouvé de solution au niveau UMAC zone Sud" in text
+    assert "n'a pas trouvé de solution auprès de l'UMAC zone Sud" in text
+    assert "Il est transmis pour régulation à l'ARS Occitanie" in text
     assert field(text, "Dossier") == f"{case.reference} (Demande de console ECMO)"
     assert field(text, "Établissement demandeur") == f"CHU de Toulouse (FINESS {TOULOUSE})"
     assert field(text, "Région") == "Occitanie"
     assert field(text, "Niveau") == "ARS Occitanie — Régulation ARS / SFCTCV"
     assert field(text, "Échéance") == f"{deadline} (heure de Paris)"
     assert field(text, "Motif") == "aucune console dans la zone Sud"
-    assert SIGNATURE in text
-    assert text.index("Mesdames, Messieurs,") < text.index("Motif :") < text.index(SIGNATURE)
+    assert "Le médecin responsable,\nUMAC zone Sud" in text
+    assert SIGNATURE not in text
     assert f"Message émis par Régul le {emitted} (heure de Paris)" in text
     html = row.body_html
+    assert (
+        "<p><strong>UNITÉ MOBILE D&#39;ASSISTANCE CIRCULATOIRE<br>UMAC ZONE SUD</strong></p>"
+        in html
+    )
     assert f"DATE : {date}</td>" in html
-    assert "REFERENCE : MARS N°2026_002</td>" in html
-    assert f"<strong>OBJET : {objet}</strong>" in html
+    assert "REFERENCE : UMAC-SUD N°2026_1</td>" in html
+    assert f"<strong>OBJET : {objet}</strong>".replace("'", "&#39;") in html
     assert "<strong>Pour action</strong><ul><li>ARS Occitanie</li></ul>" in html
     assert (
         "<strong>Pour information</strong><ul><li>CHU de Toulouse</li><li>UMAC zone Sud</li></ul>"
         in html
     )
     assert "<p>Mesdames, Messieurs,</p>" in html
-    assert f"<td>{deadline}</td>" in html
-    assert "<p>Pour le ministre et par délégation,<br>Le Centre de crise sanitaire</p>" in html
+    assert f"<td>{deadline} (heure de Paris)</td>" in html
+    assert "<p>Le médecin responsable,<br>UMAC zone Sud</p>" in html
 
 
-def test_ppe_escalated_by_the_ght_is_a_minsante(nctx: Ctx) -> None:
-    """A PPE notice is numbered in the MINSANTE series: Pour action the ARS, for information hospital and GHT."""
+def test_ccs_resolving_for_an_establishment_is_a_mars_like_the_source(nctx: Ctx) -> None:
+    """The CCS's act to an establishment: ministry letterhead, MARS N°2026_1, its signature."""
+    ctx = nctx
+    case = drive(ctx, ctx.open("ecmo"), path_to(REGISTRY["ecmo"], "national_regulation"))
+    case = drive(ctx, case, ["resolve"])
+    row = notices(ctx)[-1]
+    text, lines = row.body_text, row.body_text.splitlines()
+    assert row.reference == "MARS N°2026_1"
+    assert [r.reference for r in notices(ctx) if r.series in ("MARS", "MINSANTE")] == [
+        "MARS N°2026_1"
+    ]  # the escalations before were issued by the hospital, the UMAC and the ARS
+    header = next(line for line in lines if line.startswith("DATE : "))
+    source = HEADER.match(SOURCE_HEADER)
+    match = HEADER.match(header)
+    assert source is not None
+    assert match is not None
+    assert (match["series"], match["year"], match["number"]) == ("MARS", "2026", "1")
+    assert (source["series"], source["year"], source["number"]) == ("MARS", "2020", "113")
+    assert lines[:3] == [
+        "MINISTÈRE DES SOLIDARITÉS ET DE LA SANTÉ",
+        "DIRECTION GÉNÉRALE DE LA SANTÉ",
+        "CENTRE DE CRISE SANITAIRE",
+    ]
+    assert "MARS — Message d'Alerte Rapide Sanitaire" in lines
+    assert SIGNATURE in text
+    assert text.index(CLOSING) < text.index(SIGNATURE)
+    # the CCS lends from the national stock: the lender is the CCS, which keeps a copy
+    assert [r["org"] for r in row.recipients["action"]] == [TOULOUSE]
+    assert "CCS" in [r["org"] for r in row.recipients["info"]]
+    assert "Une solution a été trouvée par le Centre de crise sanitaire" in text
+    assert field(text, "Origine") == "stock national"
+    assert field(text, "Date de retour du prêt") == "15/12/2026"
+    assert "Échéance :" not in text  # dispatched has no deadline: no "Échéance : aucune"
+    assert "<p>Pour le ministre et par délégation,<br>Le Centre de crise sanitaire</p>" in (
+        row.body_html
+    )
+
+
+def test_ccs_act_addressed_to_an_ars_is_a_minsante_numbered_without_year(ctx: Ctx) -> None:
+    """MINSANTE N°143: no year, one series that does not restart in January."""
+    ctx = use_outbox(ctx)
+    assert format_reference("MINSANTE", 2020, 143) == "MINSANTE N°143"
+    assert format_reference("MARS", 2020, 113) == "MARS N°2020_113"
+    assert counter_year("MINSANTE", 2027) == 0
+    assert counter_year("MARS", 2027) == 2027
+    assert message_id("MINSANTE", 2027, 143) == "<minsante.000143@regul.invalid>"
+    book = BOOKS["transfer"]
+    rule = book.rules["incident"]  # Pour action the CCS, for information the ARS
+    case = drive(ctx, ctx.open("transfer"), ["escalate"])
+    draft = Draft("ccs", "ccs", "CCS", "transition", "national_regulation", "dispatched", 9,
+                  "décision", {"trigger": "resolve", "fields": {}})  # fmt: skip
+    with ctx.db.read() as conn:
+        outbox = Outbox(ctx.registry, BOOKS)
+        series, facts = outbox.facts(conn, case, draft, rule, ctx.clock.now())
+        resolved_rule = book.rules["resolve"]
+        to_hospital, _ = outbox.facts(conn, case, draft, resolved_rule, ctx.clock.now())
+    # the CCS acting, Pour action the CCS itself and the ARS: to the ARS, a MINSANTE
+    assert series == "MINSANTE", facts["pour_action"]
+    assert facts["issuer"]["kind"] == "ccs"
+    assert not facts["issuer"]["automatic"]
+    assert to_hospital == "MARS"
+
+
+def test_ppe_escalated_by_the_ght_is_issued_by_the_ght(nctx: Ctx) -> None:
+    """The GHT's act: its own series and letterhead; Pour action the ARS."""
     ctx = nctx
     case = drive(ctx, ctx.open("ppe"), ["escalate", "escalate"])
-    first, row = notices(ctx)
-    assert (first.reference, row.reference) == ("MINSANTE N°2026_001", "MINSANTE N°2026_002")
+    opened, confirmed, row = notices(ctx)
+    assert (opened.reference, confirmed.reference, row.reference) == (
+        f"ES-{TOULOUSE} N°2026_1",
+        f"ES-{TOULOUSE} N°2026_2",
+        "GHT-OCC-06 N°2026_1",
+    )
     text = row.body_text
-    assert "MINSANTE — Message du ministère aux agences régionales de santé" in text
-    header = next(line for line in text.splitlines() if line.startswith("DATE : "))
-    match = HEADER.match(header)
-    assert match is not None
-    assert (match["date"], match["series"], match["number"]) == ("22/11/2026", "MINSANTE", "002")
+    assert text.splitlines()[:2] == [
+        "GROUPEMENT HOSPITALIER DE TERRITOIRE",
+        "GHT HAUTE-GARONNE ET TARN OUEST",
+    ]
+    assert "MINSANTE" not in text
     assert lines_between(text, "Pour action", "Pour information") == ["ARS Occitanie"]
     assert lines_between(text, "Pour information", "Mesdames, Messieurs,") == [
         "CHU de Toulouse",
         "GHT Haute-Garonne et Tarn Ouest",
     ]
     assert field(text, "Niveau") == "ARS Occitanie — Examen par l'ARS"
+    assert field(text, "Demande") == "5\u202f000 masques FFP2"
     assert field(text, "Échéance") == "23/11/2026 à 09:00 (heure de Paris)"
-    assert row.message_id == "<minsante.2026.000002@regul.invalid>"
+    assert row.message_id == "<ght-occ-06.2026.000001@regul.invalid>"
     assert case.reference.startswith("EPI-")
 
 
@@ -501,7 +607,7 @@ def test_reason_is_escaped_in_html_and_verbatim_in_text(nctx: Ctx) -> None:
     ctx = nctx
     case = ctx.open("transfer")
     advance(ctx, case, "escalate", ACTORS_OCC["establishment"], "<script>alert(1)</script> & co")
-    (row,) = notices(ctx)
+    row = notices(ctx)[-1]
     assert "<script>" not in row.body_html
     assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; co" in row.body_html
     assert field(row.body_text, "Motif") == "<script>alert(1)</script> & co"
@@ -512,31 +618,34 @@ def test_reason_is_escaped_in_html_and_verbatim_in_text(nctx: Ctx) -> None:
 
 
 def test_references_are_gapless_per_series_and_year(nctx: Ctx) -> None:
-    """Three workflows interleaved: MARS (ecmo + transfer) and MINSANTE (ppe) each count 1..n."""
+    """Three workflows interleaved: each issuer's series counts 1..n, one counter row each."""
     ctx = nctx
     for kind in ("ecmo", "ppe", "transfer", "ppe", "ecmo"):
         case = drive(ctx, ctx.open(kind), ["escalate", "escalate"])
         ctx.clock.advance(timedelta(minutes=1))
         advance(ctx, case, "cancel", ACTORS_OCC["establishment"], "patient stabilisé")
     rows = notices(ctx)
-    assert len(rows) == 15
-    for series, count in (("MARS", 9), ("MINSANTE", 6)):
+    assert len(rows) == 20  # opened, confirmed, escalated by the first level, cancelled
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row.series] = counts.get(row.series, 0) + 1
+    # the hospital opens, confirms and cancels; the UMAC, the GHT and the ARS escalate
+    assert counts == {f"ES-{TOULOUSE}": 15, "UMAC-SUD": 2, "GHT-OCC-06": 2, "ARS-OCC": 1}
+    for series, count in counts.items():
         mine = [r for r in rows if r.series == series]
         assert [r.number for r in mine] == list(range(1, count + 1))
-        assert [r.reference for r in mine] == [
-            f"{series} N°2026_{n:03d}" for n in range(1, count + 1)
-        ]
+        assert [r.reference for r in mine] == [f"{series} N°2026_{n}" for n in range(1, count + 1)]
         assert {r.year for r in mine} == {2026}
     assert len({r.message_id for r in rows}) == len(rows)
     with ctx.db.read() as conn:
         counters = conn.execute(sa.text("SELECT series, year, last FROM notice_counter")).all()
-    assert sorted(tuple(c) for c in counters) == [("MARS", 2026, 9), ("MINSANTE", 2026, 6)]
+    assert sorted(tuple(c) for c in counters) == sorted((k, 2026, v) for k, v in counts.items())
 
 
 def test_refused_or_failed_commands_take_no_number(nctx: Ctx) -> None:
     """Refusals, StaleVersion and InputError write no notice and consume no number."""
     ctx = nctx
-    case = drive(ctx, ctx.open("ppe"), ["escalate"])  # MINSANTE 001, now at the GHT
+    case = drive(ctx, ctx.open("ppe"), ["escalate"])  # the hospital's 1 and 2, now at the GHT
     attempts_ = [
         (NotPermitted, {"trigger": "escalate", "login": "ars-occ"}),
         (NotFound, {"trigger": "escalate", "login": "ght-idf-01"}),  # outside scope
@@ -574,30 +683,37 @@ def test_refused_or_failed_commands_take_no_number(nctx: Ctx) -> None:
     first = ctx.runner.advance(**kwargs, reason="stock GHT épuisé", idempotency_key="k-1")  # type: ignore[arg-type]
     again = ctx.runner.advance(**kwargs, reason="stock GHT épuisé", idempotency_key="k-1")  # type: ignore[arg-type]
     assert first == again  # a retried command with its key gets its answer, not a second notice
-    assert [r.reference for r in notices(ctx)] == ["MINSANTE N°2026_001", "MINSANTE N°2026_002"]
+    assert [r.reference for r in notices(ctx)] == [
+        f"ES-{TOULOUSE} N°2026_1",
+        f"ES-{TOULOUSE} N°2026_2",
+        "GHT-OCC-06 N°2026_1",
+    ]
 
 
 def test_numbering_restarts_at_the_new_year_in_paris(nctx: Ctx) -> None:
-    """31/12 23:30 Paris is still 2026; 31/12 23:30 UTC is 01/01/2027 in Paris and restarts at 001."""
+    """31/12 23:30 Paris is still 2026; 31/12 23:30 UTC is 01/01/2027 in Paris and restarts at 1."""
     ctx = nctx
     ctx.clock.set(datetime(2026, 12, 31, 22, 30, tzinfo=UTC))  # 23:30 in Paris
     drive(ctx, ctx.open("ecmo"), ["escalate", "escalate"])
     ctx.clock.set(datetime(2026, 12, 31, 23, 30, tzinfo=UTC))  # 00:30 on 1 January in Paris
     drive(ctx, ctx.open("transfer"), ["escalate"])
-    drive(ctx, ctx.open("ppe"), ["escalate"])
     ctx.clock.set(datetime(2027, 1, 1, 9, 0, tzinfo=UTC))
-    drive(ctx, ctx.open("ecmo"), ["escalate"])
+    drive(ctx, ctx.open("ecmo"), ["escalate", "escalate"])
     rows = notices(ctx)
+    es = f"ES-{TOULOUSE}"
     assert [(r.reference, r.year, r.number) for r in rows] == [
-        ("MARS N°2026_001", 2026, 1),
-        ("MARS N°2026_002", 2026, 2),
-        ("MARS N°2027_001", 2027, 1),
-        ("MINSANTE N°2027_001", 2027, 1),
-        ("MARS N°2027_002", 2027, 2),
+        (f"{es} N°2026_1", 2026, 1),
+        (f"{es} N°2026_2", 2026, 2),
+        ("UMAC-SUD N°2026_1", 2026, 1),
+        (f"{es} N°2027_1", 2027, 1),
+        (f"{es} N°2027_2", 2027, 2),
+        (f"{es} N°2027_3", 2027, 3),
+        (f"{es} N°2027_4", 2027, 4),
+        ("UMAC-SUD N°2027_1", 2027, 1),
     ]
-    assert "DATE : 31/12/2026 " in rows[1].body_text
-    assert "DATE : 01/01/2027 " in rows[2].body_text
-    assert rows[2].message_id == "<mars.2027.000001@regul.invalid>"
+    assert "DATE : 31/12/2026 " in rows[2].body_text
+    assert "DATE : 01/01/2027 " in rows[3].body_text
+    assert rows[3].message_id == f"<{es.lower()}.2027.000001@regul.invalid>"
 
 
 WRITERS = 8
@@ -606,7 +722,8 @@ CASES_PER_WRITER = 4
 
 @pytest.mark.postgres
 def test_concurrent_writers_on_postgres_number_without_gap_or_duplicate(pg_url: str) -> None:
-    """8 threads, each with its own Database and Runner, escalate their own cases at once: MARS 1..N."""
+    """8 threads, each with its own Database and Runner, escalate their own cases at once: the
+    hospital's series and the UMAC's each count 1..N."""
     setup = Database(pg_url)
     truncate_cases(setup)
     registry = default_registry()
@@ -647,22 +764,26 @@ def test_concurrent_writers_on_postgres_number_without_gap_or_duplicate(pg_url: 
         thread.join(timeout=60)
     try:
         assert not errors, errors
-        with setup.read() as conn:
-            rows = conn.execute(
-                sa.select(NOTICE_TABLE.c.number, NOTICE_TABLE.c.reference, NOTICE_TABLE.c.case_id)
-                .where(NOTICE_TABLE.c.series == "MARS", NOTICE_TABLE.c.year == 2026)
-                .order_by(NOTICE_TABLE.c.number)
-            ).all()
-            last = conn.execute(
-                sa.text("SELECT last FROM notice_counter WHERE series = 'MARS' AND year = 2026")
-            ).scalar_one()
-        total = WRITERS * CASES_PER_WRITER * 2
-        assert [r.number for r in rows] == list(range(1, total + 1))
-        assert len({r.reference for r in rows}) == total
-        assert last == total
+        total = WRITERS * CASES_PER_WRITER
         per_case: dict[int, int] = {}
-        for r in rows:
-            per_case[r.case_id] = per_case.get(r.case_id, 0) + 1
+        for series in (f"ES-{TOULOUSE}", "UMAC-SUD"):
+            with setup.read() as conn:
+                rows = conn.execute(
+                    sa.select(
+                        NOTICE_TABLE.c.number, NOTICE_TABLE.c.reference, NOTICE_TABLE.c.case_id
+                    )
+                    .where(NOTICE_TABLE.c.series == series, NOTICE_TABLE.c.year == 2026)
+                    .order_by(NOTICE_TABLE.c.number)
+                ).all()
+                last = conn.execute(
+                    sa.text("SELECT last FROM notice_counter WHERE series = :s AND year = 2026"),
+                    {"s": series},
+                ).scalar_one()
+            assert [r.number for r in rows] == list(range(1, total + 1)), series
+            assert len({r.reference for r in rows}) == total
+            assert last == total
+            for r in rows:
+                per_case[r.case_id] = per_case.get(r.case_id, 0) + 1
         assert set(per_case.values()) == {2}
         assert len(per_case) == WRITERS * CASES_PER_WRITER
     finally:
@@ -677,12 +798,12 @@ def test_smtp_delivery_carries_subject_recipients_and_message_id(ctx: Ctx) -> No
     ctx = use_outbox(ctx, "smtp")
     case = drive(ctx, ctx.open("ecmo"), ["escalate", "escalate"])
     rows = notices(ctx)
-    assert [r.channel for r in rows] == ["smtp", "smtp"]
+    assert [r.channel for r in rows] == ["smtp", "smtp", "smtp"]
     ctx.clock.advance(timedelta(seconds=5))
     with smtp_server() as (port, handler):
         channel = SmtpChannel("127.0.0.1", port, sender="regul@sante.example.fr", timeout=5)
         report = dispatch(ctx.db, ctx.clock, {"smtp": channel}, POLICY)
-    assert report.counts() == {"sent": 2, "retried": 0, "failed": 0}
+    assert report.counts() == {"sent": 3, "retried": 0, "failed": 0}
     by_id = {parsed(e)["Message-ID"]: (e, parsed(e)) for e in handler.envelopes}
     assert set(by_id) == {r.message_id for r in rows}
     for row in rows:
@@ -709,7 +830,7 @@ def test_smtp_delivery_carries_subject_recipients_and_message_id(ctx: Ctx) -> No
         assert [(a.ok, a.channel, a.error, a.at) for a in attempts(ctx, sent)] == [
             (True, "smtp", "", ctx.clock.now())
         ]
-    escalated_to_ars = by_id[rows[1].message_id][1]
+    escalated_to_ars = by_id[rows[2].message_id][1]
     assert addresses(escalated_to_ars, "To") == ["ars-oc-alerte@ars.example-sante.fr"]
     assert addresses(escalated_to_ars, "Cc") == [
         "crise@chu-toulouse.example-sante.fr",
@@ -721,12 +842,12 @@ def test_smtp_delivery_carries_subject_recipients_and_message_id(ctx: Ctx) -> No
 def test_eml_channel_writes_one_message_per_notice(nctx: Ctx, tmp_path: Path) -> None:
     """The embedded default channel writes <reference>.eml with the notice's Message-ID."""
     ctx = nctx
-    drive(ctx, ctx.open("ppe"), ["escalate"])
+    drive(ctx, ctx.open("ppe"), [])  # the opening notice
     (row,) = notices(ctx)
     report = dispatch(ctx.db, ctx.clock, {"eml": EmlChannel(tmp_path / "out")}, POLICY)
     assert report.sent == [row.reference]
     (path,) = (tmp_path / "out").iterdir()
-    assert path.name == "MINSANTE_No2026_001.eml"
+    assert path.name == "ES-319900001_No2026_1.eml"
     message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
     assert (message["Message-ID"], message["Subject"]) == (row.message_id, row.subject)
 
@@ -784,7 +905,7 @@ def test_smtp_trouble_is_retried_with_backoff_then_failed(
 ) -> None:
     """Each attempt is recorded; waits double (30 s, 60 s, 120 s); failed after 4; the case is untouched."""
     ctx = use_outbox(ctx, "smtp")
-    case = drive(ctx, ctx.open("ecmo"), ["escalate"])
+    case = drive(ctx, ctx.open("ecmo"), [])  # the opening notice
     (row,) = notices(ctx)
     before = case_state(ctx)
     waits, reports = [], []
@@ -851,7 +972,7 @@ def test_smtp_trouble_is_retried_with_backoff_then_failed(
 def test_webhook_posts_signed_json(ctx: Ctx) -> None:
     """The JSON body names the notice; X-Regul-Signature is the HMAC-SHA256 of the raw body."""
     ctx = use_outbox(ctx, "webhook")
-    drive(ctx, ctx.open("transfer"), ["escalate"])
+    drive(ctx, ctx.open("transfer"), [])  # the opening notice
     (row,) = notices(ctx)
     with http_server(200) as (url, seen):
         channel = WebhookChannel(url, secret="s3cret", timeout=5)
@@ -862,7 +983,7 @@ def test_webhook_posts_signed_json(ctx: Ctx) -> None:
     assert (body["reference"], body["message_id"], body["kind"]) == (
         row.reference,
         row.message_id,
-        "escalated",
+        "opened",
     )
     assert (body["case_id"], body["subject"], body["text"]) == (
         row.case_id,
@@ -880,7 +1001,7 @@ def test_webhook_posts_signed_json(ctx: Ctx) -> None:
 def test_webhook_answering_500_is_retried_then_failed(ctx: Ctx) -> None:
     """A 500 answer is a failed attempt: retried after the backoff, then failed after max_attempts."""
     ctx = use_outbox(ctx, "webhook")
-    case = drive(ctx, ctx.open("transfer"), ["escalate"])
+    case = drive(ctx, ctx.open("transfer"), [])  # the opening notice
     (row,) = notices(ctx)
     before = case_state(ctx)
     policy = DispatchPolicy(max_attempts=3, backoff=timedelta(seconds=10))
@@ -906,7 +1027,7 @@ def test_webhook_answering_500_is_retried_then_failed(ctx: Ctx) -> None:
 def test_webhook_answering_garbage_is_a_failed_attempt(ctx: Ctx) -> None:
     """An endpoint that does not speak HTTP (e.g. the URL points at an SMTP port) is retried, not a crash."""
     ctx = use_outbox(ctx, "webhook")
-    drive(ctx, ctx.open("transfer"), ["escalate"])
+    drive(ctx, ctx.open("transfer"), [])  # the opening notice
     (row,) = notices(ctx)
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -942,7 +1063,7 @@ def test_webhook_answering_garbage_is_a_failed_attempt(ctx: Ctx) -> None:
 def test_a_send_outlasting_its_lease_never_unmarks_a_sent_notice(ctx: Ctx) -> None:
     """Worker A is stuck past its lease, worker B delivers the notice; A's late failure keeps it sent."""
     ctx = use_outbox(ctx, "smtp")
-    drive(ctx, ctx.open("ecmo"), ["escalate"])
+    drive(ctx, ctx.open("ecmo"), [])  # the opening notice
     (row,) = notices(ctx)
     last_try = DispatchPolicy(max_attempts=1, lease=timedelta(minutes=2))
 
@@ -992,7 +1113,7 @@ class CrashAfterSend:
 def test_crash_after_sending_resends_with_the_same_message_id(ctx: Ctx) -> None:
     """The notice stays leased, is sent again once the lease expires, with the same Message-ID."""
     ctx = use_outbox(ctx, "smtp")
-    drive(ctx, ctx.open("ecmo"), ["escalate"])
+    drive(ctx, ctx.open("ecmo"), [])  # the opening notice
     (row,) = notices(ctx)
     leased_at = ctx.clock.now()
     with smtp_server() as (port, handler):
@@ -1024,12 +1145,12 @@ def test_cli_preview_show_and_errors(nctx: Ctx, database_url: str) -> None:
     """preview renders without queuing; show --html prints the HTML; unknown kind/reference 3; bad status 2."""
     ctx = nctx
     case = drive(ctx, ctx.open("ecmo"), ["escalate"])
-    (row,) = notices(ctx)
+    row = notices(ctx)[-1]
     before = ctx.snapshot()
     code, out, err = regul(database_url, "notices", "preview", "resolved", "--case", case.reference)
     assert code == 0, err
     assert "SOLUTION TROUVÉE" in out
-    assert "REFERENCE : MARS N°" in out
+    assert "REFERENCE : APERÇU N°2026" in out
     assert case.reference in out
     code, out, err = regul(
         database_url, "notices", "preview", "incident", "--case", case.reference, "--html"

@@ -76,7 +76,7 @@ _NOTICES = [
     ("escalate", "escalated",     "holder",            "ars sfctcv requester passed"),
     ("resolve",  "resolved",      "requester lender",  "passed sfctcv"),
     ("reject",   "rejected",      "requester",         "passed sfctcv"),
-    ("cancel",   "cancelled",     "previous",          "passed sfctcv"),
+    ("cancel",   "cancelled",     "previous regulator", "passed sfctcv"),
     ("start",    "loan_started",  "lender",            "ars requester"),
     ("return",   "loan_returned", "lender",            "ars requester"),
     ("close",    "closed",        "lender requester",  "ars passed"),

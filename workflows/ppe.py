@@ -76,7 +76,7 @@ _NOTICES = [
     ("resolve",  "resolved",         "requester shipper", "passed national"),
     ("deliver",  "delivered",        "shipper",           "requester passed"),
     ("reject",   "rejected",         "requester",         "passed"),
-    ("cancel",   "cancelled",        "previous",          "passed"),
+    ("cancel",   "cancelled",        "previous regulator", "passed"),
     ("reminder", "reminder",         "holder",            "requester national"),
     ("incident", "incident",         "spf ccs",           "ars requester"),
     ("overdue",  "delivery_overdue", "shipper",           "requester passed"),

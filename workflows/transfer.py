@@ -79,7 +79,7 @@ _NOTICES = [
     ("resolve",     "resolved",    "requester receiver", "passed"),
     ("transferred", "transferred", "receiver",           "requester passed"),
     ("reject",      "rejected",    "requester",          "passed"),
-    ("cancel",      "cancelled",   "previous",           "passed"),
+    ("cancel",      "cancelled",   "previous regulator", "passed"),
     ("reminder",    "reminder",    "holder",             "requester"),
     ("incident",    "incident",    "ccs",                "ars ars_zone requester"),
 ]
