@@ -67,6 +67,7 @@ _AUTOMATIC = {
     "incident": "Incident ouvert automatiquement : délai échu au dernier niveau",
     "overdue": "Relance automatique : date dépassée",
 }
+_NAMED = ("lender", "receiving_hospital", "provider")  # a FINESS shown as a name
 _WHAT_IS_LATE = {"ecmo": "la restitution de la console", "ppe": "la livraison"}
 
 # The OBJET of each kind: ``{title}`` (upper case), ``{ref}``, ``{to}``/``{level}`` (the level
@@ -227,8 +228,8 @@ class Outbox:
         rule = book.rule(event_name(draft)) if book and draft.action != "refused" else None
         if book is None or rule is None:
             return None
-        series, facts = self.facts(conn, case, draft, rule, now)
-        action = facts["pour_action"]
+        series, facts, recipients = self.facts(conn, case, draft, rule, now)
+        action = recipients["action"]
         channel = self.channel_for(action[0]["org"]) if action else "eml"
         issued = now.astimezone(PARIS).year
         return Pending(
@@ -242,7 +243,7 @@ class Outbox:
                 "case_id": case.id,
                 "event_seq": seq,
                 "channel": channel,
-                "recipients": {"action": action, "info": facts["pour_information"]},
+                "recipients": recipients,  # also what the template's Pour action lists
                 "status": "queued",
                 "attempts": 0,
                 "next_attempt_at": now,
@@ -263,16 +264,17 @@ class Outbox:
         message_id: str,
     ) -> tuple[Rendered, list[dict[str, str]], list[dict[str, str]]]:
         """Render a notice now (``regul notices preview``, which queues nothing)."""
-        _series, facts = self.facts(conn, case, draft, rule, now)
-        rendered = self.renderer.render(
-            rule.kind, {**facts, "reference": reference, "message_id": message_id}
-        )
-        return rendered, facts["pour_action"], facts["pour_information"]
+        _series, facts, recipients = self.facts(conn, case, draft, rule, now)
+        context = {**facts, "reference": reference, "message_id": message_id}
+        context.update(pour_action=recipients["action"], pour_information=recipients["info"])
+        rendered = self.renderer.render(rule.kind, context)
+        return rendered, recipients["action"], recipients["info"]
 
     def facts(
         self, conn: Connection, case: CaseView, draft: Draft, rule: NoticeRule, now: datetime
-    ) -> tuple[str, dict[str, Any]]:
-        """(series, facts): everything the notice says, in French, as JSON-able values."""
+    ) -> tuple[str, dict[str, Any], dict[str, list[dict[str, str]]]]:
+        """(series, facts, recipients): everything the notice says, in French, as JSON-able
+        values, and its *Pour action* / *Pour information* (the notice's ``recipients``)."""
         self.directory.load(conn)
         spec = self.registry[case.kind]
         previous = spec.state(draft.from_state).level if draft.from_state else None
@@ -290,9 +292,8 @@ class Outbox:
             info = [*mine, *info]
         series = self._series(issuer, action)
         facts = self._facts(case, draft, rule, now, previous, issuer, series)
-        facts["pour_action"] = [r.to_dict() for r in action]
-        facts["pour_information"] = [r.to_dict() for r in info]
-        return series, facts
+        recipients = {"action": [r.to_dict() for r in action], "info": [r.to_dict() for r in info]}
+        return series, facts, recipients
 
     # -- issuer and series ------------------------------------------------------------------
 
@@ -378,7 +379,7 @@ class Outbox:
             "event": {
                 "reason": self._reason(case, draft, due),
                 "by_system": issuer.automatic,
-                "actor": issuer.name if issuer.automatic else f"{draft.actor} ({issuer.name})",
+                "actor": issuer.name,  # an organisation: logins stay in the audit log
                 "at": paris(now),
                 "from_level": from_level,
                 "from_requester": previous == "establishment",
@@ -432,6 +433,8 @@ class Outbox:
         return draft.reason
 
     def _label(self, name: str, spec: FieldSpec | None) -> str:
+        if name in _NAMED:  # the value is shown as a name, with its FINESS
+            return NOTICE_FIELDS[name]
         if spec is not None and spec.label:
             return spec.label
         return NOTICE_FIELDS.get(name, name.replace("_", " ").capitalize())
@@ -442,7 +445,7 @@ class Outbox:
         """A field's value as a regulator reads it: labels, names, dates, counts with units."""
         if value is None or value == "":
             return "—"
-        if name in ("lender", "receiving_hospital", "provider") and isinstance(value, str):
+        if name in _NAMED and isinstance(value, str):
             row = self.directory.find(value)
             if row is not None:
                 return f"{row.name} (FINESS {row.id})" if row.kind == "hospital" else row.name

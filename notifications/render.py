@@ -65,7 +65,14 @@ def bodies(row: Any, renderer: Renderer | None = None) -> Rendered:
         if not _RENDERERS:
             _RENDERERS.append(Renderer())
         renderer = _RENDERERS[0]
-    context = {**row.facts, "reference": row.reference, "message_id": row.message_id}
+    recipients = row.recipients or {}
+    context = {
+        **row.facts,
+        "reference": row.reference,
+        "message_id": row.message_id,
+        "pour_action": recipients.get("action", []),
+        "pour_information": recipients.get("info", []),
+    }
     rendered = renderer.render(row.kind, context)
     return Rendered(row.subject, rendered.text, rendered.html)
 

@@ -315,7 +315,7 @@ def test_every_notice_kind_renders_from_its_real_event(nctx: Ctx, kind: str, eve
     # the transaction stored the facts, not the text: that is rendered once, at dispatch
     assert (stored.body_text, stored.body_html) == ("", "")
     assert stored.facts["objet"]
-    assert stored.facts["pour_action"]
+    assert stored.recipients["action"]
     row = notices(ctx, NOTICE_TABLE.c.case_id == case.id)[-1]
     assert (row.kind, row.event_seq, row.status, row.attempts) == (rule.kind, last.seq, "queued", 0)
     if last.actor == "system":  # issued for the level that holds the case, in its own series
@@ -561,11 +561,11 @@ def test_ccs_act_addressed_to_an_ars_is_a_minsante_numbered_without_year(ctx: Ct
                   "décision", {"trigger": "resolve", "fields": {}})  # fmt: skip
     with ctx.db.read() as conn:
         outbox = Outbox(ctx.registry, BOOKS)
-        series, facts = outbox.facts(conn, case, draft, rule, ctx.clock.now())
+        series, facts, recipients = outbox.facts(conn, case, draft, rule, ctx.clock.now())
         resolved_rule = book.rules["resolve"]
-        to_hospital, _ = outbox.facts(conn, case, draft, resolved_rule, ctx.clock.now())
+        to_hospital, _, _ = outbox.facts(conn, case, draft, resolved_rule, ctx.clock.now())
     # the CCS acting, Pour action the CCS itself and the ARS: to the ARS, a MINSANTE
-    assert series == "MINSANTE", facts["pour_action"]
+    assert series == "MINSANTE", recipients["action"]
     assert facts["issuer"]["kind"] == "ccs"
     assert not facts["issuer"]["automatic"]
     assert to_hospital == "MARS"
