@@ -492,7 +492,11 @@ class Outbox:
             rows.append(["Demande", _units(fields["quantity"], unit)])
         for line in self._lines(fields.get("lines")):
             rows.append(["Demande", line])
-        for name, value in fields.items():
+        # in the workflow's order (PostgreSQL's JSONB keeps keys in an order of its own)
+        order = [f.name for f in spec.open_fields if f.name in fields]
+        order += sorted(name for name in fields if name not in specs)
+        for name in order:
+            value = fields[name]
             if isinstance(value, dict | list) or name in ("item", "quantity", "lines"):
                 continue  # a trigger's own fields (``resolve``) and the lines shown above
             if name == "summary" and not value:
