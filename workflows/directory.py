@@ -212,16 +212,16 @@ def _rows(
             )
         row: dict[str, Any] = dict.fromkeys((*columns, *optional))
         row.update({k: (v.strip() or None) for k, v in zip(header, cells, strict=True)})
-        row["_line"] = line
+        row["_line"], row["_path"] = line, path
         rows.append(row)
     return rows
 
 
 def _fail(name: str, row: dict[str, Any], what: str) -> InputError:
     return InputError(
-        f"{name}, line {row['_line']}: {what}",
+        f"{row['_path']}, line {row['_line']}: {what}",
         why="directory_row",
-        file=name,
+        path=str(row["_path"]),
         line=row["_line"],
     )
 
