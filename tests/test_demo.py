@@ -59,6 +59,25 @@ def test_every_printed_acting_account_has_something_waiting(demo_db: Path) -> No
         db.dispose()
 
 
+def test_the_printed_sfctcv_accounts_read_ecmo_cases_only(demo_db: Path) -> None:
+    """The referent of Occitanie lists the ECMO cases of its region, the national one all of
+    them; neither lists a PPE or transfer case."""
+    assert {"sfctcv-occ", "sfctcv"} <= set(DEMO_ACCOUNTS)
+    db = Database(f"sqlite:///{demo_db}")
+    runner = Runner(db, default_registry(), SystemClock())
+    try:
+        every = runner.search(CaseFilter(limit=1000))
+        regional = runner.search(CaseFilter(limit=1000), login="sfctcv-occ")
+        national = runner.search(CaseFilter(limit=1000), login="sfctcv")
+    finally:
+        db.dispose()
+    assert regional
+    assert {c.reference for c in regional} == {
+        c.reference for c in every if c.kind == "ecmo" and c.region == "OCC"
+    }
+    assert {c.reference for c in national} == {c.reference for c in every if c.kind == "ecmo"}
+
+
 def test_worker_once_says_what_it_did_in_one_line(demo_db: Path, tmp_path: Path) -> None:
     """regul worker --once prints one line: what fell due and what was delivered."""
     result = CliRunner().invoke(

@@ -18,7 +18,7 @@ from engine.errors import InputError, NotFound, NotPermitted
 from engine.values import Scope
 from engine.vocab import ScopeKind
 from interfaces.cli import app
-from tests.conftest import TOULOUSE, Ctx
+from tests.conftest import TOULOUSE, Ctx, Web
 from workflows.directory import (
     CATEGORIES,
     STATUSES,
@@ -29,6 +29,7 @@ from workflows.directory import (
 
 POISSY = "789900001"  # CHI de Poissy, GHT-IDF-01, region IDF
 ORGS = "organisations.csv"
+API = "/api/v1"
 
 
 def _demo_rows(name: str) -> list[dict[str, Any]]:
@@ -339,3 +340,27 @@ def test_init_with_a_malformed_directory_changes_nothing(tmp_path: Path) -> None
     code, _, err = _regul(url, "init", "--directory", str(tmp_path / "nowhere.csv"))
     assert code == 2
     assert "does not exist" in err
+
+
+# -- the desk and the API for a referent -----------------------------------------------------
+
+
+def test_sfctcv_desk_and_api_show_ecmo_cases_of_its_region_and_no_action(web: Web) -> None:
+    """The referent's desk lists the ECMO case of its region, opens it with no action button,
+    and the other workflows' cases are 'no case' (404), on the desk as in the API."""
+    ecmo, ppe = web.ctx.open("ecmo"), web.ctx.open("ppe")
+    web.login("sfctcv-occ")
+    queue = web.client.get("/")
+    assert queue.status_code == 200
+    assert ecmo.reference in queue.text
+    assert ppe.reference not in queue.text
+    page = web.client.get(f"/cases/{ecmo.reference}")
+    assert page.status_code == 200
+    assert f"/cases/{ecmo.reference}/fire/" not in page.text
+    assert web.client.get(f"/cases/{ppe.reference}").status_code == 404
+    headers = web.token("sfctcv-occ")
+    listed = web.client.get(f"{API}/cases", headers=headers).json()
+    assert [c["reference"] for c in listed] == [ecmo.reference]
+    assert web.client.get(f"{API}/cases/{ppe.reference}", headers=headers).status_code == 404
+    me = web.client.get(f"{API}/me", headers=headers).json()
+    assert (me["role"], me["scope"]) == ("sfctcv", "region OCC")
