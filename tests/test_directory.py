@@ -364,3 +364,17 @@ def test_sfctcv_desk_and_api_show_ecmo_cases_of_its_region_and_no_action(web: We
     assert web.client.get(f"{API}/cases/{ppe.reference}", headers=headers).status_code == 404
     me = web.client.get(f"{API}/me", headers=headers).json()
     assert (me["role"], me["scope"]) == ("sfctcv", "region OCC")
+
+
+def test_directory_errors_have_a_french_wording_with_file_and_line(tmp_path: Path) -> None:
+    from interfaces.catalogue import french
+
+    folder = _copy(tmp_path)
+    text = (folder / ORGS).read_text(encoding="utf-8")
+    (folder / ORGS).write_text(text.replace("SAMU-31,samu,", "SAMU-31,smur,", 1), "utf-8")
+    with pytest.raises(InputError) as caught:
+        read_directory(folder)
+    wording = french(caught.value)
+    assert wording.startswith("Annuaire refusé")
+    assert f"{folder / ORGS}, ligne {caught.value.data['line']}" in wording
+    assert "Rien n'a été modifié" in wording
