@@ -58,15 +58,6 @@ FRENCH: dict[str, str] = {
         "Action non permise (refus consigné au journal) : votre rôle ne peut pas ouvrir ce "
         "type de demande."
     ),
-}
-SESSION_ENDS: dict[str, str] = {  # an Unauthenticated error's key → the login page's message code
-    "wrong_login": "wrong_login",
-    "session_idle": "inactivity",
-    "session_max": "max_length",
-    "login_required": "login",
-}
-TITLES: dict[str, str] = {
-    "not_permitted": "Action non permise (refus consigné au journal)",
     # the directory (regul init --directory): the file and line, and nothing changed
     "directory_missing": "Annuaire introuvable : {path} n'existe pas. Rien n'a été modifié.",
     "directory_file_missing": (
@@ -97,6 +88,15 @@ TITLES: dict[str, str] = {
         "entrée inconnue. Rien n'a été modifié."
     ),
     "init_demo_and_directory": "Choisissez --demo ou --directory, pas les deux.",
+}
+SESSION_ENDS: dict[str, str] = {  # an Unauthenticated error's key → the login page's message code
+    "wrong_login": "wrong_login",
+    "session_idle": "inactivity",
+    "session_max": "max_length",
+    "login_required": "login",
+}
+TITLES: dict[str, str] = {
+    "not_permitted": "Action non permise (refus consigné au journal)",
     "invalid_input": "Saisie invalide",
     "conflict": "Conflit",
     "storage": "Base de données indisponible",
