@@ -1,7 +1,7 @@
 """notice facts: a notice's rendering context, stored in the transaction of its event
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-02
 
 A notice used to be rendered (text and HTML, two Jinja renders) inside the transaction of the
@@ -19,7 +19,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"  # after the merge of branch directory (0007)
 branch_labels = None
 depends_on = None
 
