@@ -54,7 +54,7 @@ _SIGNERS = {
 _MASCULINE = {"CH", "CHU", "CHI", "CHIC", "CHR", "CHRU", "GHT", "Centre", "Groupe", "Groupement"}
 _MASCULINE |= {"Référent", "Service", "SAMU", "Conseil", "Pôle"}
 _PLURAL = {"Hospices", "Hôpitaux", "Établissements"}
-_FEMININE = {"Clinique", "Polyclinique", "Maison", "Fondation", "Société", "Délégation"}
+_FEMININE = {"Clinique", "Polyclinique", "Maison", "Fondation", "Société", "Délégation", "SFCTCV"}
 _VOWELS = "aeiouyhàâäéèêëîïôöùûüAEIOUYHÀÂÄÉÈÊËÎÏÔÖÙÛÜ"
 _FORMS = {
     "of": {"le": "du ", "l'": "de l'", "la": "de la ", "les": "des ", "": "de "},

@@ -106,6 +106,16 @@ class Directory:
             )
         return self._levels[key]
 
+    def national(self, kind: str) -> Recipient | None:
+        """The organisation of ``kind`` with no region (the national SFCTCV), kept."""
+        assert self._orgs is not None
+        key = (kind, "*national*")
+        if key not in self._levels:
+            self._levels[key] = next(
+                (_of(r) for r in self._orgs.values() if r.kind == kind and not r.region), None
+            )
+        return self._levels[key]
+
     def recipient(self, org_id: str | None) -> Recipient | None:
         return self._recipient(org_id) if org_id else None
 
@@ -226,6 +236,13 @@ def resolve(
             finder = _FINDERS.get(token)
             if finder is not None:
                 out.extend(finder(directory, case))
+                continue
+            if token == "sfctcv":  # the region's referent; the national SFCTCV at the top
+                found = directory.level_org("sfctcv", case)
+                out.extend([found] if found else [])
+                if case.level == "ccs" or previous == "ccs":
+                    top = directory.national("sfctcv")
+                    out.extend([top] if top else [])
                 continue
             if token == "national":  # the CCS, informed while the case is at a national level
                 roles = (

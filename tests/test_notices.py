@@ -476,9 +476,10 @@ def test_ecmo_escalated_by_umac_is_issued_by_the_umac_in_its_own_series(
     assert lines_between(text, "Pour information", "Mesdames, Messieurs,") == [
         "CHU de Toulouse",
         "UMAC zone Sud",
+        "Référent régional ECMO SFCTCV Occitanie",
     ]
     assert [r["org"] for r in row.recipients["action"]] == ["ARS-OCC"]
-    assert [r["org"] for r in row.recipients["info"]] == [TOULOUSE, "UMAC-SUD"]
+    assert [r["org"] for r in row.recipients["info"]] == [TOULOUSE, "UMAC-SUD", "SFCTCV-OCC"]
     assert "n'a pas trouvé de solution auprès de l'UMAC zone Sud" in text
     assert "Il est transmis pour régulation à l'ARS Occitanie" in text
     assert field(text, "Dossier") == f"{case.reference} (Demande de console ECMO)"
@@ -500,8 +501,8 @@ def test_ecmo_escalated_by_umac_is_issued_by_the_umac_in_its_own_series(
     assert f"<strong>OBJET : {objet}</strong>".replace("'", "&#39;") in html
     assert "<strong>Pour action</strong><ul><li>ARS Occitanie</li></ul>" in html
     assert (
-        "<strong>Pour information</strong><ul><li>CHU de Toulouse</li><li>UMAC zone Sud</li></ul>"
-        in html
+        "<strong>Pour information</strong><ul><li>CHU de Toulouse</li><li>UMAC zone Sud</li>"
+        "<li>Référent régional ECMO SFCTCV Occitanie</li></ul>" in html
     )
     assert "<p>Mesdames, Messieurs,</p>" in html
     assert f"<td>{deadline} (heure de Paris)</td>" in html
@@ -835,6 +836,7 @@ def test_smtp_delivery_carries_subject_recipients_and_message_id(ctx: Ctx) -> No
     assert addresses(escalated_to_ars, "Cc") == [
         "crise@chu-toulouse.example-sante.fr",
         "umac.sud@example-sante.fr",
+        "ecmo.occ@sfctcv.example-sante.fr",
     ]
     assert dispatch(ctx.db, ctx.clock, {"smtp": channel}, POLICY).counts()["sent"] == 0
 

@@ -59,13 +59,13 @@ def test_lender_is_the_ccs_for_the_national_stock_else_the_lending_hospital(
 
 @pytest.mark.parametrize(
     ("source", "expected"),
-    [("ght", ["GHT-OCC-06"]), ("region", ["ARS-OCC"]), ("national", ["SPF"]), ("x", [])],
+    [("ght", [TOULOUSE]), ("region", ["ARS-OCC"]), ("national", ["SPF"]), ("x", [])],
 )
 def test_shipper_follows_the_stock_the_ppe_comes_from(
     ctx: Ctx, source: str, expected: list[str]
 ) -> None:
-    """PPE: the GHT (its support establishment when the directory names one), the region's
-    ARS, or Santé publique France."""
+    """PPE: the GHT's support establishment (the CHU de Toulouse for GHT-OCC-06; the GHT
+    itself when the directory names none), the region's ARS, or Santé publique France."""
     case = with_resolve(ctx.open("ppe"), source=source, quantity=10)
     action, _ = resolve(directory(ctx), rule("shipper"), case, previous=None, passed=[])
     assert orgs(action) == expected
@@ -103,16 +103,15 @@ def test_regulator_is_the_first_level_that_regulates_the_case(ctx: Ctx) -> None:
 
 
 def test_opening_notifies_the_first_regulating_level_at_once(ctx: Ctx) -> None:
-    """ECMO: the UMAC for action, the ARS (and the referent, once the directory has one) and
-    the hospital for information; transfer: the ARS; PPE without a GHT step: its GHT."""
+    """ECMO: the UMAC for action, the hospital, the ARS and the regional SFCTCV referent for
+    information (DESIGN: informed from the start); transfer: the ARS."""
     ctx = use_outbox(ctx)
     ecmo = ctx.open("ecmo")
     (row,) = queued(ctx)
     assert row.kind == "opened"
     assert row.case_id == ecmo.id
     assert [r["org"] for r in row.recipients["action"]] == ["UMAC-SUD"]
-    assert [r["org"] for r in row.recipients["info"]][:1] == ["ARS-OCC"]
-    assert TOULOUSE in [r["org"] for r in row.recipients["info"]]
+    assert [r["org"] for r in row.recipients["info"]] == [TOULOUSE, "ARS-OCC", "SFCTCV-OCC"]
     transfer = ctx.open("transfer")
     assert queued(ctx)[-1].case_id == transfer.id
     assert [r["org"] for r in queued(ctx)[-1].recipients["action"]] == ["ARS-OCC"]
@@ -197,3 +196,14 @@ def test_ecmo_loan_notices_reach_the_lender(ctx: Ctx) -> None:
     for kind in ("loan_started", "loan_returned", "closed"):
         assert "CCS" in [r["org"] for r in rows[kind].recipients["action"]], kind
     assert spec.state(case.state).final
+
+
+def test_the_national_sfctcv_is_informed_at_the_national_level(ctx: Ctx) -> None:
+    """The regional referent while the case is regional; with the CCS, the national SFCTCV too."""
+    d = directory(ctx)
+    case = ctx.open("ecmo")
+    _, info = resolve(d, rule("holder", "sfctcv"), case, previous=None, passed=[])
+    assert orgs(info) == ["SFCTCV-OCC"]
+    top = replace(case, state="national_regulation", level="ccs")
+    _, info = resolve(d, rule("holder", "sfctcv"), top, previous="ars", passed=[])
+    assert orgs(info) == ["SFCTCV-OCC", "SFCTCV"]

@@ -72,8 +72,8 @@ ECMO = define(
 # fmt: off
 _NOTICES = [
     # event      kind             pour action          pour information
-    ("open",     "opened",        "regulator",         "ars sfctcv requester"),
-    ("escalate", "escalated",     "holder",            "ars sfctcv requester passed"),
+    ("open",     "opened",        "regulator",         "requester ars sfctcv"),
+    ("escalate", "escalated",     "holder",            "requester passed ars sfctcv"),
     ("resolve",  "resolved",      "requester lender",  "passed sfctcv"),
     ("reject",   "rejected",      "requester",         "passed sfctcv"),
     ("cancel",   "cancelled",     "previous regulator", "passed sfctcv"),
