@@ -191,11 +191,19 @@ def _events(conn: Any, case_id: int) -> list[tuple[str, int]]:
 
 
 def _check_log_and_notices(conn: Any, notices: int) -> None:
-    """The audit chain verifies; notices are numbered 1..n, one per escalation."""
+    """The audit chain verifies; one notice per escalation, and (the outbox's opening notice)
+    at most one per opened case; each issuer's series numbered 1..n without gap."""
     report = audit.verify(conn)
     assert report.ok, report.findings
-    numbers = [r.number for r in conn.execute(sa.text("SELECT number FROM notice ORDER BY number"))]
-    assert numbers == list(range(1, notices + 1)), numbers
+    rows = conn.execute(sa.text("SELECT series, number, kind FROM notice ORDER BY number")).all()
+    assert len([r for r in rows if r.kind == "escalated"]) == notices, rows
+    cases = conn.execute(sa.text("SELECT count(*) FROM regul_case")).scalar_one()
+    assert len([r for r in rows if r.kind == "opened"]) in (0, cases), rows
+    by_series: dict[str, list[int]] = {}
+    for r in rows:
+        by_series.setdefault(r.series, []).append(r.number)
+    for series, numbers in by_series.items():
+        assert numbers == list(range(1, len(numbers) + 1)), (series, numbers)
 
 
 def _check_advanced_once(db: Database, runner: Runner, references: list[str]) -> None:
