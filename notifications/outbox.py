@@ -120,6 +120,19 @@ def _units(count: Any, unit: tuple[str, str]) -> str:
     return f"{_count(count)} {unit[0] if abs(count) <= 1 else unit[1]}"
 
 
+def _single_item(fields: dict[str, Any]) -> str | None:
+    """The one article a PPE request is about: its ``item``, or the item of its only line."""
+    if fields.get("item"):
+        return str(fields["item"])
+    lines = fields.get("lines")
+    if (
+        isinstance(lines, list)
+        and len({str(x.get("item")) for x in lines if isinstance(x, dict)}) == 1
+    ):
+        return str(lines[0].get("item"))
+    return None
+
+
 def paris(instant: datetime) -> str:
     """« 22/11/2026 à 09:00 »: Paris time, to the minute."""
     t = instant.astimezone(PARIS)
@@ -518,20 +531,17 @@ class Outbox:
             for f in t.fields
         }
         shown: list[list[str]] = []
-        if case.kind == "ppe" and "quantity" in values and isinstance(values["quantity"], int):
-            item = case.fields.get("item")
-            if item in ITEM_UNITS:
-                shown.append([self._label("quantity", specs.get("quantity")),
-                              _units(values.pop("quantity"), ITEM_UNITS[str(item)])])  # fmt: skip
+        item = _single_item(case.fields)
+        if isinstance(values.get("quantity"), int) and item in ITEM_UNITS:
+            shown.append([self._label("quantity", specs.get("quantity")),
+                          _units(values.pop("quantity"), ITEM_UNITS[str(item)])])  # fmt: skip
         for name, value in values.items():
             if name == "source" and value == "hospital" and values.get("lender"):
                 continue  # the lender line says which establishment
-            if name == "quantity_received" and isinstance(value, int):
-                item = case.fields.get("item")
-                if item in ITEM_UNITS:
-                    shown.append([self._label(name, specs.get(name)),
-                                  _units(value, ITEM_UNITS[str(item)])])  # fmt: skip
-                    continue
+            if name == "quantity_received" and isinstance(value, int) and item in ITEM_UNITS:
+                shown.append([self._label(name, specs.get(name)),
+                              _units(value, ITEM_UNITS[str(item)])])  # fmt: skip
+                continue
             spec = specs.get(name)
             if name == "lines":
                 for line in self._lines(value):

@@ -207,3 +207,21 @@ def test_the_national_sfctcv_is_informed_at_the_national_level(ctx: Ctx) -> None
     top = replace(case, state="national_regulation", level="ccs")
     _, info = resolve(d, rule("holder", "sfctcv"), top, previous="ars", passed=[])
     assert orgs(info) == ["SFCTCV-OCC", "SFCTCV"]
+
+
+def test_a_shipment_of_a_one_article_request_is_counted_in_that_article(ctx: Ctx) -> None:
+    """« 4 000 masques FFP2 » for a request with one line (the lines of branch doctrine-ppe)
+    as for a legacy item/quantity request; several articles: the bare count."""
+    outbox = Outbox(ctx.registry, BOOKS)
+    with ctx.db.read() as conn:
+        outbox.directory.load(conn)
+    case = ctx.open("ppe")
+    draft = Draft("ars-occ", "ars", "ARS-OCC", "transition", "ars_review", "dispatched", 3,
+                  "envoi", {"trigger": "resolve", "fields": {"quantity": 4000, "source": "region",
+                            "expected_delivery": "2026-11-24"}})  # fmt: skip
+    one = replace(case, fields={"lines": [{"item": "ffp2_mask", "quantity": 5000}]})
+    two = replace(case, fields={"lines": [{"item": "ffp2_mask", "quantity": 5}, {"item": "gown",
+                                           "quantity": 5}]})  # fmt: skip
+    assert dict(outbox._fields(case, draft))["Quantité expédiée"] == "4\u202f000 masques FFP2"
+    assert dict(outbox._fields(one, draft))["Quantité expédiée"] == "4\u202f000 masques FFP2"
+    assert dict(outbox._fields(two, draft))["Quantité expédiée"] == "4\u202f000"
