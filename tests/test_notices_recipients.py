@@ -7,6 +7,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from engine.values import CaseView, Draft
 from notifications.outbox import Outbox
@@ -225,3 +226,18 @@ def test_a_shipment_of_a_one_article_request_is_counted_in_that_article(ctx: Ctx
     assert dict(outbox._fields(case, draft))["Quantité expédiée"] == "4\u202f000 masques FFP2"
     assert dict(outbox._fields(one, draft))["Quantité expédiée"] == "4\u202f000 masques FFP2"
     assert dict(outbox._fields(two, draft))["Quantité expédiée"] == "4\u202f000"
+
+
+def test_the_facts_column_matches_its_migration(ctx: Ctx) -> None:
+    """Migration 0008 adds ``notice.facts`` as engine.models declares it (JSON, JSONB on
+    PostgreSQL, not null): autogenerate finds nothing to change on the notice table."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from engine.models import metadata
+
+    with ctx.db.read() as conn:
+        diffs = compare_metadata(MigrationContext.configure(conn), metadata)
+        columns = {c["name"]: c for c in sa.inspect(conn).get_columns("notice")}
+    assert [d for d in diffs if "notice" in str(d)] == []
+    assert columns["facts"]["nullable"] is False
