@@ -145,6 +145,8 @@ def _day(due: datetime) -> str:
 
 
 def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return "moins d'une minute"
     minutes = max(round(seconds / 60), 0)
     hours, minutes = divmod(minutes, 60)
     days, hours = divmod(hours, 24)
@@ -438,8 +440,9 @@ class Outbox:
             if isinstance(left, int):
                 text += f" (reste {_duration(left)})"
             return text
-        if draft.action == "incident":
-            return f"Incident : aucune décision {of(level)}, dernier niveau de régulation"
+        if draft.action == "incident":  # the level that holds the top rung (SpF for PPE)
+            top = self._level_name(case.level, case)
+            return f"Incident : aucune décision {of(top)}, dernier niveau de régulation"
         if draft.action == "overdue" and due is not None:
             what = _WHAT_IS_LATE.get(case.kind, "la date prévue")
             return f"Échéance dépassée : {what} était attendue le {_day(due)}"
