@@ -88,4 +88,5 @@ class SweepOutcome(StrEnum):
     INCIDENT = "incident"
     OVERDUE = "overdue"
     REPEAT = "repeat"
+    RESUMED = "resumed"  # a hold past its maximum: the deadline resumed by itself
     NOOP = "noop"
