@@ -200,6 +200,7 @@ DEFAULT_FIELDS: dict[str, dict[str, object]] = {
 TRIGGER_FIELDS: dict[tuple[str, str], dict[str, object]] = {
     # a console lent by another hospital of Toulouse's GHT (its region and zone): any level may
     ("ecmo", "resolve"): {"source": "hospital", "lender": LENDER, "return_by": "2026-12-15"},
+    ("ecmo", "extend_loan"): {"return_by": "2026-12-22"},
     ("ppe", "resolve"): {"quantity": 4000, "source": "region", "expected_delivery": "2026-11-24"},
     ("ppe", "deliver"): {"quantity_received": 4000},
     ("transfer", "resolve"): {
