@@ -168,6 +168,8 @@ def open_at(ctx: Ctx, kind: str, hospital: str, state: str | None = None) -> Cas
         kind=kind, login=users["establishment"], org=hospital, fields=DEFAULT_FIELDS[kind]
     )
     for trigger in path_to(spec, state or spec.initial):
+        if case.state == state:  # arrived early: a level of its ladder was skipped
+            break
         transition = spec.transition(case.state, trigger)
         assert transition is not None
         level = spec.state(case.state).level
@@ -609,8 +611,10 @@ def test_case_matrix(web: Web, kind: str, state: str, hospital: str) -> None:
         answer = fire(web, m.keys[login], target.reference, trigger, at, hospital)
         assert answer.status_code == 200, (trigger, login, answer.text)
         dest = spec.transition(state, trigger).dest  # type: ignore[union-attr]
+        if (kind, dest, hospital) == ("transfer", "zone_regulation", POISSY):
+            dest = "national_regulation"  # the zone of Paris is one region: skipped
         assert (answer.json()["state"], answer.json()["version"]) == (dest, at + 1)
-        last = events_of(ctx, target.reference)[-1]
+        last = [e for e in events_of(ctx, target.reference) if e.actor != "system"][-1]
         assert (last.action, last.actor, last.data["trigger"]) == ("transition", login, trigger)
 
 
