@@ -23,6 +23,7 @@ __all__ = [
     "Decision",
     "Geography",
     "Located",
+    "LocatedCase",
     "can_audit",
     "can_control",
     "can_extend",
@@ -48,6 +49,13 @@ class Located(Protocol):
     def zone(self) -> str | None: ...
     @property
     def ght(self) -> str | None: ...
+
+
+class LocatedCase(Located, Protocol):
+    """A case: placed, and of one workflow (``kind``)."""
+
+    @property
+    def kind(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -84,8 +92,14 @@ def in_scope(actor: Actor, item: Located) -> bool:
     return scope.code is not None and value == scope.code
 
 
-def can_read(actor: Actor, item: Located) -> Decision:
-    if in_scope(actor, item) or is_lender(actor, item):
+def can_read(actor: Actor, item: LocatedCase) -> Decision:
+    """Reading follows scope; a role that reads some workflows only (the SFCTCV referent reads
+    ECMO cases) finds the others outside its scope, as if they did not exist. The lender of a
+    case's console reads it too (``is_lender``)."""
+    kinds = actor.kinds
+    if in_scope(actor, item) and (kinds is None or item.kind in kinds):
+        return ALLOW
+    if is_lender(actor, item):
         return ALLOW
     return _outside(actor)
 

@@ -115,8 +115,16 @@ class _Cast:
     def __init__(self, db: Database) -> None:
         with db.read() as conn:
             users = conn.execute(sa.select(_USER.c.login, _USER.c.role, _USER.c.org)).all()
+            # the hospitals of a GHT: the PPE ladder's GHT step has someone to act (an
+            # establishment without a GHT, AP-HP, or an EHPAD plays no part in the demo yet)
             self.hospitals = conn.execute(
-                sa.select(_ORG).where(_ORG.c.kind == "hospital").order_by(_ORG.c.id)
+                sa.select(_ORG)
+                .where(
+                    _ORG.c.kind == "hospital",
+                    _ORG.c.ght.is_not(None),
+                    sa.or_(_ORG.c.category.is_(None), _ORG.c.category == "sanitaire"),
+                )
+                .order_by(_ORG.c.id)
             ).all()
         self.by_org = {(u.role, u.org): u.login for u in users}
 

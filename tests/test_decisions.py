@@ -7,7 +7,6 @@ role), with an independent expectation computed here from the tables.
 
 from __future__ import annotations
 
-import csv
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -22,18 +21,14 @@ from engine.values import SYSTEM, Actor, CaseView, Command, DeadlineRow, Place
 from engine.vocab import Action, Control, DeadlineStatus, Role, ScopeKind, SweepOutcome
 from tests.conftest import DEFAULT_FIELDS, TRIGGER_FIELDS
 from workflows import default_registry
-from workflows.directory import demo_directory
+from workflows.directory import read_directory
 from workflows.labels import ACTIONS, CONTROLS, OUTCOMES, ROLES, SCOPES, VALUES
 
 REGISTRY = default_registry()
 
 
-def _csv(name: str) -> list[dict[str, Any]]:
-    with (demo_directory() / name).open(encoding="utf-8", newline="") as handle:
-        return [{k: v or None for k, v in row.items()} for row in csv.DictReader(handle)]
-
-
-GEOGRAPHY = Geography.build(_csv("organisations.csv"), _csv("regions.csv"))  # the demo's
+_DEMO = read_directory().rows
+GEOGRAPHY = Geography.build(_DEMO["organisations.csv"], _DEMO["regions.csv"])  # the demo's
 NOW = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 HERE = {"org": "319900001", "region": "OCC", "zone": "SUD", "ght": "GHT-OCC-06"}
 ACTORS = {  # one actor per role, inside the case's scope
