@@ -52,6 +52,7 @@ from engine.workflow import WorkflowSpec
 from notifications.outbox import Outbox
 from tests.conftest import (
     ACTORS_OCC,
+    CONFIRMS,
     DEFAULT_FIELDS,
     OUTSIDERS,
     START,
@@ -211,7 +212,9 @@ class CaseCommands(RuleBasedStateMachine):
         db = type(self).fresh_database()
         clock = FixedClock(START)
         outbox = Outbox(REGISTRY, default_notices())
-        self.ctx = Ctx(db, Runner(db, REGISTRY, clock, notifier=outbox), clock, REGISTRY)
+        self.ctx = Ctx(
+            db, Runner(db, REGISTRY, clock, notifier=outbox, rules=CONFIRMS), clock, REGISTRY
+        )
         self.cases: dict[str, ModelCase] = {}
         self.records: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
         self.keyed: list[Command] = []
