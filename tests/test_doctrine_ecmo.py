@@ -11,6 +11,7 @@ ends by itself after 24 h; a new case goes straight to its first regulating leve
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -21,7 +22,9 @@ from engine import audit
 from engine.cases import CaseView
 from engine.decisions import Decider, Rules
 from engine.errors import InputError, NotFound, NotPermitted
+from engine.policy import Geography
 from engine.runner import Runner
+from engine.settings import load_settings, rules
 from engine.sweeper import sweep
 from engine.values import Actor, Command
 from tests.conftest import LENDER, TOULOUSE, TRIGGER_FIELDS, Ctx, drive, make_case, path_to
@@ -381,3 +384,45 @@ def make_fields(kind: str) -> dict[str, object]:
     from tests.conftest import DEFAULT_FIELDS
 
     return dict(DEFAULT_FIELDS[kind])
+
+
+# -- pure: the geography's skips, the settings' limits --------------------------------------
+
+
+def test_geography_says_which_levels_hold_nobody() -> None:
+    """A zone of one region has no ARS de zone of its own; a hospital without a GHT no GHT
+    level; an empty geography (no directory read) skips nothing."""
+    paris = case_in("transfer", "ars_regulation", org=POISSY, region="IDF", zone="PARIS")
+    sud = case_in("transfer", "ars_regulation")
+    assert GEOGRAPHY.skipped("ars_zone", paris) == "zone_single_region"
+    assert GEOGRAPHY.skipped("ars_zone", sud) is None
+    assert GEOGRAPHY.skipped("umac", paris) is None
+    assert GEOGRAPHY.skipped("ght", replace(sud, ght=None)) == "no_organisation"
+    assert GEOGRAPHY.skipped("ght", sud) is None
+    assert GEOGRAPHY.skipped("establishment", sud) is None
+    assert Geography().skipped("ars_zone", paris) is None
+
+
+def test_the_limits_are_settings() -> None:
+    limits = rules(load_settings(extend_max="2h", hold_max="3d", hospital_confirms_request=True))
+    assert limits == Rules(timedelta(hours=2), timedelta(days=3), hospital_confirms=True)
+    assert rules(load_settings()) == Rules()
+    with pytest.raises(InputError, match="REGUL_EXTEND_MAX"):
+        rules(load_settings(extend_max="0m"))
+
+
+def test_a_skip_tells_only_its_last_step() -> None:
+    """The ARS's escalate into a skipped level and the system's step over it: one notice, for
+    the level that holds the case after them."""
+    decider = Decider(
+        default_registry(), geography=GEOGRAPHY, declares=lambda kind, event: event == "escalate"
+    )
+    case = case_in("transfer", "ars_regulation", org=POISSY, region="IDF", zone="PARIS")
+    ars = Actor("ars-idf", "A", "ars", "ARS-IDF", "ars", "IDF", "PARIS", None)
+    outcome = decider.fire(case, ars, Command("escalate", "r", {}), case.updated_at)
+    assert [(e.actor, e.to_state) for e in outcome.events] == [
+        ("ars-idf", "zone_regulation"), ("system", "national_regulation"),
+    ]  # fmt: skip
+    assert outcome.notices == (1,)
+    assert outcome.case is not None
+    assert (outcome.case.state, outcome.case.version) == ("national_regulation", case.version + 1)
