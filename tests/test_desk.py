@@ -408,13 +408,15 @@ def test_fire_with_trigger_fields_records_them(web: Web) -> None:
         "resolve",
         version=hidden(page, "version"),
         source="region",
-        provider="",
+        lender="319900002",
         return_by="2026-12-15",
     )
     assert answer.status_code == 303, answer.text
     case = web.ctx.runner.show(ref)
     assert case.state == "dispatched"
-    assert case.fields["resolve"] == {"source": "region", "return_by": "2026-12-15"}
+    assert case.fields["resolve"] == {
+        "source": "region", "lender": "319900002", "return_by": "2026-12-15",
+    }  # fmt: skip
 
 
 def test_stale_version_is_412_rerenders_the_case_and_changes_nothing(web: Web) -> None:

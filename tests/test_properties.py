@@ -597,9 +597,15 @@ class CaseCommands(RuleBasedStateMachine):
             due: datetime | None = None
             if state.deadline is not None:
                 due = case.updated_at + state.deadline
-            elif state.due_field:
-                trigger, _, name = state.due_field.partition(".")
-                carried = case.fields.get(trigger, {}).get(name)
+            elif state.due_field:  # the first date the case carries (an extension's first)
+                carried = next(
+                    (
+                        value
+                        for one in state.due_field.split()
+                        if (value := case.fields.get(one.split(".")[0], {}).get(one.split(".")[1]))
+                    ),
+                    None,
+                )
                 due = end_of_day(carried) if carried else None
             if due is None:
                 assert rows == [], f"{reference} in {model.state} keeps open deadlines {rows}"

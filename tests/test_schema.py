@@ -421,7 +421,10 @@ def test_main_posts_conform(served: Served) -> None:
         explicit(
             "POST /api/v1/cases/{reference}/triggers/{trigger}",
             {"reference": ref, "trigger": "resolve"},
-            body={"reason": "national stock", "data": {"source": "national"}},
+            body={
+                "reason": "national stock",
+                "data": {"source": "national", "return_by": "2026-12-15"},
+            },
             media_type="application/json",
         ),
         {**ccs, "If-Match": version, "Idempotency-Key": "schema-2"},
