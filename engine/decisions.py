@@ -413,7 +413,12 @@ class Decider:
             level, trigger = spec.state(state).level, str(spec.state(state).on_deadline)
             dest = spec.fire(state, trigger)
             reason = f"Niveau {_LEVEL_NAMES.get(str(level), level)} sauté : {_SKIP_WHY[why]}"
-            data: dict[str, Any] = {"trigger": trigger, "fields": {}, "skipped": level, "why": why}
+            data: dict[str, Any] = {
+                "trigger": trigger,
+                "fields": {},
+                "level_skipped": level,
+                "why": why,
+            }
             steps.append(_system_step(state, dest, version, reason, data))
             state = dest
         return steps

@@ -272,7 +272,7 @@ def test_zone_of_one_region_is_skipped_and_recorded(ctx: Ctx) -> None:
     assert (skip.actor, skip.from_state, skip.to_state) == (
         "system", "zone_regulation", "national_regulation",
     )  # fmt: skip
-    assert (skip.data["skipped"], skip.data["why"]) == ("ars_zone", "zone_single_region")
+    assert (skip.data["level_skipped"], skip.data["why"]) == ("ars_zone", "zone_single_region")
     assert "sauté" in skip.reason
     with ctx.db.read() as conn:
         report = audit.verify(conn, registry=ctx.registry)
