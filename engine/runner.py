@@ -28,7 +28,7 @@ from engine.errors import InputError, NotFound, NotPermitted, StorageError
 from engine.policy import can_fire, can_see_event
 from engine.unit_of_work import Notifier, SilentNotifier, Tx, UnitOfWork
 from engine.values import Actor, CaseView, Command, Outcome, ReminderPolicy
-from engine.vocab import ScopeKind
+from engine.vocab import Role, ScopeKind
 from engine.workflow import WorkflowRegistry
 
 __all__ = ["Notifier", "Runner", "SilentNotifier", "scope_where"]
@@ -356,6 +356,9 @@ def scope_where(actor: Actor) -> Any:
     scope, c = actor.scope, CASE_TABLE.c
     column = {"hospital": c.org, "ght": c.ght, "zone": c.zone, "region": c.region}.get(scope.kind)
     where = None if column is None else column == scope.code
+    if actor.role == Role.ESTABLISHMENT and where is not None:  # and the consoles it lent
+        lent = c.fields["resolve"]["lender"].as_string() == actor.org
+        where = sa.or_(where, sa.and_(c.kind == "ecmo", lent))
     if actor.kinds is not None:
         of_kinds = c.kind.in_(sorted(actor.kinds))
         return of_kinds if where is None else sa.and_(where, of_kinds)

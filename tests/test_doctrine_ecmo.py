@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from engine import audit
-from engine.cases import CaseView
+from engine.cases import CaseFilter, CaseView
 from engine.decisions import Decider, Rules
 from engine.errors import InputError, NotFound, NotPermitted
 from engine.policy import Geography
@@ -426,3 +426,16 @@ def test_a_skip_tells_only_its_last_step() -> None:
     assert outcome.notices == (1,)
     assert outcome.case is not None
     assert (outcome.case.state, outcome.case.version) == ("national_regulation", case.version + 1)
+
+
+def test_the_lender_finds_its_loans_in_its_list(ctx: Ctx) -> None:
+    """The lending hospital's queue lists the cases it lent a console to, and no other case
+    of another hospital (a case not yet resolved, a loan of another lender)."""
+    lent = at(ctx, "in_service")
+    waiting = at(ctx, "umac_review")
+    own = make_case(ctx, "ecmo", hospital=LENDER)
+    listed = {c.reference for c in ctx.runner.search(CaseFilter(), login=f"etab-{LENDER}")}
+    assert listed == {lent.reference, own.reference}
+    assert waiting.reference not in listed
+    other = {c.reference for c in ctx.runner.search(CaseFilter(), login="etab-819900001")}
+    assert other == set()
