@@ -43,6 +43,7 @@ def engine_rate(core: ModuleType, work: Any, target: Any, *, kind: str, cases: i
     server's do (run_engine's ``Runner`` is swapped for the time of the call). ``target`` is
     discarded afterwards.
     """
+    from engine.decisions import Rules
     from engine.runner import Runner
     from notifications.outbox import Outbox
     from workflows import default_notices
@@ -51,7 +52,13 @@ def engine_rate(core: ModuleType, work: Any, target: Any, *, kind: str, cases: i
     if notices:
 
         def noticing(db: Any, registry: Any, clock: Any) -> Runner:
-            return Runner(db, registry, clock, notifier=Outbox(registry, default_notices()))
+            return Runner(
+                db,
+                registry,
+                clock,
+                notifier=Outbox(registry, default_notices()),
+                rules=Rules(hospital_confirms=True),
+            )
 
         core.Runner = noticing
     try:

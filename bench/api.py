@@ -84,8 +84,11 @@ from engine import audit  # noqa: E402
 from engine.accounts import Accounts  # noqa: E402
 from engine.clock import SystemClock  # noqa: E402
 from engine.db import Database  # noqa: E402
+from engine.decisions import Rules  # noqa: E402
 from engine.runner import Runner  # noqa: E402
 from workflows import default_registry  # noqa: E402
+
+CONFIRMS = Rules(hospital_confirms=True)  # the benches time the hospital's confirm step
 
 REGUL = Path(sys.executable).parent / "regul"
 KIND = "ecmo"
@@ -198,7 +201,7 @@ def regulators(db: Database) -> list[dict[str, str]]:
 
 def seed(db: Database, hospitals: list[dict[str, str]], count: int) -> list[tuple[str, str]]:
     """``count`` ECMO cases opened and escalated to ``umac_review`` by their hospitals."""
-    runner = Runner(db, default_registry(), SystemClock())  # notices off: they are set-up
+    runner = Runner(db, default_registry(), SystemClock(), rules=CONFIRMS)  # notices off: set-up
     cases = []
     for i in range(count):
         h = hospitals[i % len(hospitals)]
@@ -319,7 +322,7 @@ def serve_profiled(port: int, out: str) -> int:
             profiles.append(profile)
         profile.enable()  # replaces this hook for the thread
 
-    app = build_app()
+    app = build_app(hospital_confirms_request=True)
     web = create_web(app, app.accounts)
     threading.setprofile(start)
     main_profile = cProfile.Profile(time.thread_time)

@@ -51,11 +51,14 @@ import sqlalchemy as sa  # noqa: E402
 
 from engine.clock import FixedClock  # noqa: E402
 from engine.db import Database  # noqa: E402
+from engine.decisions import Rules  # noqa: E402
 from engine.runner import Runner  # noqa: E402
 from notifications.channels import Channel, EmlChannel, SmtpChannel  # noqa: E402
 from notifications.dispatcher import DispatchPolicy, dispatch  # noqa: E402
 from notifications.outbox import NOTICE_TABLE, Outbox  # noqa: E402
 from workflows import default_notices, default_registry  # noqa: E402
+
+CONFIRMS = Rules(hospital_confirms=True)  # the benches time the hospital's confirm step
 
 BT = _core.load_core_bench()
 POLICY = DispatchPolicy(max_attempts=5, backoff=timedelta(seconds=30), batch_size=50)
@@ -114,7 +117,7 @@ def run_ladders(target: Any, ladders: list[Any], cases: int, notices_on: bool) -
     registry = default_registry()
     clock = FixedClock(BT.START)
     notifier = Outbox(registry, default_notices()) if notices_on else None
-    runner = Runner(db, registry, clock, notifier=notifier)
+    runner = Runner(db, registry, clock, notifier=notifier, rules=CONFIRMS)
     for ladder in ladders:  # untimed warm-up: templates compiled, directory loaded
         drive(runner, clock, ladder)
     with db.read() as conn:

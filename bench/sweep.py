@@ -78,9 +78,12 @@ from engine.audit import GENESIS, Draft, canonical, chain_hash  # noqa: E402
 from engine.clock import FixedClock, SystemClock  # noqa: E402
 from engine.db import Database  # noqa: E402
 from engine.deadlines import ReminderPolicy  # noqa: E402
+from engine.decisions import Rules  # noqa: E402
 from engine.models import AuditEvent, Case, Deadline  # noqa: E402
 from engine.runner import Runner  # noqa: E402
 from workflows import default_registry  # noqa: E402
+
+CONFIRMS = Rules(hospital_confirms=True)  # the benches time the hospital's confirm step
 
 REGUL = Path(sys.executable).parent / "regul"
 CASE_T = Case.__table__  # type: ignore[attr-defined]
@@ -113,7 +116,9 @@ def requested_deadline() -> timedelta:
 
 def open_template(db: Database, opened_at: datetime) -> int:
     """One ECMO case opened by the engine at ``opened_at``; its deadline is due 1 h later."""
-    runner = Runner(db, default_registry(), FixedClock(opened_at), policy=NO_REMINDERS)
+    runner = Runner(
+        db, default_registry(), FixedClock(opened_at), policy=NO_REMINDERS, rules=CONFIRMS
+    )
     case = runner.open_case(kind=KIND, login=OPENER, org=HOSPITAL, fields=FIELDS)
     return case.id
 
@@ -520,7 +525,7 @@ class Probe:
 
     def __init__(self, url: str, sync: str | None, every: float = 0.5) -> None:
         self.db = Database(url, sqlite_synchronous=sync or "FULL")
-        self.runner = Runner(self.db, default_registry(), SystemClock())
+        self.runner = Runner(self.db, default_registry(), SystemClock(), rules=CONFIRMS)
         self.every, self.stopping = every, threading.Event()
         self.latencies: list[float] = []
         self.errors: list[str] = []
@@ -818,7 +823,7 @@ def profile(args: argparse.Namespace, plans: list[Plan]) -> None:
             from workflows import default_notices
 
             notifier = Outbox(registry, default_notices())
-        runner = Runner(db, registry, SystemClock(), notifier=notifier)
+        runner = Runner(db, registry, SystemClock(), notifier=notifier, rules=CONFIRMS)
         profiler = cProfile.Profile()
         began = time.perf_counter()
         profiler.enable()

@@ -62,10 +62,13 @@ from psycopg.types.json import Jsonb  # noqa: E402
 from engine.clock import FixedClock  # noqa: E402
 from engine.db import Database  # noqa: E402
 from engine.deadlines import ReminderPolicy  # noqa: E402
+from engine.decisions import Rules  # noqa: E402
 from engine.runner import Runner  # noqa: E402
 from engine.workflow import WorkflowSpec  # noqa: E402
 from workflows import default_registry  # noqa: E402
 from workflows.directory import load_directory  # noqa: E402
+
+CONFIRMS = Rules(hospital_confirms=True)  # the benches time the hospital's confirm step
 
 PG_URL = os.environ.get("REGUL_BENCH_POSTGRES_URL", "postgresql://127.0.0.1/test")
 START = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
@@ -90,7 +93,7 @@ OPEN_FIELDS: dict[str, dict[str, object]] = {
     "transfer": {"patient_ref": "PAT-0002", "covid": True, "care": "reanimation"},
 }
 RESOLVE_DATA: dict[str, dict[str, object]] = {
-    "ecmo": {"source": "national"},
+    "ecmo": {"source": "national", "return_by": "2026-12-15"},
     "ppe": {"quantity": 4000, "source": "region", "expected_delivery": "2026-11-24"},
     "transfer": {"receiving_hospital": "349900001", "means": "air", "date": "2026-11-23"},
 }
@@ -194,8 +197,12 @@ def _due_from_field(target: Any, fields: dict[str, Any]) -> datetime | None:
     due_field = getattr(target, "due_field", None)
     if target.deadline is not None or not due_field:
         return None
-    trigger, _, name = due_field.partition(".")
-    value = fields.get(trigger, {}).get(name)
+    value = None
+    for one in due_field.split():  # the first date the case carries (an extension's first)
+        trigger, _, name = one.partition(".")
+        value = fields.get(trigger, {}).get(name)
+        if value:
+            break
     if not value:
         return None
     day = date.fromisoformat(str(value)) + timedelta(days=1)
@@ -314,7 +321,7 @@ def run_engine(target: Target, ladders: list[Ladder], cases: int) -> tuple[float
     """Open ``cases`` cases, drive each up its ladder: (seconds, CPU seconds, commands)."""
     db = target.engine_db()
     clock = FixedClock(START)
-    runner = Runner(db, default_registry(), clock)
+    runner = Runner(db, default_registry(), clock, rules=CONFIRMS)
     commands = 0
     began, cpu = time.perf_counter(), time.process_time()
     for i in range(cases):
@@ -636,7 +643,7 @@ def rss_child(cases: int, steps_per_case: int, tmpdir: str | None) -> dict[str, 
         path = ladder.steps[1 : 1 + steps_per_case]
         db = target.engine_db()
         clock = FixedClock(START)
-        runner = Runner(db, default_registry(), clock)
+        runner = Runner(db, default_registry(), clock, rules=CONFIRMS)
         marks = sorted({c for c in (1_000, 10_000, 50_000, 100_000) if c < cases} | {cases})
         gc.collect()
         rss, hwm = _rss_kib()

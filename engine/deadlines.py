@@ -46,8 +46,12 @@ def plan_deadline(
     if target.deadline is not None:
         due = now + target.deadline
     elif target.due_field:
-        trigger, _, name = target.due_field.partition(".")
-        value = (fields or {}).get(trigger, {}).get(name)
+        value = None
+        for one in target.due_field.split():  # the first date the case carries wins
+            trigger, _, name = one.partition(".")
+            value = (fields or {}).get(trigger, {}).get(name)
+            if value:
+                break
         if not value:
             return None
         due = _end_of_day(str(value))

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from engine.deadlines import extended, plan_deadline
+from engine.deadlines import PARIS, extended, plan_deadline
 from engine.errors import (
     Conflict,
     InputError,
@@ -26,7 +26,18 @@ from engine.errors import (
     TriggerNotAllowed,
     no_case,
 )
-from engine.policy import Decision, can_audit, can_control, can_fire, can_open, can_read
+from engine.policy import (
+    ALLOW,
+    Decision,
+    Geography,
+    can_audit,
+    can_control,
+    can_extend,
+    can_fire,
+    can_open,
+    can_read,
+    ecmo_resolve,
+)
 from engine.values import (
     SYSTEM,
     Actor,
@@ -45,8 +56,10 @@ from engine.workflow import INCIDENT, OVERDUE, FieldSpec, WorkflowRegistry, Work
 
 __all__ = [
     "MAX_REASON",
+    "RESUME",
     "Decider",
     "Declares",
+    "Rules",
     "check_reason",
     "decide",
     "event_name",
@@ -56,6 +69,30 @@ __all__ = [
 MAX_REASON = 2000
 MAX_REFUSED_TEXT = 200  # a refused caller's free text, kept in the security stream only
 REMIND = "remind"  # the action of a periodic reminder row after a deadline passed
+RESUME = "resume"  # the action of a held case's row: the hold ends by itself at its due time
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The doctrine's limits that a deployment sets (``engine.settings``), as the decisions
+    apply them.
+
+    ``extend_max``: the most one extension of a deadline may add; ``hold_max``: how long a
+    hold lasts before the deadline resumes by itself (the sweep's « reprise automatique »);
+    ``hospital_confirms``: a new case waits in its initial state for the hospital's own
+    ``escalate`` (the former behaviour) instead of going straight to the first regulating
+    level in the opening's outcome.
+    """
+
+    extend_max: timedelta = timedelta(hours=24)
+    hold_max: timedelta = timedelta(hours=24)
+    hospital_confirms: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("extend_max", "hold_max"):
+            if getattr(self, name) <= timedelta(0):
+                raise InputError(f"{name} must be longer than zero", why="bad_setting")
+
 
 Declares = Callable[[str, str], bool]
 """Does workflow ``kind`` declare a notice for ``event``? (the notice book's answer)"""
@@ -137,6 +174,8 @@ class Decider:
     registry: WorkflowRegistry
     policy: ReminderPolicy = ReminderPolicy()  # noqa: RUF009 - frozen, immutable default
     declares: Declares = _none
+    rules: Rules = Rules()
+    geography: Geography = Geography()  # noqa: RUF009 - frozen; empty: no level skipped
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -147,8 +186,13 @@ class Decider:
             if draft.action != Action.REFUSED and self.declares(kind, event_name(draft))
         )
 
-    def _outcome(self, case: CaseView, events: tuple[Draft, ...], **kw: Any) -> Outcome:
-        return Outcome(case, events, notices=self._notices(case.kind, events), **kw)
+    def _outcome(
+        self, case: CaseView, events: tuple[Draft, ...], *, quiet: int = 0, **kw: Any
+    ) -> Outcome:
+        """The outcome; ``quiet``: how many leading events are passed through without a
+        notice (the steps of a command that end in a level skipped: only its last step is told)."""
+        notices = tuple(i for i in self._notices(case.kind, events) if i >= quiet)
+        return Outcome(case, events, notices=notices, **kw)
 
     def _outside(
         self, case: CaseView, actor: Actor, decision: Decision, data: dict[str, Any],
@@ -226,7 +270,57 @@ class Decider:
             {"kind": kind, "org": place.org, "fields": fields},
         )  # fmt: skip
         plan = plan_deadline(spec, spec.initial, 1, now, fields=fields, policy=self.policy)
-        return self._outcome(case, (draft,), opened=row, deadline=DeadlineChange(open=plan))
+        first = spec.state(spec.initial)
+        if self.rules.hospital_confirms or not self._passes_on(spec, first.name):
+            return self._outcome(case, (draft,), opened=row, deadline=DeadlineChange(open=plan))
+        return self._open_to_first_level(spec, case, draft, row, now)
+
+    def _open_to_first_level(
+        self, spec: WorkflowSpec, case: CaseView, draft: Draft, row: dict[str, Any],
+        now: datetime,
+    ) -> Outcome:  # fmt: skip
+        """The opening goes straight to the first regulating level: the initial state's own
+        trigger fired as ``system`` in the same outcome (two events: opened, then the
+        automatic step), so that the notices of that step leave with the opening.
+
+        The automatic step belongs to the opening command: the case keeps version 1 (one
+        command, one version), as a level skipped within a command does.
+        """
+        trigger = str(spec.state(spec.initial).on_deadline)
+        reason = "Transmission automatique au premier niveau de régulation, à l'ouverture"
+        command = Command(trigger, reason, {}, context={"auto": "open"})
+        fired = self.fire(replace(case, version=0), SYSTEM, command, now)
+        if fired.refusal is not None or fired.case is None:  # the workflow forbids it: a bug
+            raise AssertionError(f"the opening's automatic {trigger} was refused")
+        after = fired.case
+        opened = {**row, "state": after.state, "level": after.level, "fields": after.fields}
+        events = (draft, *fired.events)
+        notices = tuple(
+            sorted({*self._notices(case.kind, (draft,)), *(i + 1 for i in fired.notices)})
+        )
+        return Outcome(
+            after, events, notices=notices, opened=opened,
+            deadline=DeadlineChange(open=fired.deadline.open),
+        )  # fmt: skip
+
+    @staticmethod
+    def _passes_on(spec: WorkflowSpec, state: str) -> bool:
+        """Does ``state`` wait for a level that passes the case on by a trigger of its own
+        (the ladder's ``escalate``), which the engine may fire for it?"""
+        target = spec.state(state)
+        trigger = target.on_deadline
+        return (
+            target.waiting
+            and trigger not in (None, INCIDENT, OVERDUE)
+            and spec.transition(state, str(trigger)) is not None
+        )
+
+    def _skips(self, spec: WorkflowSpec, case: CaseView, state: str) -> str | None:
+        """Why the level holding ``state`` is skipped for this case (the directory says it
+        holds nobody, or only the level before it), else None."""
+        if not self._passes_on(spec, state):
+            return None
+        return self.geography.skipped(spec.state(state).level, case)
 
     # -- a person's trigger (and the sweep's escalation) --------------------------------------
 
@@ -268,8 +362,11 @@ class Decider:
             data = {"trigger": trigger, "why": decision.reason}
             return self._refused(case, actor, decision, trigger, reason, data)
         values = parse_fields(transition.fields, command.data, what=f"{spec.kind} {trigger}")
+        resources = self._resources(spec, case, actor, trigger, values, now)
+        if not resources:
+            data = {"trigger": trigger, "why": resources.reason}
+            return self._refused(case, actor, resources, trigger, reason, data)
         new_state = spec.fire(case.state, trigger)
-        target = spec.state(new_state)
         version = case.version + 1
         fields = dict(case.fields)
         if values:
@@ -278,6 +375,9 @@ class Decider:
             actor.login, actor.role, actor.org, Action.TRANSITION, case.state, new_state,
             version, reason, {"trigger": trigger, "fields": values, **(command.context or {})},
         )  # fmt: skip
+        drafts = [draft, *self._skipped_levels(spec, case, new_state, version)]
+        new_state = str(drafts[-1].to_state)
+        target = spec.state(new_state)
         plan = plan_deadline(spec, new_state, version, now, fields=fields, policy=self.policy)
         change = {
             "state": new_state, "level": target.level, "final": target.final,
@@ -287,11 +387,105 @@ class Decider:
         after = replace(case, **change)  # type: ignore[arg-type]
         return self._outcome(
             after,
-            (draft,),
+            tuple(drafts),
+            quiet=len(drafts) - 1,
             values=change,
             deadline=DeadlineChange(close=close, open=plan),
             sweep=SweepOutcome.ESCALATED if actor.role == Role.SYSTEM else None,
         )
+
+    def _skipped_levels(
+        self, spec: WorkflowSpec, case: CaseView, state: str, version: int
+    ) -> list[Draft]:
+        """The steps over levels that hold nobody for this case, each one recorded.
+
+        Where the directory says a level is empty or the same as the one before (a defence
+        zone that is one region: ARS Île-de-France must not wait for itself as ARS de zone),
+        its state's own trigger is fired at once as ``system``, at the command's version: one
+        ``transition`` event per level skipped, saying which level and why, so that the audit
+        replay walks the same ladder.
+        """
+        steps: list[Draft] = []
+        for _ in spec.states:  # bounded: a ladder never loops
+            why = self._skips(spec, case, state)
+            if why is None:
+                break
+            level, trigger = spec.state(state).level, str(spec.state(state).on_deadline)
+            dest = spec.fire(state, trigger)
+            reason = f"Niveau {_LEVEL_NAMES.get(str(level), level)} sauté : {_SKIP_WHY[why]}"
+            data: dict[str, Any] = {
+                "trigger": trigger,
+                "fields": {},
+                "level_skipped": level,
+                "why": why,
+            }
+            steps.append(_system_step(state, dest, version, reason, data))
+            state = dest
+        return steps
+
+    # -- the resources a level may use (per workflow and trigger) -----------------------------
+
+    def _resources(
+        self, spec: WorkflowSpec, case: CaseView, actor: Actor, trigger: str,
+        values: dict[str, Any], now: datetime,
+    ) -> Decision:  # fmt: skip
+        """The doctrine's rules on what the trigger names (a lender, a stock), once the
+        fields are parsed: malformed or unknown values raise, a rule broken is a refusal."""
+        rule = _RESOURCE_RULES.get((spec.kind, trigger))
+        return ALLOW if rule is None else rule(self, case, actor, values, now)
+
+    def _ecmo_resolve(
+        self, case: CaseView, actor: Actor, values: dict[str, Any], now: datetime
+    ) -> Decision:
+        """ECMO resolve: a return date not past; a lender from the directory unless the
+        console comes from the national stock; the lender within the level's scope."""
+        if str(values["return_by"]) < _today(now):
+            raise InputError(
+                f"the return date {values['return_by']} is past: give the date the console "
+                "is due back",
+                why="return_date_past",
+                field="return_by",
+            )
+        lender = values.get("lender")
+        if values.get("source") == "national":
+            if lender:
+                raise InputError(
+                    "a console from the national stock has no lending establishment: "
+                    "leave 'lender' empty",
+                    why="lender_with_national_stock",
+                    field="lender",
+                )
+        elif not lender:
+            raise InputError(
+                "a loan from an establishment or a regional stock needs field 'lender' (the "
+                "FINESS of the lending establishment)",
+                why="missing_field",
+                field="lender",
+                label="Établissement prêteur",
+            )
+        elif self.geography.known and lender not in self.geography.hospitals:
+            raise InputError(
+                f"{lender} is no establishment of the directory: give the FINESS of the "
+                "lending establishment",
+                why="unknown_lender",
+                field="lender",
+                lender=str(lender),
+            )
+        return ecmo_resolve(actor, case.state, case, values, self.geography)
+
+    def _ecmo_extend_loan(
+        self, case: CaseView, actor: Actor, values: dict[str, Any], now: datetime
+    ) -> Decision:
+        """ECMO extend_loan: the new return date is later than the current one."""
+        current = _return_by(case)
+        if current is not None and str(values["return_by"]) <= current:
+            raise InputError(
+                f"the loan is due back on {current}: an extension gives a later date",
+                why="loan_not_extended",
+                field="return_by",
+                current=current,
+            )
+        return ALLOW
 
     # -- manual control of the deadline --------------------------------------------------------
 
@@ -322,11 +516,21 @@ class Decider:
         if not decision:
             refused = {"control": action, "why": decision.reason}
             return self._refused(case, actor, decision, action, text, refused)
+        if action == Control.EXTEND and extend_by is not None:
+            longest = can_extend(extend_by, self.rules.extend_max)
+            if not longest:
+                too_long = {"control": action, "why": longest.reason}
+                too_long["by_s"] = str(int(extend_by.total_seconds()))
+                return self._refused(case, actor, longest, action, text, too_long)
         version = case.version + 1
         data: dict[str, Any] = {}
         change: DeadlineChange
         if action == Control.HOLD:
-            change = DeadlineChange(close=DeadlineStatus.HELD)
+            # the hold ends by itself after hold_max: a row the sweep resumes (swept)
+            until = now + self.rules.hold_max
+            ends = DeadlinePlan(case.state, version, until, RESUME, next_at=until, start=now)
+            change = DeadlineChange(close=DeadlineStatus.HELD, open=ends)
+            data = {"resumes_at": until.isoformat()}
         elif action == Control.RESUME:
             plan = plan_deadline(
                 spec, case.state, version, now, fields=case.fields, policy=self.policy
@@ -412,6 +616,9 @@ class Decider:
         case moved on (another version or state, on hold, closed) closes as a recorded no-op.
         """
         late = (now - row.due_at).total_seconds()
+        current = (case.version, case.state) == (row.version, row.state) and not case.final
+        if row.action == RESUME and current and case.on_hold and now >= row.due_at:
+            return self._resume_by_itself(case, row, now)
         if (case.version, case.state) != (row.version, row.state) or case.on_hold or case.final:
             why = f"le dossier a évolué (version {case.version}, état {case.state})"
             draft = _system(case, Action.DEADLINE_NOOP, why, {"deadline": row.id})
@@ -433,6 +640,25 @@ class Decider:
         if outcome.refusal is not None:
             raise outcome.refusal
         return outcome
+
+    def _resume_by_itself(self, case: CaseView, row: DeadlineRow, now: datetime) -> Outcome:
+        """A hold past ``hold_max``: the deadline resumes by itself, restarted in full."""
+        spec, version = self.registry[case.kind], case.version + 1
+        plan = plan_deadline(spec, case.state, version, now, fields=case.fields, policy=self.policy)
+        hours = f"{self.rules.hold_max.total_seconds() / 3600:g}"
+        reason = f"Reprise automatique : suspension de plus de {hours} h"
+        data = {"deadline": row.id, "held_since": row.created_at.isoformat(), "auto": True}
+        values = {"version": version, "updated_at": now, "on_hold": False}
+        after = replace(case, version=version, updated_at=now, on_hold=False)
+        draft = Draft(
+            SYSTEM.login, SYSTEM.role, SYSTEM.org, Action.RESUME, case.state, case.state,
+            version, reason, data,
+        )  # fmt: skip
+        return self._outcome(
+            after, (draft,), values=values,
+            deadline=DeadlineChange(close=DeadlineStatus.FIRED, open=plan),
+            sweep=SweepOutcome.RESUMED,
+        )  # fmt: skip
 
     def _remind(self, case: CaseView, row: DeadlineRow, now: datetime) -> Outcome:
         policy, start, due = self.policy, row.created_at, row.due_at
@@ -467,6 +693,10 @@ class Decider:
             reason = (
                 "Relance : toujours sans décision" if incident else "Relance : échéance dépassée"
             )
+        elif incident and not self.registry[case.kind].state(case.state).waiting:
+            outcome, action = SweepOutcome.INCIDENT, Action.INCIDENT
+            label = self.registry[case.kind].state(case.state).label
+            reason = f"Incident : aucune suite dans le délai à l'état « {label} »"
         elif incident:
             outcome, action = SweepOutcome.INCIDENT, Action.INCIDENT
             reason = (
@@ -495,6 +725,43 @@ class Decider:
             deadline=DeadlineChange(close=DeadlineStatus.FIRED, open=plan),
             sweep=outcome,
         )
+
+
+_LEVEL_NAMES = {
+    "ght": "GHT", "umac": "UMAC", "ars": "ARS", "ars_zone": "ARS de zone",
+    "ccs": "national (CCS)", "spf": "national (Santé publique France)",
+}  # fmt: skip
+_SKIP_WHY = {
+    "zone_single_region": "la zone de défense ne compte qu'une région, déjà régulée par son ARS",
+    "no_organisation": "aucun organisme de ce niveau pour cet établissement dans l'annuaire",
+}
+_RESOURCE_RULES: dict[
+    tuple[str, str],
+    Callable[[Decider, CaseView, Actor, dict[str, Any], datetime], Decision],
+] = {
+    ("ecmo", "resolve"): Decider._ecmo_resolve,
+    ("ecmo", "extend_loan"): Decider._ecmo_extend_loan,
+}
+
+
+def _system_step(state: str, dest: str, version: int, reason: str, data: dict[str, Any]) -> Draft:
+    return Draft(
+        SYSTEM.login, SYSTEM.role, SYSTEM.org, Action.TRANSITION, state, dest, version, reason,
+        data,
+    )  # fmt: skip
+
+
+def _today(now: datetime) -> str:
+    return now.astimezone(PARIS).date().isoformat()
+
+
+def _return_by(case: CaseView) -> str | None:
+    """The date a loan is due back now: the last extension's, else the resolve's."""
+    for trigger in ("extend_loan", "resolve"):
+        value = case.fields.get(trigger, {}).get("return_by")
+        if value:
+            return str(value)
+    return None
 
 
 def event_name(draft: Draft) -> str:

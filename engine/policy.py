@@ -9,25 +9,32 @@ records refusals and the interfaces turn them into an exit code or a status.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Protocol
 
-from engine.values import Actor
+from engine.values import Actor, Place
 from engine.vocab import REGULATORS, Role, ScopeKind
 from engine.workflow import WorkflowSpec
 
 __all__ = [
     "REGULATORS",
     "Decision",
+    "Geography",
     "Located",
     "LocatedCase",
     "can_audit",
     "can_control",
+    "can_extend",
     "can_fire",
     "can_open",
     "can_read",
     "can_see_event",
+    "ecmo_resolve",
     "in_scope",
+    "is_lender",
+    "lender_of",
 ]
 
 
@@ -87,9 +94,12 @@ def in_scope(actor: Actor, item: Located) -> bool:
 
 def can_read(actor: Actor, item: LocatedCase) -> Decision:
     """Reading follows scope; a role that reads some workflows only (the SFCTCV referent reads
-    ECMO cases) finds the others outside its scope, as if they did not exist."""
+    ECMO cases) finds the others outside its scope, as if they did not exist. The lender of a
+    case's console reads it too (``is_lender``)."""
     kinds = actor.kinds
     if in_scope(actor, item) and (kinds is None or item.kind in kinds):
+        return ALLOW
+    if is_lender(actor, item):
         return ALLOW
     return _outside(actor)
 
@@ -143,6 +153,8 @@ def can_fire(  # noqa: PLR0911 - one return per rule reads as the doctrine does
             trigger=trigger,
             state=state,
         )
+    if transition.lender:  # the relation replaces the level and the scope (see lender_of)
+        return ALLOW if is_lender(actor, item) else _not_lender(actor, trigger)
     level = spec.state(state).level
     if not transition.any_level and level != actor.role:
         return _wrong_level(level, actor)
@@ -202,3 +214,166 @@ def can_see_event(actor: Actor, action: str, role: str, data: dict[str, object])
     if action == "read" and role == Role.AUDITOR:
         return False
     return not (action == "refused" and data.get("scope") == "outside")
+
+
+# -- the directory as the decisions see it ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Geography:
+    """What the decisions need of the directory, as a value: where each hospital lies, which
+    regions each defence zone holds, and which levels have an organisation where.
+
+    Loaded once per process (``engine.geography.load_geography``); an empty one (``known``
+    false: the pure tests, a database before ``regul init``) skips no level and knows no
+    hospital.
+    """
+
+    hospitals: Mapping[str, Place] = field(default_factory=dict)
+    zones: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    levels: frozenset[tuple[str, str | None]] = frozenset()  # (kind, zone/region/ght code)
+    known: bool = False
+
+    @classmethod
+    def build(cls, organisations: Iterable[Any], regions: Iterable[Any]) -> Geography:
+        """From directory rows (objects or mappings with the CSV's columns)."""
+
+        def get(row: Any, key: str) -> Any:
+            return row[key] if isinstance(row, Mapping) else getattr(row, key)
+
+        hospitals: dict[str, Place] = {}
+        levels: set[tuple[str, str | None]] = set()
+        for row in organisations:
+            kind = get(row, "kind")
+            if kind == "hospital":
+                hospitals[get(row, "id")] = Place(
+                    get(row, "id"), get(row, "region"), get(row, "zone"), get(row, "ght"),
+                    get(row, "department"),
+                )  # fmt: skip
+            place = _LEVEL_PLACE.get(kind)
+            levels.add((kind, get(row, place) if place else None))
+            if kind == "ght":
+                levels.add((kind, get(row, "id")))
+        zones: dict[str, set[str]] = {}
+        for row in regions:
+            zones.setdefault(get(row, "zone"), set()).add(get(row, "code"))
+        return cls(hospitals, {z: frozenset(r) for z, r in zones.items()}, frozenset(levels), True)
+
+    def skipped(self, level: str | None, item: Located) -> str | None:
+        """Why the ``level`` holds nothing for a case at ``item``'s place, else None.
+
+        ``zone_single_region``: the ARS de zone of a zone that is one region would only wait
+        for the ARS that just passed the case on (Île-de-France); ``no_organisation``: no
+        organisation of that level where the case lies (a hospital without a GHT).
+        """
+        if not self.known or level is None or level not in _LEVEL_PLACE:
+            return None
+        if level == Role.ARS_ZONE and len(self.zones.get(item.zone or "", ())) == 1:
+            return "zone_single_region"
+        place = _LEVEL_PLACE[level]
+        code = None if place is None else item.ght if level == Role.GHT else getattr(item, place)
+        if place is not None and code is None:
+            return "no_organisation"
+        if (level, code) not in self.levels:
+            return "no_organisation"
+        return None
+
+
+# the place an organisation of each regulating level is found by (None: national)
+_LEVEL_PLACE: dict[str, str | None] = {
+    Role.GHT: "ght",
+    Role.UMAC: "zone",
+    Role.ARS: "region",
+    Role.ARS_ZONE: "zone",
+    Role.CCS: None,
+    Role.SPF: None,
+}
+
+
+# -- ECMO: the resources a level may use, and the lender of a console ------------------------
+
+
+def lender_of(item: Any) -> tuple[str, str | None] | None:
+    """Who lent the case's console: ``("ccs", None)`` for the national stock, ``("hospital",
+    FINESS)`` for a lending establishment, None when unknown (no loan yet, or a case resolved
+    before the lender was recorded: its free-text ``provider`` names nobody in the directory)."""
+    fields = getattr(item, "fields", None)
+    resolved = fields.get("resolve") if isinstance(fields, Mapping) else None
+    if not isinstance(resolved, Mapping) or getattr(item, "kind", "ecmo") != "ecmo":
+        return None
+    if resolved.get("source") == "national":
+        return (Role.CCS, None)
+    lender = resolved.get("lender")
+    return ("hospital", str(lender)) if lender else None
+
+
+def is_lender(actor: Actor, item: Any) -> bool:
+    """Is ``actor`` the lender of the case's console (the CCS for the national stock, the
+    lending establishment otherwise)? A case whose lender is unknown (resolved before lenders
+    were recorded) keeps the former rule: the borrowing establishment itself."""
+    if actor.role == Role.SYSTEM or getattr(item, "kind", None) != "ecmo":
+        return False
+    lender = lender_of(item)
+    if lender is None:
+        resolved = getattr(item, "fields", {}).get("resolve")
+        legacy = resolved is not None and actor.role == Role.ESTABLISHMENT
+        return legacy and actor.org == item.org
+    kind, org = lender
+    if kind == Role.CCS:
+        return actor.role == Role.CCS
+    return actor.role == Role.ESTABLISHMENT and actor.org == org
+
+
+def _not_lender(actor: Actor, trigger: str) -> Decision:
+    return _no(
+        "not_the_lender",
+        f"only the lender of the console may {trigger} this loan ({actor.login} is not)",
+        login=actor.login,
+        trigger=trigger,
+    )
+
+
+def ecmo_resolve(
+    actor: Actor, state: str, item: Located, values: Mapping[str, Any], geography: Geography
+) -> Decision:
+    """May ``actor`` lend from ``values['source']`` (and ``lender``) to a case at ``item``?
+
+    The national stock only at the national level and only by the CCS (seed 000); a UMAC
+    lends within its zone, an ARS within its region, the CCS from anywhere. The values were
+    parsed and checked (the lender exists) before this is asked.
+    """
+    source = values.get("source")
+    if source == "national":
+        if state != "national_regulation" or actor.role != Role.CCS:
+            return _no(
+                "national_stock_reserved",
+                "the national ECMO stock is mobilised only by the CCS at the national level",
+                source="national",
+                role=actor.role,
+            )
+        return ALLOW
+    lender = geography.hospitals.get(str(values.get("lender")))
+    if lender is None:  # unknown to an empty geography: the checks before would have said so
+        return ALLOW
+    where = {"umac": "zone", "ars": "region"}.get(str(actor.role))
+    if where is not None and getattr(lender, where) != getattr(item, where):
+        return _no(
+            "lender_outside_scope",
+            f"{lender.org} lies outside the {where} of the case ({getattr(item, where)}): "
+            f"the {actor.role} lends only within its {where}",
+            lender=lender.org,
+            scope=f"{where} {getattr(item, where)}",
+        )
+    return ALLOW
+
+
+def can_extend(by: timedelta, limit: timedelta) -> Decision:
+    """An extension of a deadline is at most ``limit`` at a time (a setting, 24 h by default)."""
+    if by > limit:
+        hours = f"{limit.total_seconds() / 3600:g}"
+        return _no(
+            "extension_too_long",
+            f"an extension is at most {hours} h at a time",
+            limit=hours,
+        )
+    return ALLOW

@@ -23,12 +23,12 @@ from engine.actors import load_actor
 from engine.cases import CASE_TABLE, CaseFilter, get_case, history, list_cases
 from engine.clock import Clock
 from engine.db import Database
-from engine.decisions import Decider
-from engine.errors import InputError, NotFound, NotPermitted
+from engine.decisions import Decider, Rules
+from engine.errors import InputError, NotFound, NotPermitted, StorageError
 from engine.policy import can_fire, can_see_event
 from engine.unit_of_work import Notifier, SilentNotifier, Tx, UnitOfWork
 from engine.values import Actor, CaseView, Command, Outcome, ReminderPolicy
-from engine.vocab import ScopeKind
+from engine.vocab import Role, ScopeKind
 from engine.workflow import WorkflowRegistry
 
 __all__ = ["Notifier", "Runner", "SilentNotifier", "scope_where"]
@@ -44,12 +44,34 @@ class Runner:
         clock: Clock,
         policy: ReminderPolicy | None = None,
         notifier: Notifier | None = None,
+        rules: Rules | None = None,
     ) -> None:
         self.db, self.registry, self.clock = db, registry, clock
         self.policy = policy or ReminderPolicy()
         self.notifier: Notifier = notifier or SilentNotifier()
-        self.decider = Decider(registry, self.policy, self.notifier.declares)
+        self.rules = rules or Rules()
+        self._decider: Decider | None = None
         self.uow = UnitOfWork(db, registry, self.notifier)
+
+    @property
+    def decider(self) -> Decider:
+        """The decisions, with the directory's geography read once (on first use: a runner
+        may be built before ``regul init`` loads the directory; an empty one is not kept)."""
+        if self._decider is None:
+            from engine.geography import load_geography
+
+            try:
+                with self.db.read() as conn:
+                    geography = load_geography(conn)
+            except StorageError:  # no schema yet: decide without, ask again next time
+                return Decider(self.registry, self.policy, self.notifier.declares, self.rules)
+            decider = Decider(
+                self.registry, self.policy, self.notifier.declares, self.rules, geography
+            )
+            if not geography.known:
+                return decider
+            self._decider = decider
+        return self._decider
 
     # -- commands -------------------------------------------------------------------------
 
@@ -137,6 +159,7 @@ class Runner:
         """
         name = login.login if isinstance(login, Actor) else login
         digest = idempotency.fingerprint(request) if key else ""
+        decider = self.decider  # the geography read (once) before the write transaction
         now = self.clock.now()
 
         def work(tx: Tx) -> CaseView | Outcome:
@@ -155,7 +178,7 @@ class Runner:
             except NotFound as missing:
                 if missing.why != "no_case" or locks is None:
                     raise
-                outcome = self.decider.probe(actor, locks, str(request.get("op", "command")))
+                outcome = decider.probe(actor, locks, str(request.get("op", "command")))
             after = tx.apply(outcome)
             if outcome.refusal is not None:
                 return outcome  # committed with its audit record; raised below
@@ -333,6 +356,9 @@ def scope_where(actor: Actor) -> Any:
     scope, c = actor.scope, CASE_TABLE.c
     column = {"hospital": c.org, "ght": c.ght, "zone": c.zone, "region": c.region}.get(scope.kind)
     where = None if column is None else column == scope.code
+    if actor.role == Role.ESTABLISHMENT and where is not None:  # and the consoles it lent
+        lent = c.fields["resolve"]["lender"].as_string() == actor.org
+        where = sa.or_(where, sa.and_(c.kind == "ecmo", lent))
     if actor.kinds is not None:
         of_kinds = c.kind.in_(sorted(actor.kinds))
         return of_kinds if where is None else sa.and_(where, of_kinds)

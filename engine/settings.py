@@ -16,7 +16,7 @@ import sys
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import (
@@ -30,11 +30,15 @@ from pydantic_settings import (
 from engine.deadlines import ReminderPolicy
 from engine.errors import InputError
 
+if TYPE_CHECKING:
+    from engine.decisions import Rules
+
 __all__ = [
     "DEFAULT_DATABASE_URL",
     "Settings",
     "load_settings",
     "reminder_policy",
+    "rules",
     "unknown_variables",
 ]
 
@@ -60,6 +64,15 @@ class Settings(BaseSettings):
     )
     incident_reminder_period: str = Field("1h", description="reminder period of an incident")
     overdue_reminder_period: str = Field("1d", description="reminder period of a late return")
+    extend_max: str = Field("24h", description="the most one extension of a deadline may add")
+    hold_max: str = Field(
+        "24h", description="how long a hold lasts before the deadline resumes by itself"
+    )
+    hospital_confirms_request: bool = Field(
+        False,
+        description="a new case waits for its hospital's escalate (else it goes straight to "
+        "the first regulating level)",
+    )
     sweep_interval: float = Field(5.0, gt=0, description="seconds between two sweeps")
     sweep_batch: int = Field(200, gt=0, le=10000, description="deadline rows per transaction")
     notices: bool = Field(True, description="queue MARS/MINSANTE notices with transitions")
@@ -186,4 +199,21 @@ def reminder_policy(settings: Settings) -> ReminderPolicy:
         raise InputError(
             f"bad reminder setting ({exc.message}); fix REGUL_REMINDER_FRACTIONS, "
             "REGUL_INCIDENT_REMINDER_PERIOD or REGUL_OVERDUE_REMINDER_PERIOD"
+        ) from None
+
+
+def rules(settings: Settings) -> Rules:
+    """The doctrine's limits the decisions apply (``engine.decisions.Rules``)."""
+    from engine.decisions import Rules
+    from engine.workflow import parse_duration
+
+    try:
+        return Rules(
+            extend_max=parse_duration(settings.extend_max),
+            hold_max=parse_duration(settings.hold_max),
+            hospital_confirms=settings.hospital_confirms_request,
+        )
+    except InputError as exc:
+        raise InputError(
+            f"bad setting ({exc.message}); fix REGUL_EXTEND_MAX or REGUL_HOLD_MAX"
         ) from None

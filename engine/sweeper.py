@@ -79,6 +79,7 @@ def sweep(
     if batch_size <= 0:
         raise ValueError("batch_size must be positive")
     report, failed = SweepReport(), set[int]()
+    runner.decider  # noqa: B018 - the directory's geography read once, before the batches
     while not should_stop():
         handled = _batch(runner, report, failed, 10_000 if dry_run else batch_size, dry_run, keep)
         report.batches += 1

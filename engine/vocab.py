@@ -89,4 +89,5 @@ class SweepOutcome(StrEnum):
     INCIDENT = "incident"
     OVERDUE = "overdue"
     REPEAT = "repeat"
+    RESUMED = "resumed"  # a hold past its maximum: the deadline resumed by itself
     NOOP = "noop"

@@ -192,7 +192,10 @@ class StateSpec:
     waiting: bool = False
     deadline: timedelta | None = None
     on_deadline: str | None = None
-    due_field: str | None = None  # "trigger.field": a date the case carries, due at its end
+    # "trigger.field": a date the case carries, due at its end; several, space-separated,
+    # are looked up in turn (a loan extended by ``extend_loan.return_by`` before the
+    # ``resolve.return_by`` it replaces)
+    due_field: str | None = None
     final: bool = False
 
 
@@ -204,6 +207,7 @@ class TransitionSpec:
     roles: tuple[str, ...]
     fields: tuple[FieldSpec, ...] = ()
     any_level: bool = False  # e.g. the requester may cancel whoever holds the case
+    lender: bool = False  # only the case's lender fires it (policy.is_lender), at any level
 
 
 @dataclass(frozen=True)
@@ -397,7 +401,7 @@ def _transition_row(
 ) -> TransitionSpec:
     trigger, source, dest, roles, flags = row
     words = set(flags.split())
-    if words - {"any_level"}:
+    if words - {"any_level", "lender"}:
         raise WorkflowError(f"workflow {kind}, trigger {trigger}: unknown flag(s) {sorted(words)}")
     return TransitionSpec(
         trigger=trigger,
@@ -406,6 +410,7 @@ def _transition_row(
         roles=tuple(roles.split()),
         fields=fields.get(trigger, ()),
         any_level="any_level" in words,
+        lender="lender" in words,
     )
 
 
@@ -493,19 +498,20 @@ def _check_state(spec: WorkflowSpec, state: StateSpec) -> None:
 
 
 def _check_due_field(spec: WorkflowSpec, state: StateSpec) -> None:
-    trigger, _, name = (state.due_field or "").partition(".")
-    dates = {
-        f.name
-        for t in spec.transitions
-        if t.trigger == trigger
-        for f in t.fields
-        if f.type == "date"
-    }
-    if name not in dates:
-        raise WorkflowError(
-            f"workflow {spec.kind}: state {state.name} is due at {state.due_field!r}, "
-            "which is no date field of that trigger"
-        )
+    for one in (state.due_field or "").split():
+        trigger, _, name = one.partition(".")
+        dates = {
+            f.name
+            for t in spec.transitions
+            if t.trigger == trigger
+            for f in t.fields
+            if f.type == "date"
+        }
+        if name not in dates:
+            raise WorkflowError(
+                f"workflow {spec.kind}: state {state.name} is due at {one!r}, "
+                "which is no date field of that trigger"
+            )
 
 
 def _check_reachable(spec: WorkflowSpec) -> None:

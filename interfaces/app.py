@@ -12,7 +12,7 @@ from engine.clock import Clock, SystemClock
 from engine.db import Database
 from engine.errors import InputError, RegulError
 from engine.runner import Runner
-from engine.settings import Settings, load_settings, reminder_policy
+from engine.settings import Settings, load_settings, reminder_policy, rules
 from engine.workflow import WorkflowRegistry
 from notifications.outbox import Outbox
 from notifications.setup import build_outbox
@@ -101,7 +101,9 @@ def build_app(
     if check_schema:
         db.require_schema()
     notifier = build_outbox(settings, registry, default_notices()) if settings.notices else None
-    runner = Runner(db, registry, clock or SystemClock(), reminder_policy(settings), notifier)
+    runner = Runner(
+        db, registry, clock or SystemClock(), reminder_policy(settings), notifier, rules(settings)
+    )
     app = App(settings, db, registry, runner)
     opened = _OPEN.get()
     if opened is not None:

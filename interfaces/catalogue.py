@@ -88,6 +88,40 @@ FRENCH: dict[str, str] = {
         "entrée inconnue. Rien n'a été modifié."
     ),
     "init_demo_and_directory": "Choisissez --demo ou --directory, pas les deux.",
+    # the ECMO doctrine and the limits of controls (engine.policy, engine.decisions)
+    "national_stock_reserved": (
+        "Action non permise (refus consigné au journal) : le stock national de consoles ECMO "
+        "n'est mobilisé que par le centre de crise sanitaire, au niveau national."
+    ),
+    "lender_outside_scope": (
+        "Action non permise (refus consigné au journal) : l'établissement prêteur {lender} est "
+        "hors de votre périmètre ({scope})."
+    ),
+    "not_the_lender": (
+        "Action non permise (refus consigné au journal) : seul le prêteur de la console "
+        "(l'établissement prêteur, ou le centre de crise sanitaire pour le stock national) peut "
+        "prolonger le prêt ou confirmer la restitution."
+    ),
+    "extension_too_long": (
+        "Action non permise (refus consigné au journal) : une prolongation ne dépasse pas "
+        "{limit} h à la fois."
+    ),
+    "unknown_lender": (
+        "L'établissement prêteur {lender} n'est pas dans l'annuaire : indiquez son numéro "
+        "FINESS. Rien n'a été enregistré."
+    ),
+    "lender_with_national_stock": (
+        "Une console du stock national n'a pas d'établissement prêteur : laissez ce champ vide. "
+        "Rien n'a été enregistré."
+    ),
+    "return_date_past": (
+        "La date de retour du prêt est passée : indiquez la date à laquelle la console doit "
+        "revenir. Rien n'a été enregistré."
+    ),
+    "loan_not_extended": (
+        "Le prêt court jusqu'au {current} : une prolongation donne une date postérieure. Rien "
+        "n'a été enregistré."
+    ),
 }
 SESSION_ENDS: dict[str, str] = {  # an Unauthenticated error's key → the login page's message code
     "wrong_login": "wrong_login",

@@ -167,13 +167,16 @@ def _open_fields(kind: str, rng: random.Random, n: int) -> dict[str, object]:
     }
 
 
-def _resolve_fields(kind: str, today: date, rng: random.Random, cast: _Cast) -> dict[str, object]:
+def _resolve_fields(
+    kind: str, today: date, rng: random.Random, cast: _Cast, case: CaseView
+) -> dict[str, object]:
     if kind == "ecmo":
-        return {
-            "source": "national",
-            "provider": "Stock national",
-            "return_by": str(today + timedelta(days=21)),
-        }
+        back = str(today + timedelta(days=21))
+        if case.state == "national_regulation":  # the national stock, only the CCS's
+            return {"source": "national", "return_by": back}
+        # a console lent by another hospital of the region (inside the UMAC's zone too)
+        lenders = [h.id for h in cast.hospitals if h.region == case.region and h.id != case.org]
+        return {"source": "hospital", "lender": rng.choice(lenders), "return_by": back}
     if kind == "ppe":
         return {
             "quantity": 5000,
@@ -192,7 +195,7 @@ def _resolve_fields(kind: str, today: date, rng: random.Random, cast: _Cast) -> 
 # --demo``), so that every account opens a desk with something waiting for it: (kind, state).
 WAITING_HOSPITALS = ("319900001", "299900001")  # CHU de Toulouse (Occitanie), CHU de Brest
 _WAITING_REGIONAL = (
-    ("ecmo", "requested"),  # the hospital itself
+    ("ecmo", "requested"),  # the hospital itself (kept only where it confirms its requests)
     ("ppe", "ght_review"),
     ("ecmo", "umac_review"),
     ("ecmo", "ars_regulation"),
@@ -252,6 +255,8 @@ def _play(
         except (NotPermitted, NotFound):  # outside scope: "no case", and audited
             summary.refusals += 1
     for rung in ladder[:stop]:
+        if case.state != rung.name:  # passed on by itself (the opening, a level skipped)
+            continue
         if not _later(clock, timedelta(minutes=rng.randrange(5, 50)), end):
             return  # the present: the case waits at this rung
         actor = cast.who(rung.level or "establishment", case)
@@ -291,7 +296,7 @@ def _play(
         trigger="resolve",
         login=actor,
         reason="solution trouvée",
-        data=_resolve_fields(spec.kind, clock.now().date(), rng, cast),
+        data=_resolve_fields(spec.kind, clock.now().date(), rng, cast, case),
         expect_version=case.version,
     )
     summary.transitions += 1
@@ -312,10 +317,14 @@ def _play(
         transition = spec.transition(case.state, trigger)
         assert transition is not None
         data = {"quantity_received": 5000} if trigger == "deliver" else {}
+        login = cast.who(transition.roles[0], case)
+        if transition.lender:  # the lender confirms the console's return
+            lender = case.fields["resolve"].get("lender")
+            login = cast.by_org[("establishment", lender)] if lender else cast.who("ccs", case)
         case = runner.advance(
             reference=case.reference,
             trigger=trigger,
-            login=cast.who(transition.roles[0], case),
+            login=login,
             reason="suite normale",
             data=data,
         )
@@ -334,7 +343,8 @@ def _leave_waiting(runner: Runner, cast: _Cast, rng: random.Random, summary: Dem
                 org=hospital,
                 fields=_open_fields(kind, rng, n),
             )
-            while case.state != state:
+            order = [s.name for s in spec.states]
+            while order.index(case.state) < order.index(state):  # a new case may start past it
                 case = runner.advance(
                     reference=case.reference,
                     trigger="escalate",
@@ -343,6 +353,18 @@ def _leave_waiting(runner: Runner, cast: _Cast, rng: random.Random, summary: Dem
                     expect_version=case.version,
                 )
                 summary.transitions += 1
+        # a console lent by the UMAC, waiting for the hospital to confirm it is in service
+        case = runner.open_case(
+            kind="ecmo", login=cast.by_org[("establishment", hospital)], org=hospital,
+            fields=_open_fields("ecmo", rng, n),
+        )  # fmt: skip
+        if case.state == "umac_review":
+            runner.advance(
+                reference=case.reference, trigger="resolve", login=cast.who("umac", case),
+                reason="console disponible dans la zone",
+                data=_resolve_fields("ecmo", runner.clock.now().date(), rng, cast, case),
+            )  # fmt: skip
+            summary.transitions += 1
 
 
 def _deliver_all(db: Database, clock: FixedClock, channel: EmlChannel) -> int:

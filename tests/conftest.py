@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from engine.cases import CaseView
 from engine.clock import FixedClock
 from engine.db import Database
+from engine.decisions import Rules
 from engine.runner import Runner
 from engine.workflow import WorkflowRegistry, WorkflowSpec
 from workflows import default_registry
@@ -47,9 +48,11 @@ CASE_TABLES = (
     "regul_case",
 )
 START = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
+CONFIRMS = Rules(hospital_confirms=True)  # a new case waits for its hospital's escalate
 
 # Demo hospitals and the users who act on them (see workflows/data).
 TOULOUSE = "319900001"  # CHU de Toulouse, GHT-OCC-06, region OCC, zone SUD
+LENDER = "319900002"  # another hospital of its GHT: lends ECMO consoles in the tests
 ACTORS_OCC = {
     "establishment": "etab-319900001",
     "ght": "ght-occ-06",
@@ -184,7 +187,8 @@ def ctx(database_url: str) -> Iterator[Ctx]:
     db = Database(database_url)
     clock = FixedClock(START)
     registry = default_registry()
-    yield Ctx(db, Runner(db, registry, clock), clock, registry)
+    # the hospital confirms its own request (the former default), as these tests were written
+    yield Ctx(db, Runner(db, registry, clock, rules=CONFIRMS), clock, registry)
     db.dispose()
 
 
@@ -194,7 +198,9 @@ DEFAULT_FIELDS: dict[str, dict[str, object]] = {
     "transfer": {"patient_ref": "PAT-0002", "covid": "yes", "care": "reanimation"},
 }
 TRIGGER_FIELDS: dict[tuple[str, str], dict[str, object]] = {
-    ("ecmo", "resolve"): {"source": "national", "return_by": "2026-12-15"},
+    # a console lent by another hospital of Toulouse's GHT (its region and zone): any level may
+    ("ecmo", "resolve"): {"source": "hospital", "lender": LENDER, "return_by": "2026-12-15"},
+    ("ecmo", "extend_loan"): {"return_by": "2026-12-22"},
     ("ppe", "resolve"): {"quantity": 4000, "source": "region", "expected_delivery": "2026-11-24"},
     ("ppe", "deliver"): {"quantity_received": 4000},
     ("transfer", "resolve"): {
@@ -229,6 +235,8 @@ def actor_for(spec: WorkflowSpec, state: str, trigger: str) -> str:
     """A demo user (in Occitanie) allowed to fire ``trigger`` from ``state``."""
     transition = spec.transition(state, trigger)
     assert transition is not None
+    if transition.lender:  # the lender of TRIGGER_FIELDS' loan
+        return f"etab-{LENDER}"
     level = spec.state(state).level
     role = level if level in transition.roles else transition.roles[0]
     return ACTORS_OCC[role]

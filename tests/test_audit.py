@@ -24,7 +24,7 @@ from engine.db import HEAD_REVISION
 from engine.errors import InputError, NotPermitted, StorageError
 from engine.models import AuditEvent, Case
 from interfaces.cli import app
-from tests.conftest import START, TOULOUSE, Ctx, drive, path_to
+from tests.conftest import CONFIRMS, START, TOULOUSE, Ctx, drive, path_to
 from workflows import default_registry
 
 REGISTRY = default_registry()
@@ -879,7 +879,7 @@ def test_app_role_runs_the_engine(ctx: Ctx, as_app_role: Any) -> None:
     """PostgreSQL: Régul works as regul_app: open, advance, refuse, read, verify."""
     from engine.runner import Runner
 
-    runner = Runner(as_app_role, ctx.registry, ctx.clock)
+    runner = Runner(as_app_role, ctx.registry, ctx.clock, rules=CONFIRMS)
     case = runner.open_case(
         kind="ecmo",
         login=f"etab-{TOULOUSE}",

@@ -23,6 +23,7 @@ from engine.workflow import WorkflowSpec
 from tests.conftest import (
     ACTORS_OCC,
     DEFAULT_FIELDS,
+    LENDER,
     OUTSIDERS,
     TOULOUSE,
     TRIGGER_FIELDS,
@@ -49,6 +50,7 @@ USERS: dict[str, Who] = {
     "etab-319900001": Who("establishment", "hospital", "319900001"),  # CHU de Toulouse
     "etab-319900002": Who("establishment", "hospital", "319900002"),  # same GHT
     "etab-789900001": Who("establishment", "hospital", "789900001"),  # Poissy, IDF
+    "etab-789900002": Who("establishment", "hospital", "789900002"),  # Mantes: lends to Poissy
     "ght-occ-06": Who("ght", "ght", "GHT-OCC-06"),
     "ght-occ-01": Who("ght", "ght", "GHT-OCC-01"),  # same region, other GHT
     "ght-idf-01": Who("ght", "ght", "GHT-IDF-01"),
@@ -70,11 +72,18 @@ REGULATORS = ("ght", "umac", "ars", "ars_zone", "ccs")
 CONTROLS = ("hold", "resume", "extend")
 
 POISSY = "789900001"
+MANTES = "789900002"
+# Who lends the ECMO console of each matrix hospital's case (TRIGGER_FIELDS' loan, per region),
+# and the states in which an ECMO case has a lender: the lender reads it and fires the
+# triggers flagged ``lender`` (extend_loan, return), and nobody else does.
+LENDERS = {TOULOUSE: LENDER, POISSY: MANTES}
+LOANED = ("dispatched", "in_service", "returned", "closed")
 # Where each hospital lies: its own FINESS, GHT, region and zone.
 PLACES: dict[str, dict[str, str]] = {
     TOULOUSE: {"hospital": TOULOUSE, "ght": "GHT-OCC-06", "region": "OCC", "zone": "SUD"},
     POISSY: {"hospital": POISSY, "ght": "GHT-IDF-01", "region": "IDF", "zone": "PARIS"},
     "319900002": {"hospital": "319900002", "ght": "GHT-OCC-06", "region": "OCC", "zone": "SUD"},
+    MANTES: {"hospital": MANTES, "ght": "GHT-IDF-01", "region": "IDF", "zone": "PARIS"},
     "819900001": {"hospital": "819900001", "ght": "GHT-OCC-01", "region": "OCC", "zone": "SUD"},
     "139900001": {"hospital": "139900001", "ght": "GHT-PAC-01", "region": "PAC", "zone": "SUD"},
 }
@@ -97,11 +106,32 @@ def sees(login: str, hospital: str) -> bool:
     return who.scope == "national" or PLACES[hospital][who.scope] == who.code
 
 
+def lends(login: str, hospital: str, kind: str, state: str) -> bool:
+    """Is ``login`` the lender of the console of ``hospital``'s case of ``kind`` in ``state``?"""
+    return kind == "ecmo" and state in LOANED and login == f"etab-{LENDERS.get(hospital)}"
+
+
+def sees_case(login: str, hospital: str, kind: str, state: str) -> bool:
+    """Scope, or the lender of the case's console."""
+    return sees(login, hospital) or lends(login, hospital, kind, state)
+
+
+def trigger_data(kind: str, trigger: str, hospital: str) -> dict[str, object]:
+    """TRIGGER_FIELDS, with the ECMO loan's lender taken in the hospital's region."""
+    data = dict(TRIGGER_FIELDS.get((kind, trigger), {}))
+    if "lender" in data:
+        data["lender"] = LENDERS[hospital]
+    return data
+
+
 def may_fire(spec: WorkflowSpec, state: str, trigger: str, login: str, hospital: str) -> bool:
-    """Role listed for the transition, the case at that role's level (unless any_level), in scope."""
+    """Role listed for the transition, the case at that role's level (unless any_level), in
+    scope; a trigger flagged ``lender``: the lender alone."""
     role = USERS[login].role
     for t in spec.transitions:
         if t.source == state and t.trigger == trigger:
+            if t.lender:
+                return lends(login, hospital, spec.kind, state)
             at_level = t.any_level or spec.state(state).level == role
             return role in t.roles and at_level and sees(login, hospital)
     return False
@@ -138,16 +168,19 @@ def open_at(ctx: Ctx, kind: str, hospital: str, state: str | None = None) -> Cas
         kind=kind, login=users["establishment"], org=hospital, fields=DEFAULT_FIELDS[kind]
     )
     for trigger in path_to(spec, state or spec.initial):
+        if case.state == state:  # arrived early: a level of its ladder was skipped
+            break
         transition = spec.transition(case.state, trigger)
         assert transition is not None
         level = spec.state(case.state).level
         role = level if level in transition.roles else transition.roles[0]
+        login = f"etab-{LENDERS[hospital]}" if transition.lender else users[role]
         case = ctx.runner.advance(
             reference=case.reference,
             trigger=trigger,
-            login=users[role],
+            login=login,
             reason=f"test {trigger}",
-            data=TRIGGER_FIELDS.get((kind, trigger), {}),
+            data=trigger_data(kind, trigger, hospital),
         )
     assert case.state == (state or spec.initial)
     return case
@@ -378,6 +411,8 @@ def test_list_hospitals_tell_every_scope_apart() -> None:
     views: dict[frozenset[str], set[tuple[str, str | None]]] = {}
     for login, who in USERS.items():
         seen = frozenset(h for h in LISTED if sees(login, h))
+        if login == f"etab-{MANTES}":  # a lender of the matrix, with no listed case
+            continue
         assert seen, login
         if who.code not in {POISSY, "GHT-IDF-01", "IDF", "PARIS"}:  # one IDF hospital only
             views.setdefault(seen, set()).add((who.scope, who.code))
@@ -387,9 +422,12 @@ def test_list_hospitals_tell_every_scope_apart() -> None:
 # -- one case × every user × every endpoint acting on it, in every live state --------------
 
 
-def fire(web: Web, headers: dict[str, str], ref: str, trigger: str, version: int) -> Any:
+def fire(
+    web: Web, headers: dict[str, str], ref: str, trigger: str, version: int,
+    hospital: str = TOULOUSE,
+) -> Any:  # fmt: skip
     kind = REGISTRY.by_prefix(ref.split("-", maxsplit=1)[0].upper())
-    data = TRIGGER_FIELDS.get((kind.kind if kind else "", trigger), {})
+    data = trigger_data(kind.kind if kind else "", trigger, hospital)
     return web.client.post(
         f"{API}/cases/{ref}/triggers/{trigger}",
         json={"reason": "matrix", "data": data},
@@ -421,6 +459,9 @@ class Matrix:
         self.keys = tokens(web)
         self.missing: dict[str, Any] = {}  # the answer about a missing case, per request
 
+    def sees(self, login: str) -> bool:
+        return sees_case(login, self.hospital, self.kind, self.state)
+
     def like_missing(
         self, answer: Any, send: Callable[[str, str], Any], login: str, key: str
     ) -> None:
@@ -433,7 +474,7 @@ class Matrix:
     def refused(self, send: Callable[[str, str], Any], login: str, key: str) -> None:
         """``send(login, ref)`` was refused: 403 in scope, else the 404 of a missing case."""
         answer = send(login, self.ref)
-        if sees(login, self.hospital):
+        if self.sees(login):
             is_problem(answer, 403, "not_permitted")
         else:
             self.like_missing(answer, send, login, key)
@@ -451,11 +492,11 @@ class Matrix:
             login
             for action, login, data in expected
             if action == "refused" and ("trigger" in data or "control" in data)
-            and not sees(login, self.hospital)
+            and not self.sees(login)
         ]  # fmt: skip
         assert security(self.ctx) == sec + len(typed)
         for event in events_of(self.ctx, self.ref)[seen:]:
-            if event.action == "refused" and not sees(event.actor, self.hospital):
+            if event.action == "refused" and not self.sees(event.actor):
                 assert event.reason == "", event
 
     def reads(self) -> list[tuple[str, str, dict[str, Any]]]:
@@ -466,7 +507,7 @@ class Matrix:
 
         for login in USERS:
             answer = read(login, self.ref)
-            if sees(login, self.hospital):
+            if self.sees(login):
                 assert answer.status_code == 200, (login, answer.text)
                 assert answer.headers["etag"] == f'"{self.case.version}"'
                 body = answer.json()
@@ -491,7 +532,7 @@ class Matrix:
                     continue
                 self.refused(
                     lambda u, ref, t=t: fire(  # type: ignore[misc]
-                        self.web, self.keys[u], ref, t.trigger, self.case.version
+                        self.web, self.keys[u], ref, t.trigger, self.case.version, self.hospital
                     ),
                     login,
                     f"trigger {t.trigger}",
@@ -523,6 +564,10 @@ class Matrix:
 @pytest.mark.parametrize(("kind", "state"), LIVE_STATES, ids=LIVE_IDS)
 def test_case_matrix(web: Web, kind: str, state: str, hospital: str) -> None:
     """Read, fire, hold/resume/extend × every user: allowed exactly by role, level and scope."""
+    if (kind, state, hospital) == ("transfer", "zone_regulation", POISSY):
+        pytest.skip(
+            "the zone of Paris is one region: its zone level is skipped (test_doctrine_ecmo)"
+        )
     m = Matrix(web, kind, state, hospital)
     spec, ctx, case = m.spec, m.ctx, m.case
     # reads: 200 with the caller's triggers in scope, else a 404 like a missing case
@@ -563,11 +608,13 @@ def test_case_matrix(web: Web, kind: str, state: str, hospital: str) -> None:
     for n, (trigger, login) in enumerate(allowed):
         target = case if n == 0 else open_at(ctx, kind, hospital, state)
         at = version if n == 0 else target.version
-        answer = fire(web, m.keys[login], target.reference, trigger, at)
+        answer = fire(web, m.keys[login], target.reference, trigger, at, hospital)
         assert answer.status_code == 200, (trigger, login, answer.text)
         dest = spec.transition(state, trigger).dest  # type: ignore[union-attr]
+        if (kind, dest, hospital) == ("transfer", "zone_regulation", POISSY):
+            dest = "national_regulation"  # the zone of Paris is one region: skipped
         assert (answer.json()["state"], answer.json()["version"]) == (dest, at + 1)
-        last = events_of(ctx, target.reference)[-1]
+        last = [e for e in events_of(ctx, target.reference) if e.actor != "system"][-1]
         assert (last.action, last.actor, last.data["trigger"]) == ("transition", login, trigger)
 
 
@@ -580,7 +627,7 @@ def test_matrix_expectations_are_sane() -> None:
             for hospital in MATRIX_HOSPITALS:
                 who = [u for u in USERS if may_fire(spec, state, t.trigger, u, hospital)]
                 assert who, (kind, state, t.trigger, hospital)
-                assert all(sees(u, hospital) for u in who)
+                assert all(sees_case(u, hospital, kind, state) for u in who)
                 total += 1
     assert total == 2 * sum(len(REGISTRY[k].allowed(s)) for k, s in LIVE_STATES)
 
@@ -610,7 +657,7 @@ def test_final_cases_keep_their_scope(web: Web, kind: str) -> None:
                 fire(web, keys[login], ref, trigger, version),
                 control(web, keys[login], ref, "hold", version),
             )
-            if sees(login, TOULOUSE):
+            if sees_case(login, TOULOUSE, kind, case.state):
                 assert answers[0].status_code == 200, answers[0].text
                 assert answers[0].json()["allowed_triggers"] == []
                 is_problem(answers[1], 409, "trigger_not_allowed")  # closed: nothing to refuse

@@ -42,24 +42,20 @@ def open_case(url: str) -> dict[str, object]:
 
 
 def test_open_advance_show_history_list(ctx: Ctx, database_url: str) -> None:
-    """A case opened, escalated and read through the CLI, with --json everywhere."""
+    """A case opened (straight to the UMAC, the deployment's default) and read through the
+    CLI, with --json everywhere."""
     case = open_case(database_url)
-    assert case["state"] == "requested"
+    assert (case["state"], case["version"]) == ("umac_review", 1)
     ref = str(case["reference"])
-    code, out, err = regul(
-        database_url, "case", "advance", ref, "escalate", "--as", "etab-319900001",
-        "--reason", "pas de console disponible", "--expect-version", "1", "--json",
-    )  # fmt: skip
-    assert code == 0, err
-    assert json.loads(out)["state"] == "umac_review"
     code, out, _ = regul(database_url, "case", "show", ref, "--as", "umac-sud", "--json")
     shown = json.loads(out)
-    assert (shown["version"], shown["allowed_triggers"]) == (2, ["escalate", "resolve", "reject"])
+    assert (shown["version"], shown["allowed_triggers"]) == (1, ["escalate", "resolve", "reject"])
     assert shown["deadline"]["state"] == "umac_review"
     assert "seconds_left" in shown["deadline"]
     code, out, _ = regul(database_url, "case", "history", ref, "--json")
     events = json.loads(out)["events"]
     assert [e["action"] for e in events] == ["opened", "transition", "read"]
+    assert (events[1]["actor"], events[1]["data"]["auto"]) == ("system", "open")
     assert (events[-1]["actor"], events[-1]["data"]) == ("umac-sud", {"read": "case", "via": "cli"})
     code, out, _ = regul(
         database_url, "case", "list", "--level", "umac", "--region", "OCC", "--json"
@@ -298,7 +294,7 @@ def test_demo_plays_and_verifies(tmp_path: Path) -> None:
     assert summary["audit_verified"] is True
     assert summary["replay_matches"] is True
     assert {k: sum(v.values()) for k, v in summary["cases"].items()} == {
-        "ecmo": 12 + 7,  # + the cases left waiting for the printed demo accounts
+        "ecmo": 12 + 9,  # + the cases left waiting for the printed demo accounts (2 lent)
         "ppe": 12 + 3,
         "transfer": 12 + 2,
     }

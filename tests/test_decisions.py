@@ -14,15 +14,21 @@ from typing import Any
 
 import pytest
 
-from engine.decisions import Decider, check_reason
+from engine.decisions import Decider, Rules, check_reason
 from engine.errors import InputError, NotFound, NotPermitted, StaleVersion, TriggerNotAllowed
+from engine.policy import Geography
 from engine.values import SYSTEM, Actor, CaseView, Command, DeadlineRow, Place
 from engine.vocab import Action, Control, DeadlineStatus, Role, ScopeKind, SweepOutcome
-from tests.conftest import TRIGGER_FIELDS
+from tests.conftest import DEFAULT_FIELDS, TRIGGER_FIELDS
 from workflows import default_registry
+from workflows.directory import read_directory
 from workflows.labels import ACTIONS, CONTROLS, OUTCOMES, ROLES, SCOPES, VALUES
 
 REGISTRY = default_registry()
+
+
+_DEMO = read_directory().rows
+GEOGRAPHY = Geography.build(_DEMO["organisations.csv"], _DEMO["regions.csv"])  # the demo's
 NOW = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 HERE = {"org": "319900001", "region": "OCC", "zone": "SUD", "ght": "GHT-OCC-06"}
 ACTORS = {  # one actor per role, inside the case's scope
@@ -61,11 +67,22 @@ def case_in(kind: str, state: str, version: int = 3, **kw: Any) -> CaseView:
 
 
 def expected_allowed(kind: str, state: str, trigger: str, role: str) -> bool:
-    """The doctrine from the tables: the role is listed and holds the level (or any_level)."""
+    """The doctrine from the tables: the role is listed and holds the level (or any_level);
+    a trigger of the lender's is nobody's here (the lender is no actor of this table: see
+    tests/test_doctrine_ecmo.py)."""
     spec = REGISTRY[kind]
     t = spec.transition(state, trigger)
     assert t is not None
+    if t.lender:
+        return False
     return role in t.roles and (t.any_level or spec.state(state).level == role)
+
+
+def loan_fields(kind: str, state: str) -> dict[str, Any]:
+    """A case past its resolve carries the loan it was resolved with (its lender)."""
+    after = {"dispatched", "in_service", "returned", "delivered", "transferred", "proposed"}
+    fields = TRIGGER_FIELDS.get((kind, "resolve"))
+    return {"resolve": dict(fields)} if fields and state in after else {}
 
 
 @pytest.mark.parametrize(("kind", "state", "trigger", "role"), CASES)
@@ -73,8 +90,8 @@ def test_every_trigger_by_every_role_in_every_state(
     kind: str, state: str, trigger: str, role: str
 ) -> None:
     """A trigger is allowed exactly when the table says so; else a typed refusal, recorded, nothing changed."""
-    decider = Decider(REGISTRY)
-    case = case_in(kind, state)
+    decider = Decider(REGISTRY, geography=GEOGRAPHY)
+    case = case_in(kind, state, fields=loan_fields(kind, state))
     command = Command(trigger, "parce que", TRIGGER_FIELDS.get((kind, trigger), {}))
     outcome = decider.fire(case, ACTORS[role], command, NOW)
     spec = REGISTRY[kind]
@@ -97,7 +114,7 @@ def test_every_trigger_by_every_role_in_every_state(
         assert outcome.values["state"] == target
     else:
         assert isinstance(outcome.refusal, NotPermitted)
-        assert outcome.refusal.why in {"wrong_level", "role_may_not_fire"}
+        assert outcome.refusal.why in {"wrong_level", "role_may_not_fire", "not_the_lender"}
         assert outcome.case == case  # unchanged
         assert [e.action for e in outcome.events] == [Action.REFUSED]
         assert outcome.values == {}
@@ -143,7 +160,7 @@ def test_malformed_commands_raise_before_any_outcome() -> None:
 
 def test_open_decides_row_event_and_first_deadline() -> None:
     """Opening: the row to insert, an 'opened' event, the first level's deadline; a refusal for an outsider."""
-    decider = Decider(REGISTRY)
+    decider = Decider(REGISTRY, rules=Rules(hospital_confirms=True))
     place = Place(HERE["org"], "OCC", "SUD", HERE["ght"], "31")
     fields = {"patient_ref": "PAT-1", "mode": "VV"}
     outcome = decider.open(ACTORS["establishment"], "ecmo", place, fields, NOW)
@@ -155,6 +172,36 @@ def test_open_decides_row_event_and_first_deadline() -> None:
     assert isinstance(refused.refusal, NotPermitted)
     assert refused.opened is None
     assert [e.action for e in refused.security] == [Action.REFUSED]
+
+
+@pytest.mark.parametrize("kind", REGISTRY.kinds())
+def test_open_goes_straight_to_the_first_regulating_level(kind: str) -> None:
+    """By default the opening's outcome carries the system's step to the first regulating level."""
+    spec = REGISTRY[kind]
+    decider = Decider(REGISTRY, geography=GEOGRAPHY)
+    place = Place(HERE["org"], "OCC", "SUD", HERE["ght"], "31")
+    outcome = decider.open(ACTORS["establishment"], kind, place, DEFAULT_FIELDS[kind], NOW)
+    first = spec.fire(spec.initial, str(spec.state(spec.initial).on_deadline))
+    assert outcome.opened is not None
+    assert (outcome.opened["state"], outcome.opened["level"]) == (first, spec.state(first).level)
+    assert outcome.opened["version"] == 1
+    opened, step = outcome.events
+    assert (opened.action, opened.to_state, opened.version) == (Action.OPENED, spec.initial, 1)
+    assert (step.action, step.actor, step.from_state, step.to_state, step.version) == (
+        Action.TRANSITION, SYSTEM.login, spec.initial, first, 1,
+    )  # fmt: skip
+    assert step.data["trigger"] == spec.state(spec.initial).on_deadline
+    assert step.data["auto"] == "open"
+    assert outcome.deadline.open is not None
+    assert outcome.deadline.open.state == first
+    assert outcome.deadline.open.due_at == NOW + spec.state(first).deadline
+    assert outcome.sweep is None
+    # a notice book that declares the step gets it, the opening's own too
+    books = Decider(REGISTRY, declares=lambda k, e: e in {"opened", "escalate"})
+    assert books.open(ACTORS["establishment"], kind, place, DEFAULT_FIELDS[kind], NOW).notices == (
+        0,
+        1,
+    )
 
 
 def row_for(case: CaseView, due: datetime, action: str = "escalate", **kw: Any) -> DeadlineRow:

@@ -24,7 +24,7 @@ from interfaces.desk import LOGIN_INFOS, LOGIN_MESSAGES
 from notifications.channels import EmlChannel
 from notifications.dispatcher import dispatch
 from notifications.outbox import Outbox
-from tests.conftest import PASSWORD, START, TOULOUSE, Ctx, Web, drive, path_to
+from tests.conftest import CONFIRMS, PASSWORD, START, TOULOUSE, Ctx, Web, drive, path_to
 from workflows import default_notices
 
 IDF_HOSPITAL = "789900001"  # Île-de-France, zone de Paris: outside every Occitanie user's scope
@@ -408,13 +408,15 @@ def test_fire_with_trigger_fields_records_them(web: Web) -> None:
         "resolve",
         version=hidden(page, "version"),
         source="region",
-        provider="",
+        lender="319900002",
         return_by="2026-12-15",
     )
     assert answer.status_code == 303, answer.text
     case = web.ctx.runner.show(ref)
     assert case.state == "dispatched"
-    assert case.fields["resolve"] == {"source": "region", "return_by": "2026-12-15"}
+    assert case.fields["resolve"] == {
+        "source": "region", "lender": "319900002", "return_by": "2026-12-15",
+    }  # fmt: skip
 
 
 def test_stale_version_is_412_rerenders_the_case_and_changes_nothing(web: Web) -> None:
@@ -938,7 +940,9 @@ def test_notices_page_lists_notices_in_scope_with_their_delivery_state(
     """Queued then sent notices of the caller's region are listed; Paris's are not."""
     outbox = Outbox(web.ctx.registry, default_notices(), channel_for=lambda _org: "eml")
     noticing = Ctx(
-        web.ctx.db, Runner(web.ctx.db, web.ctx.registry, web.ctx.clock, notifier=outbox),
+        web.ctx.db, Runner(
+            web.ctx.db, web.ctx.registry, web.ctx.clock, notifier=outbox, rules=CONFIRMS
+        ),
         web.ctx.clock, web.ctx.registry,
     )  # fmt: skip
     toulouse = drive(noticing, noticing.open(), ["escalate"])

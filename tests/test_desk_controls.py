@@ -45,7 +45,8 @@ def test_regulator_holds_and_extends_from_the_case_page(web: Web) -> None:
     assert held.status_code == 303
     after = web.ctx.runner.show(case.reference)
     assert after.on_hold
-    assert after.deadline is None
+    assert after.deadline is not None  # the hold's own end (REGUL_HOLD_MAX)
+    assert after.deadline.action == "resume"
     page = web.client.get(f"/cases/{case.reference}").text
     assert "/control/resume" in page
     assert "/control/hold" not in page

@@ -53,6 +53,7 @@ from notifications.render import with_bodies
 from notifications.setup import build_channels, build_outbox, dispatch_policy
 from tests.conftest import (
     ACTORS_OCC,
+    CONFIRMS,
     DEFAULT_FIELDS,
     START,
     TOULOUSE,
@@ -91,7 +92,7 @@ POLICY = DispatchPolicy(max_attempts=4, backoff=timedelta(seconds=30), lease=tim
 def use_outbox(ctx: Ctx, channel: str = "eml") -> Ctx:
     """Give ``ctx`` a runner whose notifier is the real outbox (all notices on ``channel``)."""
     outbox = Outbox(ctx.registry, default_notices(), channel_for=lambda _org: channel)
-    ctx.runner = Runner(ctx.db, ctx.registry, ctx.clock, notifier=outbox)
+    ctx.runner = Runner(ctx.db, ctx.registry, ctx.clock, notifier=outbox, rules=CONFIRMS)
     return ctx
 
 
@@ -728,7 +729,7 @@ def test_concurrent_writers_on_postgres_number_without_gap_or_duplicate(pg_url: 
     setup = Database(pg_url)
     truncate_cases(setup)
     registry = default_registry()
-    opener = Runner(setup, registry, FixedClock(START))
+    opener = Runner(setup, registry, FixedClock(START), rules=CONFIRMS)
     mine = [
         [
             opener.open_case(
@@ -744,7 +745,9 @@ def test_concurrent_writers_on_postgres_number_without_gap_or_duplicate(pg_url: 
 
     def writer(references: list[str]) -> None:
         db = Database(pg_url, pool_size=1)
-        runner = Runner(db, registry, FixedClock(START), notifier=Outbox(registry, BOOKS))
+        runner = Runner(
+            db, registry, FixedClock(START), notifier=Outbox(registry, BOOKS), rules=CONFIRMS
+        )
         try:
             for login in (ACTORS_OCC["establishment"], ACTORS_OCC["umac"]):
                 barrier.wait(timeout=30)

@@ -52,6 +52,7 @@ from engine.workflow import WorkflowSpec
 from notifications.outbox import Outbox
 from tests.conftest import (
     ACTORS_OCC,
+    CONFIRMS,
     DEFAULT_FIELDS,
     OUTSIDERS,
     START,
@@ -87,6 +88,8 @@ USERS: dict[str, tuple[str, str, str | None]] = {
     OUTSIDERS["ars"]: ("ars", "region", "IDF"),
     OUTSIDERS["ars_zone"]: ("ars_zone", "zone", "PARIS"),
     "etab-349900001": ("establishment", "hospital", "349900001"),
+    "etab-319900002": ("establishment", "hospital", "319900002"),  # lends in Occitanie
+    "etab-789900002": ("establishment", "hospital", "789900002"),  # lends in Île-de-France
     "ght-occ-04": ("ght", "ght", "GHT-OCC-04"),
     "auditeur": ("auditor", "national", None),
     "admin": ("admin", "national", None),
@@ -99,15 +102,49 @@ MAX_CASES = 6  # past this, steps go to the cases already open, so that they cli
 UNTOUCHED_BY_REFUSAL = ("notice_attempt", "notice", "notice_counter", "idempotency", "deadline")
 
 
+# Who lends an ECMO console to each hospital's case (seed 000: within the region), and the
+# states in which the case has a lender: the lender reads it, and alone fires ``lender``
+# triggers (extend_loan, return).
+LENDERS = {"319900001": "319900002", "349900001": "319900002", "789900001": "789900002"}
+LOANED = ("dispatched", "in_service", "returned", "closed")
+ONE_REGION_ZONES = ("PARIS",)  # the zone level of a zone of one region is skipped
+
+
 def in_scope(login: str, hospital: str) -> bool:
     _, kind, code = USERS[login]
-    return kind == "national" or HOSPITALS[hospital][kind] == code
+    return kind == "national" or HOSPITALS[hospital].get(kind) == code
+
+
+def lends(login: str, kind: str, state: str, hospital: str) -> bool:
+    return kind == "ecmo" and state in LOANED and login == f"etab-{LENDERS[hospital]}"
+
+
+def sees(login: str, kind: str, state: str, hospital: str) -> bool:
+    return in_scope(login, hospital) or lends(login, kind, state, hospital)
+
+
+def trigger_data(kind: str, trigger: str, hospital: str) -> dict[str, object]:
+    """TRIGGER_FIELDS, the ECMO loan's lender taken in the hospital's region."""
+    data = dict(TRIGGER_FIELDS.get((kind, trigger), {}))
+    if "lender" in data:
+        data["lender"] = LENDERS[hospital]
+    return data
+
+
+def lands(spec: WorkflowSpec, dest: str, hospital: str) -> str:
+    """Where a step to ``dest`` lands: past the zone level of a zone of one region."""
+    if spec.state(dest).level == "ars_zone" and HOSPITALS[hospital]["zone"] in ONE_REGION_ZONES:
+        return spec.fire(dest, "escalate")
+    return dest
 
 
 def permitted(login: str, spec: WorkflowSpec, state: str, trigger: str, hospital: str) -> bool:
-    """The design's three conditions: role allowed, level held (unless any_level), in scope."""
+    """The design's three conditions: role allowed, level held (unless any_level), in scope;
+    a ``lender`` trigger: the lender alone."""
     transition = spec.transition(state, trigger)
     assert transition is not None
+    if transition.lender:
+        return lends(login, spec.kind, state, hospital)
     role = USERS[login][0]
     if role not in transition.roles:
         return False
@@ -211,7 +248,9 @@ class CaseCommands(RuleBasedStateMachine):
         db = type(self).fresh_database()
         clock = FixedClock(START)
         outbox = Outbox(REGISTRY, default_notices())
-        self.ctx = Ctx(db, Runner(db, REGISTRY, clock, notifier=outbox), clock, REGISTRY)
+        self.ctx = Ctx(
+            db, Runner(db, REGISTRY, clock, notifier=outbox, rules=CONFIRMS), clock, REGISTRY
+        )
         self.cases: dict[str, ModelCase] = {}
         self.records: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
         self.keyed: list[Command] = []
@@ -269,7 +308,7 @@ class CaseCommands(RuleBasedStateMachine):
                 reference = UNKNOWN_CASE
             trigger = data.draw(st.sampled_from([*spec.triggers, "explode"]), label="trigger")
             login = data.draw(st.sampled_from(LOGINS), label="login")
-        valid_data = dict(TRIGGER_FIELDS.get((case.kind, trigger), {}))
+        valid_data = trigger_data(case.kind, trigger, case.hospital)
         shapes = ["valid"] if proper else ["valid"] * 3 + ["empty", "unknown", "garbled"]
         shape = data.draw(st.sampled_from(shapes), label="data")
         payload, valid = valid_data, True
@@ -345,7 +384,7 @@ class CaseCommands(RuleBasedStateMachine):
                 trigger = spec.state(model.state).on_deadline
                 transition = spec.transition(model.state, trigger or "")
                 assert transition is not None, f"{reference}: escalated from {model.state}"
-                expected = (transition.dest, model.version + 1)
+                expected = (lands(spec, transition.dest, model.hospital), model.version + 1)
             else:
                 expected = (model.state, model.version)
             assert (shown.state, shown.version) == expected, (reference, report.fired)
@@ -382,7 +421,7 @@ class CaseCommands(RuleBasedStateMachine):
             case = self.cases[c.reference]
             spec = REGISTRY[case.kind]
             transition = spec.transition(case.state, c.trigger)
-            if not in_scope(c.login, case.hospital):  # as if missing; the refusal recorded
+            if not sees(c.login, case.kind, case.state, case.hospital):  # as if missing
                 return Raises(NotFound, refusal=True)
             checks = [
                 (c.trigger not in spec.triggers, NotFound),
@@ -396,7 +435,8 @@ class CaseCommands(RuleBasedStateMachine):
                 ),
                 (not c.valid, InputError),
             ]
-            outcome = Moves(transition.dest if transition else "", case.version + 1)
+            dest = lands(spec, transition.dest, case.hospital) if transition else ""
+            outcome = Moves(dest, case.version + 1)
         for failed, error in checks:
             if failed:
                 return Raises(error)
@@ -594,9 +634,15 @@ class CaseCommands(RuleBasedStateMachine):
             due: datetime | None = None
             if state.deadline is not None:
                 due = case.updated_at + state.deadline
-            elif state.due_field:
-                trigger, _, name = state.due_field.partition(".")
-                carried = case.fields.get(trigger, {}).get(name)
+            elif state.due_field:  # the first date the case carries (an extension's first)
+                carried = next(
+                    (
+                        value
+                        for one in state.due_field.split()
+                        if (value := case.fields.get(one.split(".")[0], {}).get(one.split(".")[1]))
+                    ),
+                    None,
+                )
                 due = end_of_day(carried) if carried else None
             if due is None:
                 assert rows == [], f"{reference} in {model.state} keeps open deadlines {rows}"

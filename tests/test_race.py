@@ -25,7 +25,7 @@ from engine.errors import RegulError
 from engine.runner import Runner
 from engine.unit_of_work import Tx
 from notifications.outbox import Outbox
-from tests.conftest import ACTORS_OCC, DEFAULT_FIELDS, START, TOULOUSE, truncate_cases
+from tests.conftest import ACTORS_OCC, CONFIRMS, DEFAULT_FIELDS, START, TOULOUSE, truncate_cases
 from workflows import default_notices, default_registry
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -42,7 +42,13 @@ STORE_KEY = ("INSERT INTO idempotency",)
 
 def _runner(db: Database) -> Runner:
     registry = default_registry()
-    return Runner(db, registry, FixedClock(START), notifier=Outbox(registry, default_notices()))
+    return Runner(
+        db,
+        registry,
+        FixedClock(START),
+        notifier=Outbox(registry, default_notices()),
+        rules=CONFIRMS,
+    )
 
 
 def _hold_at(db: Database, marker: tuple[str, ...], waits: list[float]) -> None:

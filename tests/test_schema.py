@@ -65,7 +65,7 @@ from engine.runner import Runner
 from engine.settings import load_settings
 from interfaces.app import App
 from interfaces.web import create_web
-from tests.conftest import START, TOULOUSE, Ctx, drive, path_to
+from tests.conftest import CONFIRMS, START, TOULOUSE, Ctx, drive, path_to
 from workflows import default_registry
 
 SEED = 20261122
@@ -123,7 +123,7 @@ def served_document() -> dict[str, Any]:
     db = Database("sqlite://")
     registry = default_registry()
     clock = FixedClock(START)
-    app, _ = build_web(db, registry, Runner(db, registry, clock), clock)
+    app, _ = build_web(db, registry, Runner(db, registry, clock, rules=CONFIRMS), clock)
     try:
         answer = TestClient(app, base_url="https://testserver").get("/openapi.json")
         assert answer.status_code == 200, answer.text
@@ -421,7 +421,10 @@ def test_main_posts_conform(served: Served) -> None:
         explicit(
             "POST /api/v1/cases/{reference}/triggers/{trigger}",
             {"reference": ref, "trigger": "resolve"},
-            body={"reason": "national stock", "data": {"source": "national"}},
+            body={
+                "reason": "national stock",
+                "data": {"source": "national", "return_by": "2026-12-15"},
+            },
             media_type="application/json",
         ),
         {**ccs, "If-Match": version, "Idempotency-Key": "schema-2"},

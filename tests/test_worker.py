@@ -31,7 +31,7 @@ from engine.db import Database
 from engine.errors import Conflict, NotPermitted, RegulError
 from engine.runner import Runner
 from notifications.outbox import Outbox
-from tests.conftest import ACTORS_OCC, TOULOUSE, truncate_cases
+from tests.conftest import ACTORS_OCC, CONFIRMS, TOULOUSE, truncate_cases
 from workflows import default_notices, default_registry
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -120,7 +120,7 @@ def spawn(pg_url: str, tmp_path: Path) -> Iterator[Spawn]:
 def open_due_cases(db: Database, count: int) -> datetime:
     """``count`` ECMO cases opened three hours ago: their ``requested`` deadline is 2 h past due."""
     opened_at = datetime.now(UTC) - timedelta(hours=3)
-    runner = Runner(db, default_registry(), FixedClock(opened_at))
+    runner = Runner(db, default_registry(), FixedClock(opened_at), rules=CONFIRMS)
     for _ in range(count):
         runner.open_case(
             kind="ecmo", login=ACTORS_OCC["establishment"], org=TOULOUSE, fields=ECMO_FIELDS
@@ -334,7 +334,9 @@ def _deadlocks(db: Database) -> int:
 def test_four_workers_and_eight_regulators_never_deadlock(db: Database, spawn: Spawn) -> None:
     """4 workers and 8 regulators on one backlog of two series (MARS, MINSANTE), notices on: no deadlock."""
     registry = default_registry()
-    opened = Runner(db, registry, FixedClock(datetime.now(UTC) - timedelta(hours=5)))
+    opened = Runner(
+        db, registry, FixedClock(datetime.now(UTC) - timedelta(hours=5)), rules=CONFIRMS
+    )
     references = [
         opened.open_case(
             kind=kind, login=ACTORS_OCC["establishment"], org=TOULOUSE, fields=fields
@@ -349,7 +351,13 @@ def test_four_workers_and_eight_regulators_never_deadlock(db: Database, spawn: S
     failures: list[str] = []
 
     def regulate(seed: int) -> None:
-        runner = Runner(db, registry, SystemClock(), notifier=Outbox(registry, default_notices()))
+        runner = Runner(
+            db,
+            registry,
+            SystemClock(),
+            notifier=Outbox(registry, default_notices()),
+            rules=CONFIRMS,
+        )
         order = references[seed::2] + references[1 - seed % 2 :: 2]
         for reference in order:  # the hospital confirms its request while the sweep escalates it
             try:

@@ -17,43 +17,49 @@ _OPEN = (
 )
 _RESOLVE = (
     FieldSpec("source", "choice", choices=("hospital", "region", "national"), label="Origine"),
-    FieldSpec("provider", "text", required=False, label="Établissement ou stock prêteur"),
-    FieldSpec("return_by", "date", required=False, label="Date de retour du prêt"),
+    # the lending establishment (a FINESS of the directory), required unless the console comes
+    # from the national stock; cases resolved before it carry a free-text ``provider`` instead
+    FieldSpec("lender", "hospital", required=False, label="Établissement prêteur"),
+    FieldSpec("return_by", "date", label="Date de retour du prêt"),
 )
+_EXTEND_LOAN = (FieldSpec("return_by", "date", label="Nouvelle date de retour du prêt"),)
 
 # fmt: off
 _STATES = [
-    # name                   label                         level            deadline              on_deadline flags
-    ("requested",           "Demande émise",              "establishment", "1h",                 "escalate", "waiting"),
-    ("umac_review",         "Examen par l'UMAC",          "umac",          "2h",                 "escalate", "waiting"),
-    ("ars_regulation",      "Régulation ARS / SFCTCV",    "ars",           "4h",                 "escalate", "waiting"),
-    ("national_regulation", "Régulation nationale (CCS)", "ccs",           "4h",                 "incident", "waiting"),
-    ("dispatched",          "Console attribuée",          "establishment", "",                   "",         ""),
-    ("in_service",          "Console en service",         "establishment", "@resolve.return_by", "overdue",  ""),
-    ("returned",            "Console restituée",          "ars",           "",                   "",         ""),
-    ("closed",              "Clôturé",                    "",              "",                   "",         "final"),
-    ("cancelled",           "Annulé",                     "",              "",                   "",         "final"),
-    ("rejected",            "Refusé (motif médical)",     "",              "",                   "",         "final"),
+    # name                   label                         level            deadline                                     on_deadline flags
+    ("requested",           "Demande émise",              "establishment", "1h",                                        "escalate", "waiting"),
+    ("umac_review",         "Examen par l'UMAC",          "umac",          "2h",                                        "escalate", "waiting"),
+    ("ars_regulation",      "Régulation ARS / SFCTCV",    "ars",           "4h",                                        "escalate", "waiting"),
+    ("national_regulation", "Régulation nationale (CCS)", "ccs",           "4h",                                        "incident", "waiting"),
+    ("dispatched",          "Console attribuée",          "establishment", "12h",                                       "incident", ""),
+    ("in_service",          "Console en service",         "establishment", "@extend_loan.return_by resolve.return_by", "overdue",  ""),
+    ("returned",            "Console restituée",          "ars",           "",                                          "",         ""),
+    ("closed",              "Clôturé",                    "",              "",                                          "",         "final"),
+    ("cancelled",           "Annulé",                     "",              "",                                          "",         "final"),
+    ("rejected",            "Refusé (motif médical)",     "",              "",                                          "",         "final"),
 ]
 
 _TRANSITIONS = [
-    # trigger     source                 dest                   roles            flags
-    ("escalate", "requested",           "umac_review",         "establishment", ""),
-    ("escalate", "umac_review",         "ars_regulation",      "umac",          ""),
-    ("escalate", "ars_regulation",      "national_regulation", "ars",           ""),
-    ("resolve",  "umac_review",         "dispatched",          "umac",          ""),
-    ("resolve",  "ars_regulation",      "dispatched",          "ars",           ""),
-    ("resolve",  "national_regulation", "dispatched",          "ccs",           ""),
-    ("reject",   "umac_review",         "rejected",            "umac",          ""),
-    ("reject",   "ars_regulation",      "rejected",            "ars",           ""),
-    ("reject",   "national_regulation", "rejected",            "ccs",           ""),
-    ("cancel",   "requested",           "cancelled",           "establishment", "any_level"),
-    ("cancel",   "umac_review",         "cancelled",           "establishment", "any_level"),
-    ("cancel",   "ars_regulation",      "cancelled",           "establishment", "any_level"),
-    ("cancel",   "national_regulation", "cancelled",           "establishment", "any_level"),
-    ("start",    "dispatched",          "in_service",          "establishment", ""),
-    ("return",   "in_service",          "returned",            "establishment", ""),
-    ("close",    "returned",            "closed",              "ars",           ""),
+    # trigger        source                 dest                   roles                flags
+    ("escalate",    "requested",           "umac_review",         "establishment",     ""),
+    ("escalate",    "umac_review",         "ars_regulation",      "umac",              ""),
+    ("escalate",    "ars_regulation",      "national_regulation", "ars",               ""),
+    ("resolve",     "umac_review",         "dispatched",          "umac",              ""),
+    ("resolve",     "ars_regulation",      "dispatched",          "ars",               ""),
+    ("resolve",     "national_regulation", "dispatched",          "ccs",               ""),
+    ("reject",      "umac_review",         "rejected",            "umac",              ""),
+    ("reject",      "ars_regulation",      "rejected",            "ars",               ""),
+    ("reject",      "national_regulation", "rejected",            "ccs",               ""),
+    ("cancel",      "requested",           "cancelled",           "establishment",     "any_level"),
+    ("cancel",      "umac_review",         "cancelled",           "establishment",     "any_level"),
+    ("cancel",      "ars_regulation",      "cancelled",           "establishment",     "any_level"),
+    ("cancel",      "national_regulation", "cancelled",           "establishment",     "any_level"),
+    ("start",       "dispatched",          "in_service",          "establishment",     ""),
+    # the lender (the CCS for the national stock, the lending establishment otherwise)
+    # extends the loan and confirms the console's return (engine.policy.is_lender)
+    ("extend_loan", "in_service",          "in_service",          "establishment ccs", "lender"),
+    ("return",      "in_service",          "returned",            "establishment ccs", "lender"),
+    ("close",       "returned",            "closed",              "ars",               ""),
 ]
 # fmt: on
 
@@ -64,7 +70,7 @@ ECMO = define(
     prefix="ECMO",
     open_roles=("establishment",),
     open_fields=_OPEN,
-    trigger_fields={"resolve": _RESOLVE},
+    trigger_fields={"resolve": _RESOLVE, "extend_loan": _EXTEND_LOAN},
     states=_STATES,
     transitions=_TRANSITIONS,
 )

@@ -34,6 +34,7 @@ TRIGGERS = {
     "close": "Clôturer",
     "start": "Mise en service",
     "return": "Restitution",
+    "extend_loan": "Prolonger le prêt",
     "deliver": "Livraison reçue",
     "transferred": "Patient transféré",
 }
@@ -88,6 +89,7 @@ OUTCOMES: dict[str, str] = {
     SweepOutcome.INCIDENT: "incident",
     SweepOutcome.OVERDUE: "retard",
     SweepOutcome.REPEAT: "relance",
+    SweepOutcome.RESUMED: "reprise automatique",
     SweepOutcome.NOOP: "sans effet",
 }
 VALUES: dict[str, dict[str, str]] = {
