@@ -211,6 +211,12 @@ _AFTER_DISPATCH = {
 }
 
 
+_ENDINGS = {
+    "cancel": "patient stabilisé, demande retirée",
+    "reject": "contre-indication médicale",
+}
+
+
 def _later(clock: FixedClock, delta: timedelta, end: datetime) -> bool:
     """Move the simulated clock by ``delta`` unless that passes ``end`` (the present): what
     would happen after the present has not happened yet."""
@@ -218,6 +224,20 @@ def _later(clock: FixedClock, delta: timedelta, end: datetime) -> bool:
         return False
     clock.advance(delta)
     return True
+
+
+def _outsider_tries(runner: Runner, reference: str, region: str) -> int:
+    """An ARS of another region tries to cancel the case: refused ("no case") and audited."""
+    try:
+        runner.advance(
+            reference=reference,
+            trigger="cancel",
+            login="ars-idf" if region != "IDF" else "ars-occ",
+            reason="erreur de périmètre",
+        )
+    except (NotPermitted, NotFound):
+        return 1
+    return 0
 
 
 def _play(
@@ -244,16 +264,8 @@ def _play(
     )
     ladder = [s for s in spec.states if s.waiting]
     stop = rng.randrange(1, len(ladder)) if fate != "wait" else rng.randrange(len(ladder))
-    if n % 7 == 3 and _later(clock, timedelta(minutes=3), end):  # an ARS of another region
-        try:  # tries to act: refused and audited
-            runner.advance(
-                reference=case.reference,
-                trigger="cancel",
-                login="ars-idf" if hospital.region != "IDF" else "ars-occ",
-                reason="erreur de périmètre",
-            )
-        except (NotPermitted, NotFound):  # outside scope: "no case", and audited
-            summary.refusals += 1
+    if n % 7 == 3 and _later(clock, timedelta(minutes=3), end):
+        summary.refusals += _outsider_tries(runner, case.reference, hospital.region)
     for rung in ladder[:stop]:
         if case.state != rung.name:  # passed on by itself (the opening, a level skipped)
             continue
@@ -264,28 +276,19 @@ def _play(
             reference=case.reference,
             trigger="escalate",
             login=actor,
-            reason=f"pas de solution au niveau {rung.level}",
+            reason="aucune solution trouvée à ce niveau",
             expect_version=case.version,
         )
         summary.transitions += 1
     if fate == "wait" or not _later(clock, timedelta(minutes=rng.randrange(5, 40)), end):
         return
     level = spec.state(case.state).level or "establishment"
-    if fate == "cancel":
-        case = runner.advance(
+    if fate in ("cancel", "reject"):  # withdrawn by the hospital, or refused on medical grounds
+        runner.advance(
             reference=case.reference,
-            trigger="cancel",
-            login=requester,
-            reason="patient stabilisé, demande retirée",
-        )
-        summary.transitions += 1
-        return
-    if fate == "reject":
-        case = runner.advance(
-            reference=case.reference,
-            trigger="reject",
-            login=cast.who(level, case),
-            reason="contre-indication médicale",
+            trigger=fate,
+            login=requester if fate == "cancel" else cast.who(level, case),
+            reason=_ENDINGS[fate],
         )
         summary.transitions += 1
         return

@@ -86,6 +86,7 @@ OBJETS = {
     "transferred": "TRANSFERT {ref} : PATIENT TRANSFÉRÉ",
     "loan_started": "ECMO {ref} : CONSOLE PRÊTÉE MISE EN SERVICE",
     "loan_returned": "ECMO {ref} : CONSOLE PRÊTÉE RESTITUÉE",
+    "loan_extended": "ECMO {ref} : PRÊT DE LA CONSOLE PROLONGÉ",
     "closed": "{title} {ref} : DOSSIER CLÔTURÉ",
 }
 

@@ -514,7 +514,13 @@ def test_ccs_resolving_for_an_establishment_is_a_mars_like_the_source(nctx: Ctx)
     """The CCS's act to an establishment: ministry letterhead, MARS N°2026_1, its signature."""
     ctx = nctx
     case = drive(ctx, ctx.open("ecmo"), path_to(REGISTRY["ecmo"], "national_regulation"))
-    case = drive(ctx, case, ["resolve"])
+    ctx.runner.advance(
+        reference=case.reference,
+        trigger="resolve",
+        login="ccs",
+        reason="test resolve",
+        data={"source": "national", "return_by": "2026-12-15"},
+    )
     row = notices(ctx)[-1]
     text, lines = row.body_text, row.body_text.splitlines()
     assert row.reference == "MARS N°2026_1"
@@ -542,7 +548,7 @@ def test_ccs_resolving_for_an_establishment_is_a_mars_like_the_source(nctx: Ctx)
     assert "Une solution a été trouvée par le Centre de crise sanitaire" in text
     assert field(text, "Origine") == "stock national"
     assert field(text, "Date de retour du prêt") == "15/12/2026"
-    assert "Échéance :" not in text  # dispatched has no deadline: no "Échéance : aucune"
+    assert "Échéance : aucune" not in text
     assert "<p>Pour le ministre et par délégation,<br>Le Centre de crise sanitaire</p>" in (
         row.body_html
     )

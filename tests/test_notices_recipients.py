@@ -13,7 +13,7 @@ from engine.values import CaseView, Draft
 from notifications.outbox import Outbox
 from notifications.recipients import Directory, regulator, resolve
 from notifications.rules import NoticeRule, notices
-from tests.conftest import TOULOUSE, Ctx, drive
+from tests.conftest import TOULOUSE, Ctx, drive, path_to
 from tests.test_notices import BOOKS, REGISTRY, use_outbox
 from tests.test_notices import notices as queued
 
@@ -190,12 +190,25 @@ def test_ecmo_loan_notices_reach_the_lender(ctx: Ctx) -> None:
     """Start, return and close of a console lent from the national stock reach the CCS."""
     ctx = use_outbox(ctx)
     spec = REGISTRY["ecmo"]
-    case = drive(ctx, ctx.open("ecmo"), ["escalate", "escalate", "escalate", "resolve"])
+    case = drive(ctx, ctx.open("ecmo"), path_to(spec, "national_regulation"))
+    case = ctx.runner.advance(
+        reference=case.reference,
+        trigger="resolve",
+        login="ccs",
+        reason="stock national",
+        data={"source": "national", "return_by": "2026-12-15"},
+    )
     assert case.state == "dispatched"
-    case = drive(ctx, case, ["start", "return", "close"])
+    case = drive(ctx, case, ["start"])
+    case = ctx.runner.advance(  # the lender of the national stock confirms the return
+        reference=case.reference, trigger="return", login="ccs", reason="console rendue"
+    )
+    case = drive(ctx, case, ["close"])
     rows = {r.kind: r for r in queued(ctx) if r.case_id == case.id}
     for kind in ("loan_started", "loan_returned", "closed"):
-        assert "CCS" in [r["org"] for r in rows[kind].recipients["action"]], kind
+        told = rows[kind].recipients["action"] + rows[kind].recipients["info"]
+        assert "CCS" in [r["org"] for r in told], kind
+    assert "ARS-OCC" in [r["org"] for r in rows["loan_returned"].recipients["action"]]
     assert spec.state(case.state).final
 
 
