@@ -8,6 +8,8 @@ its answer. A case's ETag is its version; firing a trigger requires ``If-Match``
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -17,6 +19,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from engine import audit
 from engine.cases import CaseFilter, CaseView
+from engine.errors import RegulError
 from engine.workflow import WorkflowSpec, parse_duration
 from interfaces.auth import Caller, CaseCaller, Services, api_caller, case_caller, services_of
 from interfaces.problems import Problem
@@ -218,11 +221,13 @@ def _if_match(value: str | None) -> int:
     return int(text)
 
 
-def _checked_if_match(value: str | None, who: CaseCaller, svc: Services) -> int:
-    """``_if_match``; a bad one is answered after the credentials, as for the other routes."""
+@contextmanager
+def _credentials_first(who: CaseCaller, svc: Services) -> Iterator[None]:
+    """Input refused before the command: bad credentials are answered first (401, 403),
+    as the routes that check their caller before their input answer them."""
     try:
-        return _if_match(value)
-    except Problem:
+        yield
+    except (Problem, RegulError):
         if who.token is not None:
             svc.accounts.token_actor(who.token)  # an unknown token is 401 first
         else:
@@ -358,7 +363,8 @@ def fire(
     key: IdemKey = None,
 ) -> CaseOut:
     """Fire a trigger; If-Match (the ETag you read) is required, Idempotency-Key welcome."""
-    version = _checked_if_match(if_match, who, svc)
+    with _credentials_first(who, svc):
+        version = _if_match(if_match)
     case = svc.runner.advance(
         reference=reference,
         trigger=trigger,
@@ -383,8 +389,9 @@ def control(
     if_match: IfMatch = None,
 ) -> CaseOut:
     """Hold, resume or extend the case's deadline (the regulator holding it)."""
-    version = _checked_if_match(if_match, who, svc)
-    by = parse_duration(body.by) if body.by is not None else None
+    with _credentials_first(who, svc):
+        version = _if_match(if_match)
+        by = parse_duration(body.by) if body.by is not None else None
     case = svc.runner.control(
         reference=reference,
         action=action,
