@@ -26,7 +26,7 @@ from engine.db import Database
 from engine.decisions import Decider, Rules
 from engine.errors import InputError, NotFound, NotPermitted, StorageError
 from engine.policy import can_fire, can_see_event
-from engine.unit_of_work import Notifier, SilentNotifier, Tx, UnitOfWork
+from engine.unit_of_work import Notifier, SilentNotifier, Token, Tx, UnitOfWork
 from engine.values import Actor, CaseView, Command, Outcome, ReminderPolicy
 from engine.vocab import Role, ScopeKind
 from engine.workflow import WorkflowRegistry
@@ -98,7 +98,7 @@ class Runner:
         *,
         reference: str,
         trigger: str,
-        login: str | Actor,
+        login: str | Actor | Token,
         reason: str,
         data: Mapping[str, object] | None = None,
         expect_version: int | None = None,
@@ -125,7 +125,7 @@ class Runner:
         *,
         reference: str,
         action: str,
-        login: str | Actor,
+        login: str | Actor | Token,
         reason: str,
         extend_by: timedelta | None = None,
         expect_version: int | None = None,
@@ -143,7 +143,7 @@ class Runner:
 
     def _command(
         self,
-        login: str | Actor,
+        login: str | Actor | Token,
         key: str | None,
         request: dict[str, Any],
         decide: Any,
@@ -157,7 +157,6 @@ class Runner:
         committed rows per statement). Opening has no row to lock: the key's primary key makes
         the loser fail at insert, and it reads the winner's answer.
         """
-        name = login.login if isinstance(login, Actor) else login
         digest = idempotency.fingerprint(request) if key else ""
         decider = self.decider  # the geography read (once) before the write transaction
         now = self.clock.now()
@@ -166,6 +165,7 @@ class Runner:
             if locks is not None and not isinstance(login, Actor):
                 tx.prefetch(login, locks)  # the actor and the case in one round trip
             actor = login if isinstance(login, Actor) else tx.actor(login)
+            name = actor.login
             if key and locks is not None:  # the case first: a retry waits for the first answer
                 with suppress(NotFound):
                     tx.lock(locks)
@@ -192,6 +192,7 @@ class Runner:
         except IntegrityError:
             if not key:
                 raise
+            name = _login_of(login)
             with self.db.read() as conn:  # a concurrent retry with the same key won the race
                 earlier = idempotency.lookup(conn, actor=name, key=key, request_hash=digest)
             if earlier is None:
@@ -212,7 +213,7 @@ class Runner:
         self,
         reference: str,
         *,
-        login: str | Actor | None = None,
+        login: str | Actor | Token | None = None,
         via: str = "cli",
         what: str = "case",
     ) -> CaseView:
@@ -242,7 +243,7 @@ class Runner:
             return list_cases(conn, self.registry, filters=filters, scope_where=where)
 
     def history(
-        self, reference: str, *, login: str | Actor | None = None, via: str = "cli"
+        self, reference: str, *, login: str | Actor | Token | None = None, via: str = "cli"
     ) -> tuple[CaseView, list[Any]]:
         if login is None:
             with self.db.read() as conn:
@@ -251,7 +252,13 @@ class Runner:
         return self._read(reference, login, via, "history", events=True)
 
     def _read(
-        self, reference: str, reader: str | Actor, via: str, what: str, *, events: bool = False
+        self,
+        reference: str,
+        reader: str | Actor | Token,
+        via: str,
+        what: str,
+        *,
+        events: bool = False,
     ) -> tuple[CaseView, list[Any]]:
         """Read a case as a person, in one transaction: the read (or its refusal) is recorded.
 
@@ -261,6 +268,8 @@ class Runner:
         """
 
         def work(tx: Tx) -> tuple[Outcome, CaseView | None, list[Any]]:
+            if not isinstance(reader, Actor):
+                tx.prefetch(reader, reference)  # the reader and the case in one round trip
             actor = reader if isinstance(reader, Actor) else tx.actor(reader)
             try:
                 case, _ = tx.lock(reference)
@@ -348,6 +357,14 @@ class Runner:
         """The id of a case the auditor may read (the read recorded); else 'no case'."""
         case, _ = self._read(reference, actor, via, f"audit {what}")
         return case.id
+
+
+def _login_of(login: str | Actor | Token) -> str:
+    """The login of a command's caller (a token's, once its command has checked it)."""
+    if isinstance(login, Token):
+        assert login.actor is not None  # checked first thing in the command's transaction
+        return login.actor.login
+    return login.login if isinstance(login, Actor) else login
 
 
 def scope_where(actor: Actor) -> Any:

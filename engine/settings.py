@@ -1,7 +1,10 @@
-"""Régul's settings: one pydantic-settings object, built by whoever starts the application.
+"""Régul's settings: one validated pydantic object, built by whoever starts the application.
 
-Sources, strongest first: keyword arguments, ``REGUL_*`` environment variables, then a TOML
-file (``REGUL_CONFIG``, else ``./regul.toml`` when it exists). Nothing is read at import.
+Sources, strongest first: keyword arguments, ``REGUL_*`` environment variables (names in any
+case; the dictionaries and lists as JSON), then a TOML file (``REGUL_CONFIG``, else
+``./regul.toml`` when it exists); dictionaries merge key by key across the sources. Nothing is
+read at import. (The sources are read here rather than by pydantic-settings, whose import cost
+a CLI command a fifth of its start-up: bench/startup.py.)
 
     database_url = "postgresql://127.0.0.1/test"
     [deadlines.ecmo]
@@ -11,21 +14,16 @@ file (``REGUL_CONFIG``, else ``./regul.toml`` when it exists). Nothing is read a
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import sys
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    SettingsError,
-    TomlConfigSettingsSource,
-)
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from engine.deadlines import ReminderPolicy
 from engine.errors import InputError
@@ -45,10 +43,29 @@ __all__ = [
 DEFAULT_DATABASE_URL = "sqlite:///regul.db"
 
 
-class Settings(BaseSettings):
-    """Everything a deployment may change without touching code."""
+@contextmanager
+def _no_pydantic_plugins() -> Iterator[None]:
+    """Build a model without looking for pydantic plugins (as Typer does for its options).
 
-    model_config = SettingsConfigDict(env_prefix="REGUL_", extra="forbid")
+    The first model that pydantic builds with plugins allowed reads the entry points of every
+    installed distribution: a sixth of ``import sqlalchemy``'s time on a CLI command's start.
+    """
+    before = os.environ.get("PYDANTIC_DISABLE_PLUGINS")
+    os.environ["PYDANTIC_DISABLE_PLUGINS"] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["PYDANTIC_DISABLE_PLUGINS"]
+        else:
+            os.environ["PYDANTIC_DISABLE_PLUGINS"] = before
+
+
+class Settings(BaseModel):
+    """Everything a deployment may change without touching code (built by ``load_settings``)."""
+
+    # built at the first load_settings, without the plugin scan (_no_pydantic_plugins)
+    model_config = ConfigDict(extra="forbid", validate_default=True, defer_build=True)
 
     database_url: str = Field(
         DEFAULT_DATABASE_URL,
@@ -116,28 +133,65 @@ class Settings(BaseSettings):
         description="FULL survives a power cut with every committed transition; NORMAL is faster",
     )
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        path = os.environ.get("REGUL_CONFIG") or "regul.toml"
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if Path(path).is_file():
-            try:
-                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
-            except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
-                raise InputError(
-                    f"the configuration file {path} cannot be read: {exc}; fix it (TOML, "
-                    "UTF-8) or point REGUL_CONFIG at another file"
-                ) from None
-        elif os.environ.get("REGUL_CONFIG"):
+
+# Settings given in the environment as JSON (a dictionary or a list), as pydantic-settings did.
+_JSON_SETTINGS = frozenset({"deadlines", "reminder_fractions", "notice_channels"})
+
+
+def _config_file() -> dict[str, Any]:
+    """The TOML file's settings: ``REGUL_CONFIG``, else ``./regul.toml`` if there is one."""
+    path = os.environ.get("REGUL_CONFIG") or "regul.toml"
+    if not Path(path).is_file():
+        if os.environ.get("REGUL_CONFIG"):
             raise InputError(f"REGUL_CONFIG names {path}, which is not a file: fix the path")
-        return tuple(sources)
+        return {}
+    try:
+        with open(path, "rb") as file:
+            return tomllib.load(file)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
+        raise InputError(
+            f"the configuration file {path} cannot be read: {exc}; fix it (TOML, "
+            "UTF-8) or point REGUL_CONFIG at another file"
+        ) from None
+
+
+def _environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The ``REGUL_<SETTING>`` variables (any case), JSON decoded for dictionaries and lists."""
+    named = {name.lower(): value for name, value in environ.items()}
+    values: dict[str, Any] = {}
+    for field in Settings.model_fields:
+        value = named.get(f"regul_{field}")
+        if value is None:
+            continue
+        if field in _JSON_SETTINGS:
+            try:
+                values[field] = json.loads(value)
+            except ValueError as exc:
+                raise InputError(
+                    f"unreadable setting REGUL_{field.upper()}: it is not JSON ({exc}); "
+                    f"REGUL_{field.upper()} takes JSON, e.g. " + _JSON_EXAMPLES[field]
+                ) from None
+        else:
+            values[field] = value
+    return values
+
+
+_JSON_EXAMPLES = {
+    "deadlines": """'{"ecmo": {"requested": "45m"}}'""",
+    "reminder_fractions": "'[0.5, 0.8]'",
+    "notice_channels": """'{"CCS": "webhook"}'""",
+}
+
+
+def _merged(base: dict[str, Any], stronger: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` updated by ``stronger``; dictionaries present in both are merged key by key."""
+    merged = dict(base)
+    for key, value in stronger.items():
+        if isinstance(merged.get(key), dict) and isinstance(value, dict):
+            merged[key] = _merged(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 # REGUL_* variables that are not settings but are read elsewhere (the CLI, tests, benches).
@@ -173,8 +227,12 @@ def load_settings(**overrides: Any) -> Settings:
     """
     for line in unknown_variables(os.environ):
         print(line, file=sys.stderr)
+    values = _merged(_merged(_config_file(), _environment(os.environ)), overrides)
+    if not Settings.__pydantic_complete__:
+        with _no_pydantic_plugins():
+            Settings.model_rebuild(force=True)
     try:
-        return Settings(**overrides)
+        return Settings(**values)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "settings"
@@ -182,8 +240,6 @@ def load_settings(**overrides: Any) -> Settings:
         raise InputError(
             f"bad setting {where}: {first['msg']}; fix REGUL_{top.upper()} or regul.toml"
         ) from None
-    except SettingsError as exc:
-        raise InputError(f"unreadable setting: {exc}; REGUL_DEADLINES takes JSON") from None
 
 
 def reminder_policy(settings: Settings) -> ReminderPolicy:

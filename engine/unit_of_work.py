@@ -39,7 +39,15 @@ from engine.actors import load_actor, load_org
 from engine.audit import GENESIS, SECURITY_STREAM, canonical, chain_hash
 from engine.cases import parse_reference
 from engine.db import Database
-from engine.errors import RegulError, StaleVersion, StorageError, no_case
+from engine.errors import (
+    NotFound,
+    NotPermitted,
+    RegulError,
+    StaleVersion,
+    StorageError,
+    Unauthenticated,
+    no_case,
+)
 from engine.values import (
     SYSTEM,
     Actor,
@@ -53,7 +61,15 @@ from engine.values import (
 )
 from engine.workflow import WorkflowRegistry
 
-__all__ = ["Notifier", "PendingNotice", "SilentNotifier", "Tx", "UnitOfWork", "append_security"]
+__all__ = [
+    "Notifier",
+    "PendingNotice",
+    "SilentNotifier",
+    "Token",
+    "Tx",
+    "UnitOfWork",
+    "append_security",
+]
 
 T = TypeVar("T")
 log = logging.getLogger("regul.unit_of_work")
@@ -131,6 +147,9 @@ _SQL = {
     ":action, 'open', :created_at)",
     "actor": "SELECT u.login, u.name, u.role, u.active, u.org, o.kind, o.region, o.zone, o.ght "
     "FROM regul_user u JOIN organisation o ON o.id = u.org WHERE u.login = :login",
+    "token": "SELECT t.revoked_at, t.login, u.name, u.role, u.active, u.org, o.kind, o.region, "
+    "o.zone, o.ght FROM api_token t LEFT JOIN regul_user u ON u.login = t.login "
+    "LEFT JOIN organisation o ON o.id = u.org WHERE t.digest = :digest",
     "org": "SELECT id, kind, region, zone, department, ght FROM organisation WHERE id = :id",
     "security_head": "SELECT seq, hash FROM audit_head WHERE stream = :stream",
     "security_update": "UPDATE audit_head SET seq = :seq, hash = :hash WHERE stream = :stream",
@@ -248,6 +267,32 @@ class _Head:
     hash: str
 
 
+TOKEN_UNKNOWN = (
+    "this API token is unknown or revoked: ask an administrator for a new one "
+    "('regul users token LOGIN')"
+)
+
+
+def disabled(login: str) -> Unauthenticated:
+    """The refusal of a credential whose user is disabled (or no longer in the directory)."""
+    return Unauthenticated(f"user {login!r} is disabled: ask an administrator", why="user_disabled")
+
+
+@dataclass
+class Token:
+    """An API token as its caller presented it (its SHA-256), checked by the command itself.
+
+    A command given a ``Token`` instead of a login reads the token's row with its user in its
+    own transaction (with the case, in one round trip on PostgreSQL) rather than in one of its
+    own before; ``actor`` is the user found there, for the caller's answer. An unknown or
+    revoked token, or a disabled user, is ``Unauthenticated`` before anything is read or
+    written, as ``Accounts.token_actor`` says it.
+    """
+
+    digest: str
+    actor: Actor | None = None
+
+
 class Tx:
     """One write transaction: reads what a decision needs, then applies its outcome."""
 
@@ -258,31 +303,45 @@ class Tx:
         self.driver = _Driver(conn)
         self.pending: list[PendingNotice] = []
         self._locked: dict[str, tuple[CaseView, DeadlineRow | None]] = {}
-        self._prefetched: tuple[str, Any, str, Any] | None = None
+        self._prefetched: tuple[str | Token, Any, str, Any] | None = None
 
     # -- reads ------------------------------------------------------------------------------
 
-    def prefetch(self, login: str, reference: str) -> None:
-        """Read the actor and lock the case in one round trip (PostgreSQL's pipeline mode).
+    def prefetch(self, login: str | Token, reference: str) -> None:
+        """Read the actor (or the API token and its user) and lock the case in one round trip.
 
-        Both reads are needed before any decision and neither depends on the other; the
-        answers are kept for ``actor`` and ``lock``, which ask nothing more of the database.
+        PostgreSQL's pipeline mode: both reads are needed before any decision and neither
+        depends on the other; the answers are kept for ``actor`` and ``lock``, which ask
+        nothing more of the database.
         """
         d = self.driver
-        if not d.pg or login == SYSTEM.login or "\x00" in login or reference in self._locked:
+        if not d.pg or reference in self._locked:
             return
+        if isinstance(login, Token):
+            who_sql, who_params = d.sql["token"], {"digest": login.digest}
+        elif login == SYSTEM.login or "\x00" in login:
+            return
+        else:
+            who_sql, who_params = d.sql["actor"], {"login": login}
         try:
             case_id, _ = parse_reference(self.registry, reference)
         except RegulError:  # said by ``lock``, in its turn after the actor's errors
             return
         with d.raw.pipeline():
             who, case = d.raw.cursor(), d.raw.cursor()
-            who.execute(d.sql["actor"], {"login": login})
+            who.execute(who_sql, who_params)
             case.execute(d.sql["lock"], {"id": case_id})
         self._prefetched = (login, who.fetchone(), reference, case.fetchone())
 
-    def actor(self, login: str) -> Actor:
-        """The active user ``login`` (re-read by every command: a disabled user stops at once)."""
+    def actor(self, login: str | Token) -> Actor:
+        """The active user ``login`` (re-read by every command: a disabled user stops at once).
+
+        Given a ``Token``: its user, if the token is known and not revoked and the user active
+        (else ``Unauthenticated``); the token's ``actor`` is set.
+        """
+        if isinstance(login, Token):
+            login.actor = self._token_actor(login)
+            return login.actor
         if login == SYSTEM.login or "\x00" in login:
             return load_actor(self.conn, login)  # its refusals and their wording
         if self._prefetched is not None and self._prefetched[0] == login:
@@ -292,6 +351,20 @@ class Tx:
         if row is None or not row[3]:
             return load_actor(self.conn, login)  # unknown or disabled: the same errors
         return Actor(row[0], row[1], row[2], row[4], row[5], row[6], row[7], row[8])
+
+    def _token_actor(self, token: Token) -> Actor:
+        if self._prefetched is not None and self._prefetched[0] is token:
+            row = self._prefetched[1]
+        else:
+            row = self.driver.run("token", {"digest": token.digest}).fetchone()
+        if row is None or row[0] is not None:
+            raise Unauthenticated(TOKEN_UNKNOWN, why="token_unknown")
+        if row[2] is None or not row[4]:
+            try:  # the directory's own checks, as Accounts.token_actor makes them
+                load_actor(self.conn, row[1])
+            except (NotFound, NotPermitted):
+                raise disabled(row[1]) from None
+        return Actor(row[1], row[2], row[3], row[5], row[6], row[7], row[8], row[9])
 
     def place(self, org_id: str) -> Place:
         row = None if "\x00" in org_id else self.driver.run("org", {"id": org_id}).fetchone()

@@ -8,6 +8,8 @@ its answer. A case's ETag is its version; firing a trigger requires ``If-Match``
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -17,8 +19,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from engine import audit
 from engine.cases import CaseFilter, CaseView
+from engine.errors import RegulError
 from engine.workflow import WorkflowSpec, parse_duration
-from interfaces.auth import Caller, Services, api_caller, services
+from interfaces.auth import Caller, CaseCaller, Services, api_caller, case_caller, services_of
 from interfaces.problems import Problem
 from interfaces.serial import case_json, event_json
 
@@ -26,7 +29,9 @@ __all__ = ["router"]
 
 Scalar = str | int | float | bool
 Who = Annotated[Caller, Depends(api_caller)]
-Svc = Annotated[Services, Depends(services)]
+Svc = Annotated[Services, Depends(services_of)]
+# Case reads and commands: an API token is checked by the command's own transaction.
+CaseWho = Annotated[CaseCaller, Depends(case_caller)]
 IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 IfMatch = Annotated[
     str | None,
@@ -216,6 +221,20 @@ def _if_match(value: str | None) -> int:
     return int(text)
 
 
+@contextmanager
+def _credentials_first(who: CaseCaller, svc: Services) -> Iterator[None]:
+    """Input refused before the command: bad credentials are answered first (401, 403),
+    as the routes that check their caller before their input answer them."""
+    try:
+        yield
+    except (Problem, RegulError):
+        if who.token is not None:
+            svc.accounts.token_actor(who.token)  # an unknown token is 401 first
+        else:
+            _ = who.login  # the session's own 401 or 403 first
+        raise
+
+
 def _fields(specs: Any) -> list[dict[str, Any]]:
     return [
         {"name": f.name, "type": f.type, "required": f.required, "choices": list(f.choices)}
@@ -324,9 +343,9 @@ def list_cases(
 
 
 @router.get("/cases/{reference}", responses=ERRORS)
-def read_case(reference: Ref, who: Who, svc: Svc, response: Response) -> CaseOut:
+def read_case(reference: Ref, who: CaseWho, svc: Svc, response: Response) -> CaseOut:
     """One case, its open deadline and the triggers the caller may fire (the read is audited)."""
-    case = svc.runner.show(reference, login=who.actor, via=who.via)
+    case = svc.runner.show(reference, login=who.login, via=who.via)
     _etag(response, case)
     allowed = svc.runner.allowed_triggers(case, who.actor)
     return case_out(case, svc.runner.clock.now(), allowed)
@@ -337,18 +356,19 @@ def fire(
     reference: Ref,
     trigger: Annotated[str, Path(max_length=40)],
     body: Fire,
-    who: Who,
+    who: CaseWho,
     svc: Svc,
     response: Response,
     if_match: IfMatch = None,
     key: IdemKey = None,
 ) -> CaseOut:
     """Fire a trigger; If-Match (the ETag you read) is required, Idempotency-Key welcome."""
-    version = _if_match(if_match)
+    with _credentials_first(who, svc):
+        version = _if_match(if_match)
     case = svc.runner.advance(
         reference=reference,
         trigger=trigger,
-        login=who.actor,
+        login=who.login,
         reason=body.reason,
         data=body.data,
         expect_version=version,
@@ -363,18 +383,19 @@ def control(
     reference: Ref,
     action: Literal["hold", "resume", "extend"],
     body: Control,
-    who: Who,
+    who: CaseWho,
     svc: Svc,
     response: Response,
     if_match: IfMatch = None,
 ) -> CaseOut:
     """Hold, resume or extend the case's deadline (the regulator holding it)."""
-    version = _if_match(if_match)
-    by = parse_duration(body.by) if body.by is not None else None
+    with _credentials_first(who, svc):
+        version = _if_match(if_match)
+        by = parse_duration(body.by) if body.by is not None else None
     case = svc.runner.control(
         reference=reference,
         action=action,
-        login=who.actor,
+        login=who.login,
         reason=body.reason,
         extend_by=by,
         expect_version=version,
@@ -384,9 +405,9 @@ def control(
 
 
 @router.get("/cases/{reference}/history", responses=ERRORS)
-def case_history(reference: Ref, who: Who, svc: Svc) -> HistoryOut:
+def case_history(reference: Ref, who: CaseWho, svc: Svc) -> HistoryOut:
     """The case's audit events, oldest first (the read is audited)."""
-    case, events = svc.runner.history(reference, login=who.actor, via=who.via)
+    case, events = svc.runner.history(reference, login=who.login, via=who.via)
     return HistoryOut(
         case=case_out(case, svc.runner.clock.now()),
         events=[EventOut(**event_json(e)) for e in events],
@@ -394,9 +415,9 @@ def case_history(reference: Ref, who: Who, svc: Svc) -> HistoryOut:
 
 
 @router.get("/cases/{reference}/notices", responses=ERRORS)
-def case_notices(reference: Ref, who: Who, svc: Svc) -> list[NoticeOut]:
+def case_notices(reference: Ref, who: CaseWho, svc: Svc) -> list[NoticeOut]:
     """The notices the case produced and their delivery state."""
-    case = svc.runner.show(reference, login=who.actor, via=who.via, what="notices")
+    case = svc.runner.show(reference, login=who.login, via=who.via, what="notices")
     rows = svc.notices.search(case_id=case.id, limit=1000)
     return [NoticeOut(**{k: getattr(r, k) for k in NoticeOut.model_fields}) for r in rows]
 

@@ -14,17 +14,23 @@ from engine.errors import InputError, RegulError
 from engine.runner import Runner
 from engine.settings import Settings, load_settings, reminder_policy, rules
 from engine.workflow import WorkflowRegistry
-from notifications.outbox import Outbox
-from notifications.setup import build_outbox
 from workflows import default_notices, default_registry
 
 if TYPE_CHECKING:  # the scheduler loads only with the commands that run a worker
+    from datetime import datetime
+
+    from sqlalchemy.engine import Connection
+
     from engine.accounts import Accounts
     from engine.sweeper import SweepReport
+    from engine.unit_of_work import PendingNotice
+    from engine.values import CaseView, Draft
     from interfaces.worker import Worker
+    from notifications.outbox import Outbox
+    from notifications.rules import NoticeBook
     from notifications.service import Notices
 
-__all__ = ["App", "build_app", "build_worker", "closing_apps"]
+__all__ = ["App", "LazyOutbox", "build_app", "build_worker", "closing_apps"]
 
 _OPEN: ContextVar[list[App] | None] = ContextVar("regul_open_apps", default=None)
 
@@ -47,7 +53,8 @@ class App:
             from notifications.service import Notices
 
             # the case service's outbox (None: REGUL_NOTICES=false, nothing to preview)
-            outbox = self.runner.notifier if isinstance(self.runner.notifier, Outbox) else None
+            notifier = self.runner.notifier
+            outbox = notifier.outbox if isinstance(notifier, LazyOutbox) else None
             self._notices = Notices(
                 self.db, self.registry, self.runner.clock, default_notices(), outbox
             )
@@ -70,6 +77,38 @@ class App:
                 time_cost=s.password_time_cost,
             )
         return self._accounts
+
+
+class LazyOutbox:
+    """The case service's notifier: the outbox, built when a command first has a notice.
+
+    Which events declare a notice is the workflows' notice books' to say, and a read asks
+    only that: ``regul case show`` does not load the notice stack (rendering, recipients,
+    Jinja2), a fifth of its start-up (bench/startup.py).
+    """
+
+    def __init__(
+        self, settings: Settings, registry: WorkflowRegistry, books: dict[str, NoticeBook]
+    ) -> None:
+        self.settings, self.registry, self.books = settings, registry, books
+        self._outbox: Outbox | None = None
+
+    @property
+    def outbox(self) -> Outbox:
+        if self._outbox is None:
+            from notifications.setup import build_outbox
+
+            self._outbox = build_outbox(self.settings, self.registry, self.books)
+        return self._outbox
+
+    def declares(self, kind: str, event: str) -> bool:
+        book = self.books.get(kind)
+        return book is not None and book.rule(event) is not None
+
+    def prepare(
+        self, conn: Connection, case: CaseView, draft: Draft, seq: int, now: datetime
+    ) -> PendingNotice | None:
+        return self.outbox.prepare(conn, case, draft, seq, now)
 
 
 def build_app(
@@ -100,7 +139,7 @@ def build_app(
     )
     if check_schema:
         db.require_schema()
-    notifier = build_outbox(settings, registry, default_notices()) if settings.notices else None
+    notifier = LazyOutbox(settings, registry, default_notices()) if settings.notices else None
     runner = Runner(
         db, registry, clock or SystemClock(), reminder_policy(settings), notifier, rules(settings)
     )

@@ -7,10 +7,6 @@ demo``) and gives one demo account per role a fresh password, printed at start-u
 
 from __future__ import annotations
 
-import logging
-import secrets
-import signal
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -20,6 +16,8 @@ from engine.errors import InputError
 from interfaces.output import console, fails_cleanly
 
 if TYPE_CHECKING:  # the engine and the scheduler load when a server starts, not with every command
+    import threading
+
     from interfaces.app import App
     from interfaces.worker import Worker
 
@@ -72,6 +70,10 @@ def serve(
     ] = 1,
 ) -> None:
     """Serve the web desk (/login), the JSON API (/api/v1, /openapi.json) and the worker."""
+    import logging
+    import secrets
+    import signal
+
     import uvicorn
 
     from interfaces.app import build_app
@@ -148,6 +150,8 @@ def _run_workers(host: str, port: int, workers: int) -> None:
 
 
 def _start_worker(app: App) -> tuple[Worker, threading.Thread]:
+    import threading
+
     from interfaces.app import build_worker
 
     job = build_worker(app)

@@ -14,6 +14,7 @@ from importlib import resources
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import HTMLResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -22,7 +23,7 @@ from engine.accounts import Accounts
 from engine.errors import RegulError
 from interfaces import api, desk, problems
 from interfaces.app import App
-from interfaces.auth import Services
+from interfaces.auth import SESSION_COOKIE, Services, api_caller
 
 __all__ = ["create_web", "from_environment"]
 
@@ -85,7 +86,7 @@ def create_web(app: App, accounts: Accounts | None = None) -> FastAPI:
         problems.Problem, _choose(problems.interface_problem, desk.interface_problem)
     )
     web.add_exception_handler(
-        RequestValidationError, _choose(problems.invalid_request, desk.invalid_request)
+        RequestValidationError, _choose(_credentials_first, desk.invalid_request)
     )
     web.add_exception_handler(StarletteHTTPException, _choose(problems.http_error, desk.http_error))
     web.add_exception_handler(Exception, _choose(problems.internal_error, desk.internal_error))
@@ -152,6 +153,23 @@ def from_environment() -> FastAPI:
 
 
 Handler = Callable[[Request, Exception], Awaitable[Response]]
+
+
+async def _credentials_first(request: Request, exc: Exception) -> Response:
+    """An API request whose input is invalid: bad credentials are answered first (401, 403).
+
+    The case routes check an API token in the command's own transaction, after FastAPI has
+    validated the input: here the credentials are checked as the other routes check them
+    before their input, so that a caller who is not known learns nothing of what is valid.
+    """
+    if request.headers.get("authorization") is not None or request.cookies.get(SESSION_COOKIE):
+        try:
+            await run_in_threadpool(api_caller, request)
+        except RegulError as error:
+            return await problems.regul_error(request, error)
+        except problems.Problem as error:
+            return await problems.interface_problem(request, error)
+    return await problems.invalid_request(request, exc)
 
 
 def _choose(for_api: Handler, for_desk: Handler) -> Handler:

@@ -293,3 +293,38 @@ def test_hidden_and_missing_cases_cost_the_same(web: Web) -> None:
     assert count("audit_event", "action = 'probe'") == probes + 20  # probes, in the security stream
     ratio = statistics.median(hidden_t) / statistics.median(missing_t)
     assert 0.5 < ratio < 2.0, (ratio, hidden_t, missing_t)
+
+
+def test_a_read_and_a_transition_are_one_transaction_each(web: Web) -> None:
+    """With an API token, GET and POST on a case check out one connection each: the token is
+    checked by the command's own transaction; a bad token still answers 401 before a bad If-Match."""
+    from sqlalchemy import event
+
+    ref = open_case(web)["reference"]
+    headers = web.token("etab-319900001")
+    checkouts: list[object] = []
+
+    def count(*_args: object) -> None:
+        checkouts.append(object())
+
+    event.listen(web.ctx.db.engine, "checkout", count)
+    try:
+        read = web.client.get(f"/api/v1/cases/{ref}", headers=headers)
+        assert read.status_code == 200, read.text
+        assert len(checkouts) == 1
+        assert read.json()["allowed_triggers"]  # the actor the command found answers here
+        fired = web.client.post(
+            f"/api/v1/cases/{ref}/triggers/escalate",
+            json={"reason": "sature", "data": {}},
+            headers={**headers, "If-Match": read.headers["ETag"]},
+        )
+        assert fired.status_code == 200, fired.text
+        assert len(checkouts) == 2
+    finally:
+        event.remove(web.ctx.db.engine, "checkout", count)
+    before = web.ctx.snapshot()
+    forged = {"Authorization": "Bearer regul_forged"}
+    url = f"/api/v1/cases/{ref}/triggers/escalate"
+    is_problem(web.client.post(url, json={"reason": "x"}, headers=forged), 401, "unauthenticated")
+    is_problem(web.client.get(f"/api/v1/cases/{ref}", headers=forged), 401, "unauthenticated")
+    assert web.ctx.snapshot() == before

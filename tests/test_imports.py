@@ -92,9 +92,11 @@ def test_help_lists_every_command() -> None:
 
 
 def test_reads_and_users_load_no_orm_alembic_or_web(database_url: str) -> None:
-    """A case read and ``regul users list`` run without the ORM, SQLModel, Alembic or FastAPI."""
+    """A case read and ``regul users list`` run without the ORM, SQLModel, Alembic or FastAPI,
+    nor pydantic-settings (the settings read their sources themselves)."""
     env = {"REGUL_DATABASE_URL": database_url}
     heavy = {"sqlalchemy.orm", "sqlmodel", "alembic", "fastapi", "starlette", "uvicorn"}
+    heavy |= {"pydantic_settings", "jinja2"}
     for args in (["case", "list", "--json"], ["users", "list", "--json"]):
         found = loaded(CLI, *args, env=env)
         assert "sqlalchemy" in found  # the command did read the database
@@ -212,3 +214,28 @@ def test_utc_datetime_behaves_as_sqlmodels() -> None:
     assert type(ours.coerce_compared_value(None, timedelta(1))) is type(
         theirs.coerce_compared_value(None, timedelta(1))
     )
+
+
+def test_case_show_loads_no_notice_rendering(ctx: Any, database_url: str) -> None:
+    """``regul case show REF --as USER`` (a recorded read) builds no outbox: no rendering,
+    recipients or channels, though notices are on (the default)."""
+    from tests.conftest import TOULOUSE
+
+    case = ctx.runner.open_case(
+        kind="ecmo", login="etab-319900001", org=TOULOUSE,
+        fields={"patient_ref": "PAT-1", "mode": "VV"},
+    )  # fmt: skip
+    probe = (
+        "import atexit, sys\natexit.register(lambda: print('\\nNOTICE-MODULES', sorted(m for m "
+        "in sys.modules if m.startswith('notifications.')), file=sys.stderr))\n" + CLI
+    )
+    env = {**os.environ, "REGUL_DATABASE_URL": database_url, "COLUMNS": "200"}
+    env.pop("REGUL_NOTICES", None)
+    result = subprocess.run(
+        [sys.executable, "-c", probe, "case", "show", case.reference, "--as", "etab-319900001"],
+        capture_output=True, text=True, env=env, check=False, timeout=120,
+    )  # fmt: skip
+    assert case.reference in result.stdout, result.stderr
+    assert "NOTICE-MODULES ['notifications.rules']" in result.stderr, result.stderr
+    assert "notifications.outbox" not in result.stderr
+    assert "notifications.render" not in result.stderr

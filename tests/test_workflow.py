@@ -719,3 +719,19 @@ def test_field_types_are_all_covered() -> None:
 
     assert {s.type for s, _, _ in GOOD} == set(FIELD_TYPES)
     assert {s.type for s, _, _ in BAD} == set(FIELD_TYPES)
+
+
+def test_settings_env_names_any_case_and_bad_json_names_its_variable(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """regul_smtp_port is read as REGUL_SMTP_PORT; a list given as bad JSON names its variable."""
+    from engine.settings import load_settings
+
+    monkeypatch.setenv("regul_smtp_port", "2525")
+    assert load_settings().smtp_port == 2525
+    monkeypatch.setenv("REGUL_REMINDER_FRACTIONS", "[0.3,")
+    with pytest.raises(InputError, match=r"REGUL_REMINDER_FRACTIONS takes JSON") as info:
+        load_settings()
+    assert "DEADLINES" not in str(info.value)
+    monkeypatch.setenv("REGUL_REMINDER_FRACTIONS", "[0.3]")
+    assert load_settings().reminder_fractions == [0.3]
