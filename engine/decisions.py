@@ -26,7 +26,17 @@ from engine.errors import (
     TriggerNotAllowed,
     no_case,
 )
-from engine.policy import Decision, can_audit, can_control, can_fire, can_open, can_read
+from engine.policy import (
+    Decision,
+    can_audit,
+    can_choose,
+    can_control,
+    can_fire,
+    can_open,
+    can_read,
+    can_receive,
+    means_fit,
+)
 from engine.values import (
     SYSTEM,
     Actor,
@@ -83,13 +93,22 @@ def parse_fields(
         if name in raw and raw[name] not in (None, ""):
             values[name] = spec.parse(raw[name])
         elif spec.required:
-            raise InputError(
-                f"{what} needs field {name!r} ({spec.label or spec.type})",
-                why="missing_field",
-                field=name,
-                label=spec.label or name,
-            )
+            raise _missing(what, name, spec)
+    for name, spec in known.items():  # required by another field's value (a loss of chance)
+        if name not in values and spec.required_when:
+            other, value = spec.required_when
+            if values.get(other) == value:
+                raise _missing(what, name, spec)
     return values
+
+
+def _missing(what: str, name: str, spec: FieldSpec) -> InputError:
+    return InputError(
+        f"{what} needs field {name!r} ({spec.label or spec.type})",
+        why="missing_field",
+        field=name,
+        label=spec.label or name,
+    )
 
 
 def check_reason(reason: str) -> str:
@@ -191,11 +210,17 @@ class Decider:
     def open(
         self, actor: Actor, kind: str, place: Place, raw: Mapping[str, object], now: datetime
     ) -> Outcome:
-        """Open a case of ``kind`` for the hospital at ``place``: its row, event, deadline."""
+        """Open a case of ``kind`` for the establishment at ``place``: its row, event, deadline.
+
+        A regulator allowed to open (the ARS for PPE) opens on behalf of an establishment of
+        its scope: the case is recorded as opened by the regulator for that establishment and
+        goes at once up the ladder to the regulator's own level (``_opened_at``).
+        """
         spec = self.registry[kind]
-        if place.kind != "hospital":
+        if place.kind not in spec.open_for:
             raise InputError(
-                f"{place.org} is a {place.kind}, not a hospital: cases are opened for a hospital",
+                f"{place.org} is a {place.kind}, not a hospital: cases are opened for "
+                + " or ".join(spec.open_for),
                 why="not_a_hospital",
                 org=place.org,
             )
@@ -211,30 +236,56 @@ class Decider:
                     **dict(decision.params),
                 ),
             )
-        fields = parse_fields(spec.open_fields, raw, what=f"opening a {kind} case")
-        level = spec.state(spec.initial).level
+        fields = parse_fields(
+            spec.open_fields, _with_fallbacks(spec, raw, place), what=f"opening a {kind} case"
+        )
+        state, trigger, passed = _opened_at(spec, actor, place)
+        version = 2 if trigger else 1
+        level = spec.state(state).level
         row: dict[str, Any] = {
-            "kind": kind, "state": spec.initial, "level": level, "final": False, "version": 1,
+            "kind": kind, "state": state, "level": level, "final": False, "version": version,
             "org": place.org, "region": place.region, "zone": place.zone,
             "department": place.department, "ght": place.ght, "fields": fields,
             "opened_by": actor.login, "opened_at": now, "updated_at": now, "audit_seq": 0,
             "audit_hash": "", "incident": False, "on_hold": False,
         }  # fmt: skip
         case = CaseView(id=0, reference="", **row)  # id and reference once inserted
-        draft = Draft(
-            actor.login, actor.role, actor.org, Action.OPENED, None, spec.initial, 1, "",
-            {"kind": kind, "org": place.org, "fields": fields},
-        )  # fmt: skip
-        plan = plan_deadline(spec, spec.initial, 1, now, fields=fields, policy=self.policy)
-        return self._outcome(case, (draft,), opened=row, deadline=DeadlineChange(open=plan))
+        opened: dict[str, Any] = {"kind": kind, "org": place.org, "fields": fields}
+        if actor.role != spec.state(spec.initial).level:
+            opened["on_behalf_of"] = place.org  # the regulator opened it for the establishment
+        events = [
+            Draft(
+                actor.login, actor.role, actor.org, Action.OPENED, None, spec.initial, 1, "",
+                opened,
+            )
+        ]  # fmt: skip
+        if trigger:
+            events.append(
+                Draft(
+                    actor.login, actor.role, actor.org, Action.TRANSITION, spec.initial, state,
+                    version,
+                    f"Demande ouverte par {actor.org} pour {place.org} : examinée d'emblée à son "
+                    "niveau",
+                    {"trigger": trigger, "fields": {}, "skipped": list(passed),
+                     "on_behalf_of": place.org},
+                )
+            )  # fmt: skip
+        plan = plan_deadline(spec, state, version, now, fields=fields, policy=self.policy)
+        return self._outcome(case, tuple(events), opened=row, deadline=DeadlineChange(open=plan))
 
     # -- a person's trigger (and the sweep's escalation) --------------------------------------
 
     def fire(
         self, case: CaseView, actor: Actor, command: Command, now: datetime, *,
         as_written: str | None = None, close: DeadlineStatus = DeadlineStatus.SUPERSEDED,
+        places: Mapping[str, Place | None] | None = None,
     ) -> Outcome:  # fmt: skip
-        """Fire ``command.trigger`` on ``case``; ``close``: what becomes of its open deadline."""
+        """Fire ``command.trigger`` on ``case``; ``close``: what becomes of its open deadline.
+
+        ``places``: the directory entries of the establishments the command names (its
+        ``hospital`` fields) and of the case's own, read by the runner; a name missing from the
+        directory maps to None. Without it (a pure test), those checks are not made.
+        """
         readable = can_read(actor, case)
         if not readable:  # outside scope: first, and as if the case did not exist
             data = {"trigger": command.trigger}
@@ -267,8 +318,16 @@ class Decider:
         if not decision:
             data = {"trigger": trigger, "why": decision.reason}
             return self._refused(case, actor, decision, trigger, reason, data)
-        values = parse_fields(transition.fields, command.data, what=f"{spec.kind} {trigger}")
-        new_state = spec.fire(case.state, trigger)
+        values = parse_fields(
+            transition.fields, _own_choices(transition.fields, command.data, actor),
+            what=f"{spec.kind} {trigger}",
+        )  # fmt: skip
+        named = _named_places(transition.fields, values, case, places)
+        chosen = _check_named(transition.fields, values, actor, named)
+        if not chosen:
+            refused: dict[str, Any] = {"trigger": trigger, "why": chosen.reason, "fields": values}
+            return self._refused(case, actor, chosen, trigger, reason, refused)
+        new_state, passed = spec.passing(case.state, trigger, case)
         target = spec.state(new_state)
         version = case.version + 1
         fields = dict(case.fields)
@@ -276,7 +335,9 @@ class Decider:
             fields[trigger] = values
         draft = Draft(
             actor.login, actor.role, actor.org, Action.TRANSITION, case.state, new_state,
-            version, reason, {"trigger": trigger, "fields": values, **(command.context or {})},
+            version, reason,
+            {"trigger": trigger, "fields": values, **({"skipped": list(passed)} if passed else {}),
+             **(command.context or {})},
         )  # fmt: skip
         plan = plan_deadline(spec, new_state, version, now, fields=fields, policy=self.policy)
         change = {
@@ -507,6 +568,117 @@ def _system(case: CaseView, action: str, reason: str, data: dict[str, Any]) -> D
         SYSTEM.login, SYSTEM.role, SYSTEM.org, action, case.state, case.state, case.version,
         reason, data,
     )  # fmt: skip
+
+
+def _own_choices(
+    specs: Sequence[FieldSpec], data: Mapping[str, object], actor: Actor
+) -> Mapping[str, object]:
+    """``data`` with each reserved choice left out filled with the one value reserved to the
+    actor's role (a PPE shipment comes from the stock of the level that decides it)."""
+    filled = dict(data)
+    for f in specs:
+        if f.reserved and filled.get(f.name) in (None, ""):
+            own = [value for value, roles in f.reserved if actor.role in roles]
+            if len(own) == 1:
+                filled[f.name] = own[0]
+    return filled
+
+
+def _named_places(
+    specs: Sequence[FieldSpec],
+    values: Mapping[str, Any],
+    case: CaseView,
+    places: Mapping[str, Place | None] | None,
+) -> dict[str, Place]:
+    """The directory entries of the establishments ``values`` names (by field), checked: each
+    exists and is a hospital, and a transfer's means fits the geography (no road or rail to
+    or from overseas). Bad input raises; nothing is written."""
+    if places is None:
+        return {}
+    named: dict[str, Place] = {}
+    for f in specs:
+        if f.type != "hospital" or f.name not in values:
+            continue
+        place = places.get(values[f.name])
+        if place is None or place.kind != "hospital":
+            raise InputError(
+                f"field {f.name!r}: {values[f.name]} is not an establishment of the directory; "
+                "give the FINESS number of a hospital (regul directory, or the desk's list)",
+                why="unknown_establishment",
+                field=f.name,
+                org=values[f.name],
+                label=f.label or f.name,
+            )
+        named[f.name] = place
+    means = values.get("means")
+    origin = places.get(case.org)
+    for place in named.values():
+        if isinstance(means, str) and not means_fit(
+            means, origin.land if origin else None, place.land
+        ):
+            raise InputError(
+                f"means {means} cannot go from {case.org} to {place.org}: no road or rail to "
+                "or from overseas (or between two lands); choose air or sea",
+                why="means_unfit",
+                means=means,
+                org=place.org,
+            )
+    return named
+
+
+def _check_named(
+    specs: Sequence[FieldSpec], values: Mapping[str, Any], actor: Actor, named: Mapping[str, Place]
+) -> Decision:
+    """The policy on what a command names: reserved choice values (a PPE stock) and the
+    receiving establishment (inside the actor's scope)."""
+    for f in specs:
+        if f.name in values and f.reserved:
+            decision = can_choose(actor, f, values[f.name])
+            if not decision:
+                return decision
+    for place in named.values():
+        decision = can_receive(actor, place)
+        if not decision:
+            return decision
+    return Decision(True)
+
+
+def _with_fallbacks(
+    spec: WorkflowSpec, raw: Mapping[str, object], place: Place
+) -> Mapping[str, object]:
+    """``raw`` with each missing field that falls back on the directory (a delivery address)
+    filled from ``place``, when the directory has the value."""
+    filled = dict(raw)
+    for f in spec.open_fields:
+        if f.fallback and filled.get(f.name) in (None, ""):
+            value = getattr(place, f.fallback, None)
+            if value:
+                filled[f.name] = value
+    return filled
+
+
+def _opened_at(
+    spec: WorkflowSpec, actor: Actor, place: Place
+) -> tuple[str, str | None, tuple[str, ...]]:
+    """Where a case opened by ``actor`` starts: the initial state, or for a regulator that
+    opens on behalf of an establishment the first rung of the ladder it holds itself (reached
+    by the ladder's deadline trigger, the rungs below passed over); with that trigger and the
+    rungs passed."""
+    initial = spec.initial
+    if actor.role == spec.state(initial).level:
+        return initial, None, ()
+    state, trigger = initial, spec.state(initial).on_deadline
+    if not trigger or spec.transition(initial, trigger) is None:
+        return initial, None, ()
+    passed: list[str] = []
+    for _ in spec.states:
+        if spec.state(state).level == actor.role and state != initial:
+            return state, trigger, tuple(passed[:-1])
+        if spec.transition(state, trigger) is None:
+            break
+        state = spec.fire(state, trigger)
+        passed.append(state)
+    return initial, None, ()
 
 
 def _check_controllable(case: CaseView, action: str) -> None:

@@ -25,10 +25,10 @@ from tests.conftest import (
     DEFAULT_FIELDS,
     OUTSIDERS,
     TOULOUSE,
-    TRIGGER_FIELDS,
     Ctx,
     Web,
     path_to,
+    trigger_data,
 )
 from workflows import default_registry
 
@@ -66,7 +66,7 @@ USERS: dict[str, Who] = {
     "admin": Who("admin", "national", None),
 }
 AUDITORS = ("auditeur", "auditeur-occ")
-REGULATORS = ("ght", "umac", "ars", "ars_zone", "ccs")
+REGULATORS = ("ght", "umac", "ars", "ars_zone", "ccs", "spf")  # SpF: the PPE national rung
 CONTROLS = ("hold", "resume", "extend")
 
 POISSY = "789900001"
@@ -147,7 +147,7 @@ def open_at(ctx: Ctx, kind: str, hospital: str, state: str | None = None) -> Cas
             trigger=trigger,
             login=users[role],
             reason=f"test {trigger}",
-            data=TRIGGER_FIELDS.get((kind, trigger), {}),
+            data=trigger_data(kind, trigger, case.region),
         )
     assert case.state == (state or spec.initial)
     return case
@@ -247,7 +247,8 @@ def test_me_and_workflows_for_every_user(web: Web) -> None:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_open_matrix(web: Web, kind: str) -> None:
-    """Only an establishment opens, for its own hospital; every refusal is one security event."""
+    """An establishment opens for its own hospital (and an ARS a PPE request for an
+    establishment of its region); every refusal is one security event."""
     ctx, keys = web.ctx, tokens(web)
     before, sec = stable(ctx), security(ctx)
     allowed: list[tuple[str, str]] = []
@@ -255,6 +256,8 @@ def test_open_matrix(web: Web, kind: str) -> None:
     for hospital in MATRIX_HOSPITALS:
         for login, who in USERS.items():
             ok = who.role == "establishment" and who.code == hospital
+            if kind == "ppe" and who.role == "ars":
+                ok = sees(login, hospital)
             (allowed if ok else refused).append((login, hospital))
     for login, hospital in refused:
         body = {"kind": kind, "org": hospital, "fields": DEFAULT_FIELDS[kind]}
@@ -276,7 +279,10 @@ def test_open_matrix(web: Web, kind: str) -> None:
         assert (row.action, data["op"], data["kind"]) == ("refused", "open", kind)
         recorded.append((row.actor, data["org"]))
     assert recorded == refused
-    assert allowed == [("etab-319900001", TOULOUSE), ("etab-789900001", POISSY)]
+    by_ars = [("ars-occ", TOULOUSE), ("ars-idf", POISSY)] if kind == "ppe" else []
+    assert sorted(allowed) == sorted(
+        [("etab-319900001", TOULOUSE), ("etab-789900001", POISSY), *by_ars]
+    )
     for login, hospital in allowed:
         body = {"kind": kind, "org": hospital, "fields": DEFAULT_FIELDS[kind]}
         answer = web.client.post(f"{API}/cases", json=body, headers=keys[login])
@@ -387,9 +393,12 @@ def test_list_hospitals_tell_every_scope_apart() -> None:
 # -- one case × every user × every endpoint acting on it, in every live state --------------
 
 
-def fire(web: Web, headers: dict[str, str], ref: str, trigger: str, version: int) -> Any:
+def fire(
+    web: Web, headers: dict[str, str], ref: str, trigger: str, version: int,
+    region: str | None = None,
+) -> Any:  # fmt: skip
     kind = REGISTRY.by_prefix(ref.split("-", maxsplit=1)[0].upper())
-    data = TRIGGER_FIELDS.get((kind.kind if kind else "", trigger), {})
+    data = trigger_data(kind.kind if kind else "", trigger, region)
     return web.client.post(
         f"{API}/cases/{ref}/triggers/{trigger}",
         json={"reason": "matrix", "data": data},
@@ -563,7 +572,7 @@ def test_case_matrix(web: Web, kind: str, state: str, hospital: str) -> None:
     for n, (trigger, login) in enumerate(allowed):
         target = case if n == 0 else open_at(ctx, kind, hospital, state)
         at = version if n == 0 else target.version
-        answer = fire(web, m.keys[login], target.reference, trigger, at)
+        answer = fire(web, m.keys[login], target.reference, trigger, at, target.region)
         assert answer.status_code == 200, (trigger, login, answer.text)
         dest = spec.transition(state, trigger).dest  # type: ignore[union-attr]
         assert (answer.json()["state"], answer.json()["version"]) == (dest, at + 1)
@@ -638,7 +647,8 @@ NEVER = ("admin", "auditeur", "auditeur-occ", "spf")
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_admin_auditors_and_spf_never_act(web: Web, kind: str) -> None:
-    """Admin and auditors never fire or control; SpF only resolves PPE at national_review."""
+    """Admin and auditors never fire or control; SpF acts only on PPE at national_review,
+    the rung it holds (resolve, reject, its deadline's controls)."""
     ctx, spec = web.ctx, web.ctx.registry[kind]
     keys = tokens(web, NEVER)
     cases = [open_at(ctx, kind, TOULOUSE, s) for k, s in LIVE_STATES if k == kind]
@@ -647,17 +657,16 @@ def test_admin_auditors_and_spf_never_act(web: Web, kind: str) -> None:
     for case in cases:
         for login in NEVER:
             for t in spec.allowed(case.state):
-                if (login, kind, case.state, t.trigger) == (
-                    "spf",
-                    "ppe",
-                    "national_review",
-                    "resolve",
+                if (login, kind, case.state) == ("spf", "ppe", "national_review") and (
+                    t.trigger in {"resolve", "reject"}
                 ):
                     continue
                 answer = fire(web, keys[login], case.reference, t.trigger, case.version)
                 is_problem(answer, 403, "not_permitted")
                 refused += 1
             for action in ("hold", "extend"):
+                if (login, kind, case.state) == ("spf", "ppe", "national_review"):
+                    continue
                 answer = control(web, keys[login], case.reference, action, case.version)
                 is_problem(answer, 403, "not_permitted")
                 refused += 1

@@ -18,7 +18,7 @@ from engine.decisions import Decider, check_reason
 from engine.errors import InputError, NotFound, NotPermitted, StaleVersion, TriggerNotAllowed
 from engine.values import SYSTEM, Actor, CaseView, Command, DeadlineRow, Place
 from engine.vocab import Action, Control, DeadlineStatus, Role, ScopeKind, SweepOutcome
-from tests.conftest import TRIGGER_FIELDS
+from tests.conftest import DEFAULT_FIELDS, TRIGGER_FIELDS
 from workflows import default_registry
 from workflows.labels import ACTIONS, CONTROLS, OUTCOMES, ROLES, SCOPES, VALUES
 
@@ -75,7 +75,8 @@ def test_every_trigger_by_every_role_in_every_state(
     """A trigger is allowed exactly when the table says so; else a typed refusal, recorded, nothing changed."""
     decider = Decider(REGISTRY)
     case = case_in(kind, state)
-    command = Command(trigger, "parce que", TRIGGER_FIELDS.get((kind, trigger), {}))
+    data = dict(TRIGGER_FIELDS.get((kind, trigger), {}))
+    command = Command(trigger, "parce que", data)
     outcome = decider.fire(case, ACTORS[role], command, NOW)
     spec = REGISTRY[kind]
     if expected_allowed(kind, state, trigger, role):
@@ -145,7 +146,7 @@ def test_open_decides_row_event_and_first_deadline() -> None:
     """Opening: the row to insert, an 'opened' event, the first level's deadline; a refusal for an outsider."""
     decider = Decider(REGISTRY)
     place = Place(HERE["org"], "OCC", "SUD", HERE["ght"], "31")
-    fields = {"patient_ref": "PAT-1", "mode": "VV"}
+    fields = {**DEFAULT_FIELDS["ecmo"], "patient_ref": "PAT-1"}
     outcome = decider.open(ACTORS["establishment"], "ecmo", place, fields, NOW)
     assert outcome.opened is not None
     assert outcome.opened["state"] == REGISTRY["ecmo"].initial
