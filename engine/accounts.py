@@ -57,6 +57,7 @@ ROLES: dict[str, frozenset[str]] = {
     "ars_zone": frozenset({"ars_zone"}),
     "ccs": frozenset({"ccs"}),
     "spf": frozenset({"spf"}),
+    "sfctcv": frozenset({"sfctcv"}),
     "auditor": frozenset({"ars", "ccs"}),
     "admin": frozenset({"ccs"}),
 }

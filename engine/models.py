@@ -78,6 +78,16 @@ class Organisation(SQLModel, table=True):
     department: str | None = Field(default=None, foreign_key="department.code")
     ght: str | None = Field(default=None, index=True)
     email: str = ""
+    status: str | None = None
+    category: str | None = None
+    support: str | None = None
+    delivery_address: str | None = None
+    logistics_name: str | None = None
+    logistics_email: str | None = None
+    logistics_phone: str | None = None
+    deputy_name: str | None = None
+    deputy_email: str | None = None
+    deputy_phone: str | None = None
 
 
 class User(SQLModel, table=True):

@@ -22,6 +22,7 @@ __all__ = [
     "REGULATORS",
     "Decision",
     "Located",
+    "LocatedCase",
     "can_audit",
     "can_choose",
     "can_control",
@@ -47,6 +48,13 @@ class Located(Protocol):
     def zone(self) -> str | None: ...
     @property
     def ght(self) -> str | None: ...
+
+
+class LocatedCase(Located, Protocol):
+    """A case: placed, and of one workflow (``kind``)."""
+
+    @property
+    def kind(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -83,8 +91,11 @@ def in_scope(actor: Actor, item: Located) -> bool:
     return scope.code is not None and value == scope.code
 
 
-def can_read(actor: Actor, item: Located) -> Decision:
-    if in_scope(actor, item):
+def can_read(actor: Actor, item: LocatedCase) -> Decision:
+    """Reading follows scope; a role that reads some workflows only (the SFCTCV referent reads
+    ECMO cases) finds the others outside its scope, as if they did not exist."""
+    kinds = actor.kinds
+    if in_scope(actor, item) and (kinds is None or item.kind in kinds):
         return ALLOW
     return _outside(actor)
 

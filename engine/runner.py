@@ -15,6 +15,7 @@ from contextlib import suppress
 from datetime import datetime, timedelta
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from engine import audit, idempotency
@@ -341,7 +342,12 @@ class Runner:
 
 
 def scope_where(actor: Actor) -> Any:
-    """The condition on the case table that keeps ``actor``'s scope (None: national)."""
+    """The condition on the case table that keeps ``actor``'s scope (None: national and every
+    workflow); a role that reads some workflows only (``Actor.kinds``) keeps those."""
     scope, c = actor.scope, CASE_TABLE.c
     column = {"hospital": c.org, "ght": c.ght, "zone": c.zone, "region": c.region}.get(scope.kind)
-    return None if column is None else column == scope.code
+    where = None if column is None else column == scope.code
+    if actor.kinds is not None:
+        of_kinds = c.kind.in_(sorted(actor.kinds))
+        return of_kinds if where is None else sa.and_(where, of_kinds)
+    return where

@@ -149,6 +149,16 @@ ORGANISATION = sa.Table(
     _str("department", sa.ForeignKey("department.code"), nullable=True),
     _str("ght", nullable=True, index=True),
     _str("email", default=""),
+    _str("status", nullable=True),
+    _str("category", nullable=True),
+    _str("support", nullable=True),
+    _str("delivery_address", nullable=True),
+    _str("logistics_name", nullable=True),
+    _str("logistics_email", nullable=True),
+    _str("logistics_phone", nullable=True),
+    _str("deputy_name", nullable=True),
+    _str("deputy_email", nullable=True),
+    _str("deputy_phone", nullable=True),
 )  # fmt: skip
 
 USER = sa.Table(

@@ -19,6 +19,7 @@ from engine.vocab import DeadlineStatus, Role, ScopeKind, SweepOutcome
 
 __all__ = [
     "NO_CHANGE",
+    "READ_KINDS",
     "SYSTEM",
     "Actor",
     "CaseView",
@@ -155,7 +156,18 @@ class Actor:
             return Scope(ScopeKind.ZONE, self.zone)
         if self.role == Role.ARS or (self.role == Role.AUDITOR and self.org_kind == "ars"):
             return Scope(ScopeKind.REGION, self.region)
+        if self.role == Role.SFCTCV and self.region:  # a regional referent; else the national
+            return Scope(ScopeKind.REGION, self.region)
         return Scope(ScopeKind.NATIONAL)
+
+    @property
+    def kinds(self) -> frozenset[str] | None:
+        """The workflows whose cases this actor may read at all (None: every workflow)."""
+        return READ_KINDS.get(self.role)
+
+
+# Roles that read the cases of some workflows only: the SFCTCV referent advises on ECMO.
+READ_KINDS: dict[str, frozenset[str]] = {Role.SFCTCV: frozenset({"ecmo"})}
 
 
 SYSTEM = Actor(

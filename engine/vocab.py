@@ -54,6 +54,7 @@ class Role(StrEnum):
     ARS_ZONE = "ars_zone"
     CCS = "ccs"
     SPF = "spf"
+    SFCTCV = "sfctcv"  # the ECMO referent: regional (one per region) or national
     AUDITOR = "auditor"
     ADMIN = "admin"
     SYSTEM = "system"

@@ -45,11 +45,13 @@ ROLES = (
     "ars_zone",
     "ccs",
     "spf",
+    "sfctcv",
     "auditor",
     "admin",
     "system",
 )
-# Roles that may fire triggers at all; auditor and admin act on no case (DESIGN.md).
+# Roles that may fire triggers at all; auditor and admin act on no case, and the SFCTCV
+# referent advises the ARS and the CCS on ECMO and reads those cases (DESIGN.md).
 ACTING_ROLES = ("establishment", "ght", "umac", "ars", "ars_zone", "ccs", "spf")
 FIELD_TYPES = ("text", "int", "bool", "date", "choice", "ref", "hospital", "lines", "duration")
 INCIDENT = "incident"  # on_deadline at the top of a ladder: nobody left to escalate to

@@ -59,6 +59,36 @@ FRENCH: dict[str, str] = {
         "Action non permise (refus consigné au journal) : votre rôle ne peut pas ouvrir ce "
         "type de demande."
     ),
+    # the directory (regul init --directory): the file and line, and nothing changed
+    "directory_missing": "Annuaire introuvable : {path} n'existe pas. Rien n'a été modifié.",
+    "directory_file_missing": (
+        "Annuaire incomplet : le fichier {path} manque. Rien n'a été modifié."
+    ),
+    "directory_not_utf8": (
+        "Annuaire illisible : {path} n'est pas en UTF-8 ; enregistrez-le en « CSV UTF-8 ». "
+        "Rien n'a été modifié."
+    ),
+    "directory_not_csv": (
+        "Annuaire illisible : {path} n'est pas un fichier CSV. Rien n'a été modifié."
+    ),
+    "directory_empty": "Annuaire vide : {path} ne contient rien. Rien n'a été modifié.",
+    "directory_columns": (
+        "Annuaire refusé : les colonnes de {path} ne sont pas celles attendues. "
+        "Rien n'a été modifié."
+    ),
+    "directory_row_cells": (
+        "Annuaire refusé : {path}, ligne {line} : la ligne n'a pas autant de cellules que "
+        "d'en-têtes. Rien n'a été modifié."
+    ),
+    "directory_control_character": (
+        "Annuaire refusé : {path}, ligne {line} : une cellule contient un saut de ligne ou un "
+        "caractère de contrôle. Rien n'a été modifié."
+    ),
+    "directory_row": (
+        "Annuaire refusé : {path}, ligne {line} : une valeur est invalide ou renvoie à une "
+        "entrée inconnue. Rien n'a été modifié."
+    ),
+    "init_demo_and_directory": "Choisissez --demo ou --directory, pas les deux.",
 }
 # The request data and resolutions of the doctrine (issue 10): patient references, PPE lines,
 # reserved stocks, receiving establishments and means of transfer.

@@ -101,19 +101,30 @@ def _instant(text: str | None, option: str) -> datetime | None:
 def init(
     demo: Annotated[bool, typer.Option("--demo", help="Load the embedded demo directory.")] = False,
     directory: Annotated[
-        Path | None, typer.Option(help="Load a directory of CSV files (see README).")
+        Path | None,
+        typer.Option(
+            help="Load a directory: a folder of CSV files, or one organisations CSV file "
+            "(README, 'The directory')."
+        ),
     ] = None,
     as_json: Json = False,
 ) -> None:
-    """Create or upgrade the schema (Alembic), optionally loading a directory."""
-    from workflows.directory import demo_directory, load_directory
+    """Create or upgrade the schema (Alembic), optionally loading a directory.
 
+    The directory is read and checked before anything is done: a malformed file is reported
+    (file, line, column) and changes nothing, not even the schema.
+    """
+    from workflows.directory import read_directory, write_directory
+
+    if demo and directory:
+        raise InputError("give --demo or --directory, not both", why="init_demo_and_directory")
+    rows = read_directory(directory) if (demo or directory) else None
     ctx = build_app(check_schema=False)
     before = ctx.db.migrate()
     counts = None
-    if demo or directory:
+    if rows is not None:
         with ctx.db.write() as conn:
-            counts = load_directory(conn, directory or demo_directory())
+            counts = write_directory(conn, rows)
     result = {
         "database": ctx.db.describe(),
         "schema_before": before,

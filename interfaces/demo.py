@@ -1,12 +1,15 @@
 """``regul demo``: a fresh embedded database on which the demo regulators play their ladders.
 
 Cases of each workflow are opened by demo hospitals (half in Occitanie) and played on a
-simulated clock that ends at the present: some are solved at each level of the ladder, some
-cancelled or rejected, some left waiting with their deadline running (a few already overdue),
-and a few attempts are refused or stale, as in real life. Last, the hospitals of the demo
-accounts printed by ``regul serve --demo`` (Toulouse, Brest) get one fresh case waiting at
-each level of their ladders, so that every account has something to do. Then the audit log is
-verified and every case replayed.
+simulated clock over the last six hours (a day and a half earlier for the cases to be solved,
+so that their loans and shipments can come back and close) that never passes the present: a
+step that would fall after it has not happened yet, and the case waits there. Some are solved
+at each level of the ladder, some cancelled or rejected, some left waiting with their deadline
+running (a few already overdue), and a few attempts are refused or stale, as in real life.
+Last, the hospitals of the demo accounts printed by ``regul serve --demo`` (Toulouse, Brest)
+get one fresh case waiting at each level of their ladders, so that every account has something
+to do. The dispatcher runs until the outbox is empty (every notice delivered). Then the audit
+log is verified and every case replayed.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +47,7 @@ __all__ = ["WAITING_HOSPITALS", "DemoSummary", "run_demo"]
 _ORG = tables.ORGANISATION
 _USER = tables.USER
 _AUDIT = tables.AUDIT_EVENT
+_NOTICE = tables.NOTICE
 
 
 @dataclass
@@ -115,8 +119,16 @@ class _Cast:
     def __init__(self, db: Database) -> None:
         with db.read() as conn:
             users = conn.execute(sa.select(_USER.c.login, _USER.c.role, _USER.c.org)).all()
+            # the hospitals of a GHT: the PPE ladder's GHT step has someone to act (an
+            # establishment without a GHT, AP-HP, or an EHPAD plays no part in the demo yet)
             self.hospitals = conn.execute(
-                sa.select(_ORG).where(_ORG.c.kind == "hospital").order_by(_ORG.c.id)
+                sa.select(_ORG)
+                .where(
+                    _ORG.c.kind == "hospital",
+                    _ORG.c.ght.is_not(None),
+                    sa.or_(_ORG.c.category.is_(None), _ORG.c.category == "sanitaire"),
+                )
+                .order_by(_ORG.c.id)
             ).all()
         self.by_org = {(u.role, u.org): u.login for u in users}
 
@@ -222,11 +234,21 @@ _WAITING_REGIONAL = (
 )
 _WAITING_NATIONAL = (("ecmo", "national_regulation"), ("ppe", "national_review"))  # CCS, SpF
 
+SOLVED_EARLIER = timedelta(hours=36)
 _AFTER_DISPATCH = {
     "ecmo": ("start", "return", "close"),
     "ppe": ("deliver", "close"),
     "transfer": ("transferred", "close"),
 }
+
+
+def _later(clock: FixedClock, delta: timedelta, end: datetime) -> bool:
+    """Move the simulated clock by ``delta`` unless that passes ``end`` (the present): what
+    would happen after the present has not happened yet."""
+    if clock.now() + delta > end:
+        return False
+    clock.advance(delta)
+    return True
 
 
 def _play(
@@ -237,7 +259,14 @@ def _play(
     rng: random.Random,
     n: int,
     summary: DemoSummary,
+    end: datetime,
 ) -> None:
+    # The fate of the case: solved at some rung, cancelled, rejected, or still waiting. A case
+    # to be solved was opened the day before, so that its loan or shipment has had time to
+    # start, come back and close before the present.
+    fate = rng.choices(["solve", "cancel", "reject", "wait"], weights=(6, 1, 1, 2))[0]
+    if fate == "solve":
+        clock.set(clock.now() - SOLVED_EARLIER)
     occitanie = [h for h in cast.hospitals if h.region == "OCC"]
     hospital = rng.choice(occitanie if n % 2 == 0 else cast.hospitals)
     requester = cast.by_org[("establishment", hospital.id)]
@@ -245,12 +274,9 @@ def _play(
         kind=spec.kind, login=requester, org=hospital.id, fields=_open_fields(spec.kind, rng, n)
     )
     ladder = [s for s in spec.states if s.waiting]
-    # The fate of the case: solved at some rung, cancelled, rejected, or still waiting.
-    fate = rng.choices(["solve", "cancel", "reject", "wait"], weights=(6, 1, 1, 2))[0]
     stop = rng.randrange(1, len(ladder)) if fate != "wait" else rng.randrange(len(ladder))
-    if n % 7 == 3:  # an ARS of another region tries to act: refused and audited
-        clock.advance(timedelta(minutes=3))
-        try:
+    if n % 7 == 3 and _later(clock, timedelta(minutes=3), end):  # an ARS of another region
+        try:  # tries to act: refused and audited
             runner.advance(
                 reference=case.reference,
                 trigger="cancel",
@@ -263,7 +289,8 @@ def _play(
         held = spec.state(case.state)  # an optional rung (no GHT) is passed over by the ladder
         if not held.waiting or spec.transition(case.state, "escalate") is None:
             break
-        clock.advance(timedelta(minutes=rng.randrange(5, 50)))
+        if not _later(clock, timedelta(minutes=rng.randrange(5, 50)), end):
+            return  # the present: the case waits at this rung
         actor = cast.who(held.level or "establishment", case)
         case = runner.advance(
             reference=case.reference,
@@ -273,9 +300,8 @@ def _play(
             expect_version=case.version,
         )
         summary.transitions += 1
-    if fate == "wait":
+    if fate == "wait" or not _later(clock, timedelta(minutes=rng.randrange(5, 40)), end):
         return
-    clock.advance(timedelta(minutes=rng.randrange(5, 40)))
     level = spec.state(case.state).level or "establishment"
     if fate == "cancel":
         case = runner.advance(
@@ -318,7 +344,8 @@ def _play(
         except Conflict:
             summary.conflicts += 1
     for trigger in _AFTER_DISPATCH[spec.kind][: rng.randrange(len(_AFTER_DISPATCH[spec.kind]) + 1)]:
-        clock.advance(timedelta(hours=rng.randrange(1, 12)))
+        if not _later(clock, timedelta(hours=rng.randrange(1, 12)), end):
+            return  # not yet: the present comes first
         transition = spec.transition(case.state, trigger)
         assert transition is not None
         data = {"quantity_received": 5000} if trigger == "deliver" else {}
@@ -355,6 +382,21 @@ def _leave_waiting(runner: Runner, cast: _Cast, rng: random.Random, summary: Dem
                 summary.transitions += 1
 
 
+def _deliver_all(db: Database, clock: FixedClock, channel: EmlChannel) -> int:
+    """Run the dispatcher until the outbox is empty: nothing queued at the end of the demo
+    (every notice is dated at or before the present, so every one is due)."""
+    sent = 0
+    for _ in range(10):
+        sent += dispatch(db, clock, {"eml": channel}).counts()["sent"]
+        with db.read() as conn:
+            queued = conn.execute(
+                sa.select(sa.func.count()).select_from(_NOTICE).where(_NOTICE.c.status == "queued")
+            ).scalar_one()
+        if not queued:
+            return sent
+    raise RuntimeError(f"the demo's outbox still holds {queued} queued notices")
+
+
 def run_demo(
     path: Path, *, cases_per_kind: int, seed: int, on_case: Callable[[int], None] = lambda _n: None
 ) -> DemoSummary:
@@ -378,7 +420,7 @@ def run_demo(
     for n in range(cases_per_kind):
         for spec in registry:
             start = clock.now()
-            _play(runner, clock, spec, cast, rng, n, summary)
+            _play(runner, clock, spec, cast, rng, n, summary, end)
             clock.set(start + step)  # cases interleave on one simulated morning
             on_case(1)
     clock.set(end)  # the worker catches up with the present: overdue cases climb by themselves
@@ -386,7 +428,7 @@ def run_demo(
     _leave_waiting(runner, cast, rng, summary)  # fresh: their deadlines run from now
     folder = Path(f"{path}.outbox")
     shutil.rmtree(folder, ignore_errors=True)
-    summary.notices = dispatch(db, clock, {"eml": EmlChannel(folder)}).counts()["sent"]
+    summary.notices = _deliver_all(db, clock, EmlChannel(folder))
     summary.outbox = str(folder)
     with db.read() as conn:
         for spec in registry:

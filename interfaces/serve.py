@@ -27,13 +27,14 @@ __all__ = ["DEMO_ACCOUNTS", "serve"]
 
 # One demo account per role in Occitanie (zone Sud) and in Bretagne (zone Ouest), so that the
 # scope can be tried, then the national ones (DESIGN.md, "Who uses it"). interfaces/demo.py
-# leaves a case waiting for each of them.
+# leaves a case waiting for each of them (the SFCTCV referents read the ECMO ones).
 DEMO_ACCOUNTS = (
     "etab-319900001",
     "ght-occ-06",
     "umac-sud",
     "ars-occ",
     "arsz-sud",
+    "sfctcv-occ",
     "etab-299900001",
     "ght-bre-02",
     "umac-ouest",
@@ -41,6 +42,7 @@ DEMO_ACCOUNTS = (
     "arsz-ouest",
     "ccs",
     "spf",
+    "sfctcv",
     "auditeur",
     "auditeur-occ",
     "admin",

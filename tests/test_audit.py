@@ -20,6 +20,7 @@ from typer.testing import CliRunner, Result
 
 from engine import audit
 from engine.cases import CaseView
+from engine.db import HEAD_REVISION
 from engine.errors import InputError, NotPermitted, StorageError
 from engine.models import AuditEvent, Case
 from interfaces.cli import app
@@ -894,7 +895,7 @@ def test_app_role_runs_the_engine(ctx: Ctx, as_app_role: Any) -> None:
         )
     runner.show(case.reference, login="umac-sud")
     assert runner.audit_verify(login="auditeur").ok
-    assert as_app_role.revision() == "0006"
+    assert as_app_role.revision() == HEAD_REVISION
 
 
 # -- verify: malformed rows, replay against the case row -----------------------------------

@@ -6,8 +6,10 @@ import re
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from typer.testing import CliRunner
 
+from engine import tables
 from engine.cases import CaseFilter
 from engine.clock import SystemClock
 from engine.db import Database
@@ -57,6 +59,25 @@ def test_every_printed_acting_account_has_something_waiting(demo_db: Path) -> No
         db.dispose()
 
 
+def test_the_printed_sfctcv_accounts_read_ecmo_cases_only(demo_db: Path) -> None:
+    """The referent of Occitanie lists the ECMO cases of its region, the national one all of
+    them; neither lists a PPE or transfer case."""
+    assert {"sfctcv-occ", "sfctcv"} <= set(DEMO_ACCOUNTS)
+    db = Database(f"sqlite:///{demo_db}")
+    runner = Runner(db, default_registry(), SystemClock())
+    try:
+        every = runner.search(CaseFilter(limit=1000))
+        regional = runner.search(CaseFilter(limit=1000), login="sfctcv-occ")
+        national = runner.search(CaseFilter(limit=1000), login="sfctcv")
+    finally:
+        db.dispose()
+    assert regional
+    assert {c.reference for c in regional} == {
+        c.reference for c in every if c.kind == "ecmo" and c.region == "OCC"
+    }
+    assert {c.reference for c in national} == {c.reference for c in every if c.kind == "ecmo"}
+
+
 def test_worker_once_says_what_it_did_in_one_line(demo_db: Path, tmp_path: Path) -> None:
     """regul worker --once prints one line: what fell due and what was delivered."""
     result = CliRunner().invoke(
@@ -71,3 +92,32 @@ def test_worker_once_says_what_it_did_in_one_line(demo_db: Path, tmp_path: Path)
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 1, lines
     assert re.match(r"worker --once at \S+Z: deadlines: .+; dispatch: \d+ sent", lines[0])
+
+
+def test_the_demo_never_passes_the_present_and_delivers_every_notice(tmp_path: Path) -> None:
+    """No audit event nor notice dated after the real now; no notice left queued at the end."""
+    path = tmp_path / "regul-demo.db"
+    summary = run_demo(path, cases_per_kind=12, seed=2026)
+    now = SystemClock().now()
+    db = Database(f"sqlite:///{path}")
+    try:
+        with db.read() as conn:
+            latest_event = conn.execute(sa.select(sa.func.max(tables.AUDIT_EVENT.c.at))).scalar()
+            notice = tables.NOTICE.c
+            latest_notice = conn.execute(
+                sa.select(sa.func.max(notice.created_at), sa.func.max(notice.sent_at))
+            ).one()
+            by_status = sa.select(notice.status, sa.func.count()).group_by(notice.status)
+            statuses = {row[0]: row[1] for row in conn.execute(by_status)}
+            closed = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(tables.CASE)
+                .where(tables.CASE.c.state == "closed")
+            ).scalar_one()
+    finally:
+        db.dispose()
+    assert latest_event is not None
+    assert latest_event <= now
+    assert all(t is not None and t <= now for t in latest_notice), latest_notice
+    assert statuses == {"sent": summary.notices}
+    assert closed > 0  # the day-earlier cases had the time to come back and close

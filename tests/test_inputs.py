@@ -480,8 +480,8 @@ def test_chunked_body_under_the_limit_is_served(web: Web) -> None:
 @pytest.mark.parametrize(
     ("file", "needle", "replacement", "where"),
     [
-        ("organisations.csv", "ARS Île-de-France,", '"ARS Île-\r\nde-France",', "line 2, column 3"),
-        ("organisations.csv", ",ars-idf-alerte@", ',"ars-idf\nalerte@', "line 2, column 8"),
+        ("organisations.csv", "ARS Île-de-France,", '"ARS Île-\r\nde-France",', "line 6, column 3"),
+        ("organisations.csv", ",ars-idf-alerte@", ',"ars-idf\nalerte@', "line 6, column 8"),
         ("users.csv", "Régulateur ARS Île-de-France", '"Régulateur\rARS"', "line 2, column 2"),
     ],
     ids=["name-crlf", "email-lf", "user-cr"],

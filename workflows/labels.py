@@ -65,6 +65,7 @@ ROLES: dict[str, str] = {
     Role.ARS_ZONE: "ARS de zone",
     Role.CCS: "Centre de crise sanitaire",
     Role.SPF: "Santé publique France",
+    Role.SFCTCV: "Référent ECMO SFCTCV",
     Role.AUDITOR: "Auditeur",
     Role.ADMIN: "Administrateur",
     Role.SYSTEM: "Échéancier",
