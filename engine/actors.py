@@ -77,7 +77,7 @@ _REGION = tables.REGION
 _PLACES = (  # an establishment with its region's land mass (road and rail stay on one)
     sa.select(
         _ORG.c.id, _ORG.c.kind, _ORG.c.region, _ORG.c.zone, _ORG.c.ght, _ORG.c.department,
-        _REGION.c.insee, _REGION.c.name,
+        _ORG.c.category, _REGION.c.insee, _REGION.c.name,
     )
     .outerjoin(_REGION, _REGION.c.code == _ORG.c.region)
     .where(_ORG.c.id.in_(sa.bindparam("ids", expanding=True)))
@@ -92,7 +92,7 @@ def load_places(conn: Connection, ids: set[str]) -> dict[str, Place | None]:
         for row in conn.execute(_PLACES, {"ids": wanted}):
             found[row.id] = Place(
                 org=row.id, region=row.region, zone=row.zone, ght=row.ght,
-                department=row.department, kind=row.kind,
+                department=row.department, kind=row.kind, category=row.category,
                 land=land_of(row.region, row.insee, row.name) if row.region else None,
             )  # fmt: skip
     return found

@@ -600,10 +600,10 @@ def _named_places(
         if f.type != "hospital" or f.name not in values:
             continue
         place = places.get(values[f.name])
-        if place is None or place.kind != "hospital":
+        if place is None or place.kind != "hospital" or place.category not in (None, "sanitaire"):
             raise InputError(
-                f"field {f.name!r}: {values[f.name]} is not an establishment of the directory; "
-                "give the FINESS number of a hospital (regul directory, or the desk's list)",
+                f"field {f.name!r}: {values[f.name]} is not a health establishment (sanitaire) of "
+                "the directory; give the FINESS number of a hospital",
                 why="unknown_establishment",
                 field=f.name,
                 org=values[f.name],

@@ -286,11 +286,9 @@ def _play(
         except (NotPermitted, NotFound):  # outside scope: "no case", and audited
             summary.refusals += 1
     for _rung in ladder[:stop]:
-        held = spec.state(case.state)  # an optional rung (no GHT) is passed over by the ladder
-        if not held.waiting or spec.transition(case.state, "escalate") is None:
-            break
         if not _later(clock, timedelta(minutes=rng.randrange(5, 50)), end):
             return  # the present: the case waits at this rung
+        held = spec.state(case.state)  # the rung the case is at (an optional one passed over)
         actor = cast.who(held.level or "establishment", case)
         case = runner.advance(
             reference=case.reference,

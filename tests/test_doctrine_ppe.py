@@ -37,7 +37,8 @@ from workflows import default_registry
 from workflows.labels import value_label
 
 NO_GHT = "759990999"  # a test hospital of Île-de-France without a GHT (as AP-HP's are)
-EHPAD = "319990998"  # a test médico-social structure of Occitanie, without a GHT
+EHPAD = "939900003"  # EHPAD Résidence des Tilleuls (Montreuil), Île-de-France, no GHT
+APHP = "759900001"  # AP-HP Hôpital européen Georges-Pompidou: no GHT
 POISSY = "789900001"  # Île-de-France, GHT-IDF-01
 MONTPELLIER = "349900001"  # Occitanie, zone Sud
 MARSEILLE = "139900001"  # Provence-Alpes-Côte d'Azur, zone Sud
@@ -250,14 +251,39 @@ def test_the_ars_opens_a_ppe_request_for_an_establishment_of_its_region(ctx: Ctx
 
 
 def test_the_ars_opens_for_a_medico_social_structure(ctx: Ctx) -> None:
-    add_org(ctx, EHPAD, "medico_social", "OCC", "SUD", "31")
+    """An EHPAD of Île-de-France (no GHT) gets its request through its ARS; it receives no
+    transferred patient (not a health establishment)."""
     case = ctx.runner.open_case(
-        kind="ppe", login="ars-occ", org=EHPAD, fields=DEFAULT_FIELDS["ppe"]
+        kind="ppe", login="ars-idf", org=EHPAD, fields=DEFAULT_FIELDS["ppe"]
     )
-    assert (case.org, case.state) == (EHPAD, "ars_review")
-    with pytest.raises(InputError) as info:  # an ECMO console is for a hospital only
-        ctx.runner.open_case(kind="ecmo", login="ars-occ", org=EHPAD, fields=DEFAULT_FIELDS["ecmo"])
-    assert info.value.why == "not_a_hospital"
+    assert (case.org, case.state, case.opened_by) == (EHPAD, "ars_review", "ars-idf")
+    transfer = transfer_at(ctx, "national_regulation")
+    refused_unchanged(
+        ctx, transfer, resolve_to(ctx, transfer, "ccs", EHPAD), InputError, "unknown_establishment"
+    )
+
+
+def test_ap_hp_of_the_directory_goes_straight_to_its_ars(ctx: Ctx) -> None:
+    """The directory's AP-HP hospitals have no GHT; their delivery address is their own."""
+    fields = {"lines": [LINE]}
+    case = ctx.runner.open_case(kind="ppe", login=f"etab-{APHP}", org=APHP, fields=fields)
+    assert case.ght is None
+    assert "Georges-Pompidou" in case.fields["delivery_address"]
+    case = ctx.runner.advance(
+        reference=case.reference, trigger="escalate", login=f"etab-{APHP}", reason="urgent"
+    )
+    assert case.state == "ars_review"
+
+
+def test_the_delivery_address_of_a_ght_establishment_is_its_ght_one(ctx: Ctx) -> None:
+    case = ctx.runner.open_case(
+        kind="ppe", login=ACTORS_OCC["establishment"], org=TOULOUSE, fields={"lines": [LINE]}
+    )
+    assert case.fields["delivery_address"].startswith(
+        "Pharmacie à usage intérieur, CHU de Toulouse"
+    )
+    given = ctx.open("ppe", lines=[LINE], delivery_address="Quai 7")
+    assert given.fields["delivery_address"] == "Quai 7"
 
 
 @pytest.mark.parametrize(
@@ -323,12 +349,10 @@ def test_lines_as_json_text_and_zero_stock(ctx: Ctx) -> None:
 
 
 def test_the_delivery_address_is_required_without_a_directory_one(ctx: Ctx) -> None:
+    login = add_org(ctx, NO_GHT, "hospital", "IDF", "PARIS", "75")  # no address, no GHT
     before = ctx.snapshot()
-    fields = {"lines": [LINE]}
     with pytest.raises(InputError) as info:
-        ctx.runner.open_case(
-            kind="ppe", login=ACTORS_OCC["establishment"], org=TOULOUSE, fields=fields
-        )
+        ctx.runner.open_case(kind="ppe", login=login, org=NO_GHT, fields={"lines": [LINE]})
     assert (info.value.why, info.value.data["field"]) == ("missing_field", "delivery_address")
     assert ctx.snapshot() == before
 

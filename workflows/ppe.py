@@ -79,7 +79,6 @@ PPE = define(
     trigger_fields={"resolve": _RESOLVE, "deliver": _DELIVER},
     states=_STATES,
     transitions=_TRANSITIONS,
-    open_for=("hospital", "medico_social"),
 )
 
 # fmt: off
