@@ -161,7 +161,7 @@ def _open_fields(kind: str, rng: random.Random, n: int) -> dict[str, object]:
             "delivery_address": "Pharmacie à usage intérieur, quai de livraison",
             "summary": "stock < 3 semaines",
         }
-    ref = f"PAT-{rng.randrange(16**6):06X}"
+    ref = f"PAT-{rng.randrange(10**6):06d}"  # a pseudonym has digits (never a name)
     covid = rng.random() < 0.5
     if kind == "ecmo":
         return {
