@@ -596,3 +596,38 @@ def test_the_api_takes_lines_as_a_list(web: Web) -> None:
     )
     assert answer.status_code == 201, answer.text
     assert answer.json()["fields"]["lines"] == [LINE]
+
+
+def test_the_ars_opens_on_behalf_from_the_desk(web: Web) -> None:
+    csrf = web.login("ars-occ")
+    assert 'href="/new/ppe"' in web.client.get("/").text
+    assert "structure médico-sociale de votre région" in web.client.get("/new/ppe").text
+    form = {
+        "csrf": csrf, "org": TOULOUSE, "lines-1-item": "gloves", "lines-1-quantity": "900",
+        "lines-1-stock_on_hand": "0", "lines-1-weekly_consumption": "300",
+    }  # fmt: skip
+    answer = web.client.post("/new/ppe", data=form, follow_redirects=False)
+    assert answer.status_code == 303, answer.text
+    case = web.ctx.runner.show(answer.headers["location"].split("/cases/")[1].split("?")[0])
+    assert (case.org, case.opened_by, case.state) == (TOULOUSE, "ars-occ", "ars_review")
+    before = web.ctx.snapshot()
+    outside = web.client.post("/new/ppe", data={**form, "org": POISSY}, follow_redirects=False)
+    assert outside.status_code == 403
+    assert "ne relève pas de votre périmètre" in outside.text
+    assert web.ctx.snapshot()["regul_case"] == before["regul_case"]
+
+
+def test_the_cli_takes_lines_as_json(database_url: str) -> None:
+    from typer.testing import CliRunner
+
+    from interfaces.cli import app
+
+    lines = json.dumps([LINE])
+    result = CliRunner().invoke(
+        app,
+        ["case", "open", "ppe", "--as", ACTORS_OCC["establishment"], "--org", TOULOUSE,
+         "--field", f"lines={lines}", "--field", "delivery_address=Quai 1", "--json"],
+        env={"REGUL_DATABASE_URL": database_url, "REGUL_NOTICES": "false"},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["fields"]["lines"] == [LINE]
