@@ -631,3 +631,12 @@ def test_the_cli_takes_lines_as_json(database_url: str) -> None:
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["fields"]["lines"] == [LINE]
+
+
+def test_the_desk_offers_only_the_resolver_own_stock(web: Web) -> None:
+    case = drive(web.ctx, web.ctx.open("ppe"), ["escalate", "escalate"])
+    web.login("ars-occ")
+    page = web.client.get(f"/cases/{case.reference}").text
+    assert '<option value="region"' in page
+    assert '<option value="national"' not in page
+    assert '<option value="ght"' not in page
