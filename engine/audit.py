@@ -247,11 +247,6 @@ class _Stream:
             trigger = data.get("trigger")
             if machine is not None:
                 reached = machine.fire(self.state or "", str(trigger))
-                skipped = data.get("skipped") or []
-                for passed in skipped if isinstance(skipped, list) else [None]:
-                    if reached is None or reached != passed:
-                        break  # an optional rung passed over is left by the same trigger
-                    reached = machine.fire(reached, str(trigger))
                 if reached is None:
                     return f"its workflow has no trigger {trigger!r} from {self.state}"
                 if reached != dest:
@@ -656,10 +651,6 @@ def replay(conn: Connection, registry: WorkflowRegistry, case_id: int) -> Replay
             if state is None:
                 raise InputError(f"case {case_id}: a transition is recorded before the opening")
             state = spec.fire(state, row.data["trigger"])
-            for passed in row.data.get("skipped") or []:  # optional rungs passed over
-                if state != passed or spec.transition(state, row.data["trigger"]) is None:
-                    break
-                state = spec.fire(state, row.data["trigger"])
             if state != row.to_state:
                 raise InputError(
                     f"case {case_id}: event {row.seq} records {row.to_state} but the workflow "

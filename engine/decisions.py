@@ -166,8 +166,13 @@ class Decider:
             if draft.action != Action.REFUSED and self.declares(kind, event_name(draft))
         )
 
-    def _outcome(self, case: CaseView, events: tuple[Draft, ...], **kw: Any) -> Outcome:
-        return Outcome(case, events, notices=self._notices(case.kind, events), **kw)
+    def _outcome(
+        self, case: CaseView, events: tuple[Draft, ...], *, quiet: int = 0, **kw: Any
+    ) -> Outcome:
+        """The outcome; ``quiet``: how many leading events pass without a notice (the steps of
+        one command over rungs passed over: only its last step is told)."""
+        notices = tuple(i for i in self._notices(case.kind, events) if i >= quiet)
+        return Outcome(case, events, notices=notices, **kw)
 
     def _outside(
         self, case: CaseView, actor: Actor, decision: Decision, data: dict[str, Any],
@@ -239,11 +244,9 @@ class Decider:
         fields = parse_fields(
             spec.open_fields, _with_fallbacks(spec, raw, place), what=f"opening a {kind} case"
         )
-        state, trigger, passed = _opened_at(spec, actor, place)
-        version = 2 if trigger else 1
-        level = spec.state(state).level
+        level = spec.state(spec.initial).level
         row: dict[str, Any] = {
-            "kind": kind, "state": state, "level": level, "final": False, "version": version,
+            "kind": kind, "state": spec.initial, "level": level, "final": False, "version": 1,
             "org": place.org, "region": place.region, "zone": place.zone,
             "department": place.department, "ght": place.ght, "fields": fields,
             "opened_by": actor.login, "opened_at": now, "updated_at": now, "audit_seq": 0,
@@ -251,27 +254,22 @@ class Decider:
         }  # fmt: skip
         case = CaseView(id=0, reference="", **row)  # id and reference once inserted
         opened: dict[str, Any] = {"kind": kind, "org": place.org, "fields": fields}
-        if actor.role != spec.state(spec.initial).level:
+        on_behalf = actor.role != level
+        if on_behalf:
             opened["on_behalf_of"] = place.org  # the regulator opened it for the establishment
-        events = [
-            Draft(
-                actor.login, actor.role, actor.org, Action.OPENED, None, spec.initial, 1, "",
-                opened,
-            )
-        ]  # fmt: skip
-        if trigger:
-            events.append(
-                Draft(
-                    actor.login, actor.role, actor.org, Action.TRANSITION, spec.initial, state,
-                    version,
-                    f"Demande ouverte par {actor.org} pour {place.org} : examinée d'emblée à son "
-                    "niveau",
-                    {"trigger": trigger, "fields": {}, "skipped": list(passed),
-                     "on_behalf_of": place.org},
-                )
-            )  # fmt: skip
-        plan = plan_deadline(spec, state, version, now, fields=fields, policy=self.policy)
-        return self._outcome(case, tuple(events), opened=row, deadline=DeadlineChange(open=plan))
+        draft = Draft(
+            actor.login, actor.role, actor.org, Action.OPENED, None, spec.initial, 1, "", opened
+        )
+        steps = _up_to(spec, actor, place) if on_behalf else []
+        state = str(steps[-1].to_state) if steps else spec.initial
+        target = spec.state(state)
+        row.update(state=state, level=target.level)
+        case = replace(case, state=state, level=target.level)
+        plan = plan_deadline(spec, state, 1, now, fields=fields, policy=self.policy)
+        return self._outcome(
+            case, (draft, *steps), quiet=len(steps), opened=row,
+            deadline=DeadlineChange(open=plan),
+        )  # fmt: skip
 
     # -- a person's trigger (and the sweep's escalation) --------------------------------------
 
@@ -327,18 +325,18 @@ class Decider:
         if not chosen:
             refused: dict[str, Any] = {"trigger": trigger, "why": chosen.reason, "fields": values}
             return self._refused(case, actor, chosen, trigger, reason, refused)
-        new_state, passed = spec.passing(case.state, trigger, case)
-        target = spec.state(new_state)
+        new_state = spec.fire(case.state, trigger)
         version = case.version + 1
         fields = dict(case.fields)
         if values:
             fields[trigger] = values
         draft = Draft(
             actor.login, actor.role, actor.org, Action.TRANSITION, case.state, new_state,
-            version, reason,
-            {"trigger": trigger, "fields": values, **({"skipped": list(passed)} if passed else {}),
-             **(command.context or {})},
+            version, reason, {"trigger": trigger, "fields": values, **(command.context or {})},
         )  # fmt: skip
+        drafts = [draft, *_passed_over(spec, case, new_state, version)]
+        new_state = str(drafts[-1].to_state)
+        target = spec.state(new_state)
         plan = plan_deadline(spec, new_state, version, now, fields=fields, policy=self.policy)
         change = {
             "state": new_state, "level": target.level, "final": target.final,
@@ -348,7 +346,8 @@ class Decider:
         after = replace(case, **change)  # type: ignore[arg-type]
         return self._outcome(
             after,
-            (draft,),
+            tuple(drafts),
+            quiet=len(drafts) - 1,
             values=change,
             deadline=DeadlineChange(close=close, open=plan),
             sweep=SweepOutcome.ESCALATED if actor.role == Role.SYSTEM else None,
@@ -657,28 +656,63 @@ def _with_fallbacks(
     return filled
 
 
-def _opened_at(
-    spec: WorkflowSpec, actor: Actor, place: Place
-) -> tuple[str, str | None, tuple[str, ...]]:
-    """Where a case opened by ``actor`` starts: the initial state, or for a regulator that
-    opens on behalf of an establishment the first rung of the ladder it holds itself (reached
-    by the ladder's deadline trigger, the rungs below passed over); with that trigger and the
-    rungs passed."""
-    initial = spec.initial
-    if actor.role == spec.state(initial).level:
-        return initial, None, ()
-    state, trigger = initial, spec.state(initial).on_deadline
-    if not trigger or spec.transition(initial, trigger) is None:
-        return initial, None, ()
-    passed: list[str] = []
-    for _ in spec.states:
-        if spec.state(state).level == actor.role and state != initial:
-            return state, trigger, tuple(passed[:-1])
-        if spec.transition(state, trigger) is None:
+_LEVELS = {"establishment": "établissement", "ght": "GHT", "ars": "ARS"}
+_WHY = {
+    "no_organisation": "aucun organisme de ce niveau pour cet établissement dans l'annuaire",
+    "turned_off": "étape désactivée dans ce déploiement",
+    "opened_by_regulator": "demande ouverte par le régulateur pour l'établissement",
+}
+
+
+def _step(state: str, dest: str, version: int, level: str | None, why: str,
+          data: dict[str, Any]) -> Draft:  # fmt: skip
+    """One automatic step over a rung (``system``), at the command's version: the audit
+    replay walks the same static ladder, one transition per rung."""
+    reason = f"Niveau {_LEVELS.get(str(level), level)} sauté : {_WHY[why]}"
+    data = {"fields": {}, **data, "skipped": level, "why": why}
+    return Draft(
+        SYSTEM.login, SYSTEM.role, SYSTEM.org, Action.TRANSITION, state, dest, version, reason,
+        data,
+    )  # fmt: skip
+
+
+def _passed_over(spec: WorkflowSpec, case: CaseView, state: str, version: int) -> list[Draft]:
+    """The steps over the optional rungs this case passes over (no GHT, or the deployment
+    turned the rung off), each by the trigger that leaves the rung, each recorded."""
+    steps: list[Draft] = []
+    for _ in spec.states:  # bounded: a ladder never loops
+        if not spec.skips(state, case):
             break
-        state = spec.fire(state, trigger)
-        passed.append(state)
-    return initial, None, ()
+        held = spec.state(state)
+        trigger = str(held.on_deadline)
+        dest = spec.fire(state, trigger)
+        why = "turned_off" if state in spec.skipped else "no_organisation"
+        steps.append(_step(state, dest, version, held.level, why, {"trigger": trigger}))
+        state = dest
+    return steps
+
+
+def _up_to(spec: WorkflowSpec, actor: Actor, place: Place) -> list[Draft]:
+    """A regulator opening on behalf of an establishment: the steps from the initial state up
+    the ladder (its deadline trigger) to the first rung the regulator holds, none if the
+    ladder never reaches it."""
+    steps: list[Draft] = []
+    state = spec.initial
+    for _ in spec.states:
+        held = spec.state(state)
+        if held.level == actor.role and state != spec.initial:
+            return steps
+        trigger = held.on_deadline
+        if not trigger or spec.transition(state, trigger) is None:
+            return []
+        dest = spec.fire(state, trigger)
+        why = "opened_by_regulator"
+        if state != spec.initial and spec.skips(state, place):
+            why = "turned_off" if state in spec.skipped else "no_organisation"
+        data = {"trigger": trigger, "on_behalf_of": place.org}
+        steps.append(_step(state, dest, 1, held.level, why, data))
+        state = dest
+    return []
 
 
 def _check_controllable(case: CaseView, action: str) -> None:

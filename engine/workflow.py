@@ -408,16 +408,6 @@ class WorkflowSpec:
         )
         return holder is not None and not getattr(place, holder, None)
 
-    def passing(self, state: str, trigger: str, place: Any) -> tuple[str, tuple[str, ...]]:
-        """Where ``trigger`` leads from ``state`` for a case at ``place``, and the optional
-        states it passes over on the way (each left by the same trigger)."""
-        passed: list[str] = []
-        reached = self.fire(state, trigger)
-        while self.skips(reached, place):
-            passed.append(reached)
-            reached = self.fire(reached, trigger)
-        return reached, tuple(passed)
-
     @property
     def machine(self) -> Machine:
         return self._machine

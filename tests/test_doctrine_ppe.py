@@ -117,8 +117,12 @@ def test_ppe_without_a_ght_goes_straight_to_its_ars(ctx: Ctx) -> None:
         reference=case.reference, trigger="escalate", login=login, reason="urgent"
     )
     assert (case.state, case.level, case.version) == ("ars_review", "ars", 2)
-    last = events(ctx, case)[-1]
-    assert (last.to_state, last.data["skipped"]) == ("ars_review", ["ght_review"])
+    moved, step = events(ctx, case)[-2:]
+    assert (moved.actor, moved.from_state, moved.to_state) == (login, "requested", "ght_review")
+    assert (step.actor, step.from_state, step.to_state, step.version) == (
+        "system", "ght_review", "ars_review", 2,
+    )  # fmt: skip
+    assert (step.data["skipped"], step.data["why"]) == ("ght", "no_organisation")
     assert case.deadline is not None
     assert case.deadline.state == "ars_review"
     case = ctx.runner.advance(
@@ -236,15 +240,16 @@ def test_the_ars_opens_a_ppe_request_for_an_establishment_of_its_region(ctx: Ctx
         kind="ppe", login="ars-occ", org=TOULOUSE, fields=DEFAULT_FIELDS["ppe"]
     )
     assert (case.org, case.opened_by, case.state, case.version) == (
-        TOULOUSE, "ars-occ", "ars_review", 2,
+        TOULOUSE, "ars-occ", "ars_review", 1,
     )  # fmt: skip
-    opened, moved = events(ctx, case)
+    opened, *steps = events(ctx, case)
     assert (opened.action, opened.actor, opened.data["on_behalf_of"]) == (
         "opened", "ars-occ", TOULOUSE,
     )  # fmt: skip
-    assert (moved.action, moved.to_state, moved.data["skipped"]) == (
-        "transition", "ars_review", ["ght_review"],
-    )  # fmt: skip
+    assert [(e.actor, e.to_state, e.data["skipped"], e.data["why"]) for e in steps] == [
+        ("system", "ght_review", "establishment", "opened_by_regulator"),
+        ("system", "ars_review", "ght", "opened_by_regulator"),
+    ]
     assert case.deadline is not None
     assert case.deadline.state == "ars_review"
     verified(ctx)
@@ -640,3 +645,27 @@ def test_the_desk_offers_only_the_resolver_own_stock(web: Web) -> None:
     assert '<option value="region"' in page
     assert '<option value="national"' not in page
     assert '<option value="ght"' not in page
+
+
+def test_only_the_last_step_over_a_passed_rung_is_told() -> None:
+    """Escalating past a rung nobody holds queues one notice (the ARS's), not one per step."""
+    from datetime import UTC, datetime
+
+    from engine.decisions import Decider
+    from engine.values import Actor, Command, Place
+
+    decider = Decider(default_registry(), declares=lambda kind, event: True)
+    now = datetime(2026, 11, 22, tzinfo=UTC)
+    etab = Actor(f"etab-{NO_GHT}", "x", "establishment", NO_GHT, "hospital", "IDF", "PARIS", None)
+    place = Place(NO_GHT, "IDF", "PARIS", None, "75", delivery_address="Quai")
+    opened = decider.open(etab, "ppe", place, {"lines": [LINE]}, now)
+    assert opened.case is not None
+    assert opened.notices == (0,)
+    case = CaseView(**{**opened.case.__dict__, "id": 1, "reference": "EPI-000001"})
+    fired = decider.fire(case, etab, Command("escalate", "urgent", {}), now)
+    assert [e.to_state for e in fired.events] == ["ght_review", "ars_review"]
+    assert fired.notices == (1,)
+    ars = Actor("ars-idf", "x", "ars", "ARS-IDF", "ars", "IDF", "PARIS", None)
+    by_ars = decider.open(ars, "ppe", place, {"lines": [LINE]}, now)
+    assert [e.to_state for e in by_ars.events] == ["requested", "ght_review", "ars_review"]
+    assert by_ars.notices == (2,)
