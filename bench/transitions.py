@@ -86,15 +86,26 @@ ACTORS = {  # demo users of Occitanie, by role (as in tests/conftest.py)
     "ars": "ars-occ",
     "ars_zone": "arsz-sud",
     "ccs": "ccs",
+    "spf": "spf",
 }
 OPEN_FIELDS: dict[str, dict[str, object]] = {
     "ecmo": {"patient_ref": "PAT-0001", "mode": "VV"},
-    "ppe": {"item": "ffp2_mask", "quantity": 5000},
-    "transfer": {"patient_ref": "PAT-0002", "covid": True, "care": "reanimation"},
+    "ppe": {
+        "lines": [
+            {
+                "item": "ffp2_mask",
+                "quantity": 5000,
+                "stock_on_hand": 800,
+                "weekly_consumption": 3000,
+            }
+        ],
+        "delivery_address": "Quai de livraison",
+    },
+    "transfer": {"patient_ref": "PAT-0002", "covid": True, "bed_category": "reanimation"},
 }
 RESOLVE_DATA: dict[str, dict[str, object]] = {
     "ecmo": {"source": "national", "return_by": "2026-12-15"},
-    "ppe": {"quantity": 4000, "source": "region", "expected_delivery": "2026-11-24"},
+    "ppe": {"quantity": 4000, "expected_delivery": "2026-11-24"},  # source: the level's own
     "transfer": {"receiving_hospital": "349900001", "means": "air", "date": "2026-11-23"},
 }
 

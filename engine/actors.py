@@ -13,9 +13,10 @@ from sqlalchemy.engine import Connection
 
 from engine import tables
 from engine.errors import NotFound, NotPermitted
-from engine.values import SYSTEM, Actor, Scope
+from engine.policy import land_of
+from engine.values import SYSTEM, Actor, Place, Scope
 
-__all__ = ["SYSTEM", "Actor", "Scope", "load_actor", "load_org"]
+__all__ = ["SYSTEM", "Actor", "Scope", "load_actor", "load_org", "load_places"]
 
 _USER = tables.USER
 _ORG = tables.ORGANISATION
@@ -70,3 +71,28 @@ def load_org(conn: Connection, org_id: str) -> sa.Row[tuple[object, ...]]:
             org=org_id,
         )
     return row
+
+
+_REGION = tables.REGION
+_PLACES = (  # an establishment with its region's land mass (road and rail stay on one)
+    sa.select(
+        _ORG.c.id, _ORG.c.kind, _ORG.c.region, _ORG.c.zone, _ORG.c.ght, _ORG.c.department,
+        _ORG.c.category, _REGION.c.insee, _REGION.c.name,
+    )
+    .outerjoin(_REGION, _REGION.c.code == _ORG.c.region)
+    .where(_ORG.c.id.in_(sa.bindparam("ids", expanding=True)))
+)  # fmt: skip
+
+
+def load_places(conn: Connection, ids: set[str]) -> dict[str, Place | None]:
+    """The directory entries of ``ids`` (None for an id the directory does not know)."""
+    found: dict[str, Place | None] = dict.fromkeys(ids)
+    wanted = sorted(i for i in ids if "\x00" not in i)
+    if wanted:
+        for row in conn.execute(_PLACES, {"ids": wanted}):
+            found[row.id] = Place(
+                org=row.id, region=row.region, zone=row.zone, ght=row.ght,
+                department=row.department, kind=row.kind, category=row.category,
+                land=land_of(row.region, row.insee, row.name) if row.region else None,
+            )  # fmt: skip
+    return found

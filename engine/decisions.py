@@ -31,12 +31,15 @@ from engine.policy import (
     Decision,
     Geography,
     can_audit,
+    can_choose,
     can_control,
     can_extend,
     can_fire,
     can_open,
     can_read,
+    can_receive,
     ecmo_resolve,
+    means_fit,
 )
 from engine.values import (
     SYSTEM,
@@ -120,13 +123,22 @@ def parse_fields(
         if name in raw and raw[name] not in (None, ""):
             values[name] = spec.parse(raw[name])
         elif spec.required:
-            raise InputError(
-                f"{what} needs field {name!r} ({spec.label or spec.type})",
-                why="missing_field",
-                field=name,
-                label=spec.label or name,
-            )
+            raise _missing(what, name, spec)
+    for name, spec in known.items():  # required by another field's value (a loss of chance)
+        if name not in values and spec.required_when:
+            other, value = spec.required_when
+            if values.get(other) == value:
+                raise _missing(what, name, spec)
     return values
+
+
+def _missing(what: str, name: str, spec: FieldSpec) -> InputError:
+    return InputError(
+        f"{what} needs field {name!r} ({spec.label or spec.type})",
+        why="missing_field",
+        field=name,
+        label=spec.label or name,
+    )
 
 
 def check_reason(reason: str) -> str:
@@ -235,11 +247,17 @@ class Decider:
     def open(
         self, actor: Actor, kind: str, place: Place, raw: Mapping[str, object], now: datetime
     ) -> Outcome:
-        """Open a case of ``kind`` for the hospital at ``place``: its row, event, deadline."""
+        """Open a case of ``kind`` for the establishment at ``place``: its row, event, deadline.
+
+        A regulator allowed to open (the ARS for PPE) opens on behalf of an establishment of
+        its scope: the case is recorded as opened by the regulator for that establishment and
+        goes at once up the ladder to the regulator's own level (``_opened_at``).
+        """
         spec = self.registry[kind]
-        if place.kind != "hospital":
+        if place.kind not in spec.open_for:
             raise InputError(
-                f"{place.org} is a {place.kind}, not a hospital: cases are opened for a hospital",
+                f"{place.org} is a {place.kind}, not a hospital: cases are opened for "
+                + " or ".join(spec.open_for),
                 why="not_a_hospital",
                 org=place.org,
             )
@@ -255,7 +273,9 @@ class Decider:
                     **dict(decision.params),
                 ),
             )
-        fields = parse_fields(spec.open_fields, raw, what=f"opening a {kind} case")
+        fields = parse_fields(
+            spec.open_fields, _with_fallbacks(spec, raw, place), what=f"opening a {kind} case"
+        )
         level = spec.state(spec.initial).level
         row: dict[str, Any] = {
             "kind": kind, "state": spec.initial, "level": level, "final": False, "version": 1,
@@ -265,15 +285,25 @@ class Decider:
             "audit_hash": "", "incident": False, "on_hold": False,
         }  # fmt: skip
         case = CaseView(id=0, reference="", **row)  # id and reference once inserted
+        opened: dict[str, Any] = {"kind": kind, "org": place.org, "fields": fields}
+        on_behalf = actor.role != level
+        if on_behalf:
+            opened["on_behalf_of"] = place.org  # the regulator opened it for the establishment
         draft = Draft(
-            actor.login, actor.role, actor.org, Action.OPENED, None, spec.initial, 1, "",
-            {"kind": kind, "org": place.org, "fields": fields},
+            actor.login, actor.role, actor.org, Action.OPENED, None, spec.initial, 1, "", opened
+        )
+        steps = _up_to(spec, actor, place) if on_behalf else []
+        if not steps and not self.rules.hospital_confirms and self._passes_on(spec, spec.initial):
+            return self._open_to_first_level(spec, case, draft, row, now)
+        state = str(steps[-1].to_state) if steps else spec.initial
+        target = spec.state(state)
+        row.update(state=state, level=target.level)
+        case = replace(case, state=state, level=target.level)
+        plan = plan_deadline(spec, state, 1, now, fields=fields, policy=self.policy)
+        return self._outcome(
+            case, (draft, *steps), quiet=len(steps), opened=row,
+            deadline=DeadlineChange(open=plan),
         )  # fmt: skip
-        plan = plan_deadline(spec, spec.initial, 1, now, fields=fields, policy=self.policy)
-        first = spec.state(spec.initial)
-        if self.rules.hospital_confirms or not self._passes_on(spec, first.name):
-            return self._outcome(case, (draft,), opened=row, deadline=DeadlineChange(open=plan))
-        return self._open_to_first_level(spec, case, draft, row, now)
 
     def _open_to_first_level(
         self, spec: WorkflowSpec, case: CaseView, draft: Draft, row: dict[str, Any],
@@ -318,6 +348,8 @@ class Decider:
     def _skips(self, spec: WorkflowSpec, case: CaseView, state: str) -> str | None:
         """Why the level holding ``state`` is skipped for this case (the directory says it
         holds nobody, or only the level before it), else None."""
+        if spec.skips(state, case):  # an optional rung: no GHT, or turned off by the deployment
+            return "turned_off" if state in spec.skipped else "no_organisation"
         if not self._passes_on(spec, state):
             return None
         return self.geography.skipped(spec.state(state).level, case)
@@ -327,8 +359,14 @@ class Decider:
     def fire(
         self, case: CaseView, actor: Actor, command: Command, now: datetime, *,
         as_written: str | None = None, close: DeadlineStatus = DeadlineStatus.SUPERSEDED,
+        places: Mapping[str, Place | None] | None = None,
     ) -> Outcome:  # fmt: skip
-        """Fire ``command.trigger`` on ``case``; ``close``: what becomes of its open deadline."""
+        """Fire ``command.trigger`` on ``case``; ``close``: what becomes of its open deadline.
+
+        ``places``: the directory entries of the establishments the command names (its
+        ``hospital`` fields) and of the case's own, read by the runner; a name missing from the
+        directory maps to None. Without it (a pure test), those checks are not made.
+        """
         readable = can_read(actor, case)
         if not readable:  # outside scope: first, and as if the case did not exist
             data = {"trigger": command.trigger}
@@ -361,7 +399,15 @@ class Decider:
         if not decision:
             data = {"trigger": trigger, "why": decision.reason}
             return self._refused(case, actor, decision, trigger, reason, data)
-        values = parse_fields(transition.fields, command.data, what=f"{spec.kind} {trigger}")
+        values = parse_fields(
+            transition.fields, _own_choices(transition.fields, command.data, actor),
+            what=f"{spec.kind} {trigger}",
+        )  # fmt: skip
+        named = _named_places(transition.fields, values, case, places)
+        chosen = _check_named(transition.fields, values, actor, named)
+        if not chosen:
+            refused: dict[str, Any] = {"trigger": trigger, "why": chosen.reason, "fields": values}
+            return self._refused(case, actor, chosen, trigger, reason, refused)
         resources = self._resources(spec, case, actor, trigger, values, now)
         if not resources:
             data = {"trigger": trigger, "why": resources.reason}
@@ -728,12 +774,15 @@ class Decider:
 
 
 _LEVEL_NAMES = {
-    "ght": "GHT", "umac": "UMAC", "ars": "ARS", "ars_zone": "ARS de zone",
+    "establishment": "établissement", "ght": "GHT", "umac": "UMAC", "ars": "ARS",
+    "ars_zone": "ARS de zone",
     "ccs": "national (CCS)", "spf": "national (Santé publique France)",
 }  # fmt: skip
 _SKIP_WHY = {
     "zone_single_region": "la zone de défense ne compte qu'une région, déjà régulée par son ARS",
     "no_organisation": "aucun organisme de ce niveau pour cet établissement dans l'annuaire",
+    "turned_off": "étape désactivée dans ce déploiement",
+    "opened_by_regulator": "demande ouverte par le régulateur pour l'établissement",
 }
 _RESOURCE_RULES: dict[
     tuple[str, str],
@@ -774,6 +823,132 @@ def _system(case: CaseView, action: str, reason: str, data: dict[str, Any]) -> D
         SYSTEM.login, SYSTEM.role, SYSTEM.org, action, case.state, case.state, case.version,
         reason, data,
     )  # fmt: skip
+
+
+def _own_choices(
+    specs: Sequence[FieldSpec], data: Mapping[str, object], actor: Actor
+) -> Mapping[str, object]:
+    """``data`` with each reserved choice left out filled with the one value reserved to the
+    actor's role (a PPE shipment comes from the stock of the level that decides it)."""
+    filled = dict(data)
+    for f in specs:
+        if f.reserved and filled.get(f.name) in (None, ""):
+            own = [value for value, roles in f.reserved if actor.role in roles]
+            if len(own) == 1:
+                filled[f.name] = own[0]
+    return filled
+
+
+# hospital fields checked by a rule of their own (Decider._resources), not as a destination
+_OWN_RULE = frozenset({"lender"})
+
+
+def _named_places(
+    specs: Sequence[FieldSpec],
+    values: Mapping[str, Any],
+    case: CaseView,
+    places: Mapping[str, Place | None] | None,
+) -> dict[str, Place]:
+    """The directory entries of the establishments ``values`` names (by field), checked: each
+    exists and is a hospital, and a transfer's means fits the geography (no road or rail to
+    or from overseas). Bad input raises; nothing is written."""
+    if places is None:
+        return {}
+    named: dict[str, Place] = {}
+    for f in specs:
+        if f.type != "hospital" or f.name not in values or f.name in _OWN_RULE:
+            continue
+        place = places.get(values[f.name])
+        if place is None or place.kind != "hospital" or place.category not in (None, "sanitaire"):
+            raise InputError(
+                f"field {f.name!r}: {values[f.name]} is not a health establishment (sanitaire) of "
+                "the directory; give the FINESS number of a hospital",
+                why="unknown_establishment",
+                field=f.name,
+                org=values[f.name],
+                label=f.label or f.name,
+            )
+        named[f.name] = place
+    means = values.get("means")
+    origin = places.get(case.org)
+    for place in named.values():
+        if isinstance(means, str) and not means_fit(
+            means, origin.land if origin else None, place.land
+        ):
+            raise InputError(
+                f"means {means} cannot go from {case.org} to {place.org}: no road or rail to "
+                "or from overseas (or between two lands); choose air or sea",
+                why="means_unfit",
+                means=means,
+                org=place.org,
+            )
+    return named
+
+
+def _check_named(
+    specs: Sequence[FieldSpec], values: Mapping[str, Any], actor: Actor, named: Mapping[str, Place]
+) -> Decision:
+    """The policy on what a command names: reserved choice values (a PPE stock) and the
+    receiving establishment (inside the actor's scope)."""
+    for f in specs:
+        if f.name in values and f.reserved:
+            decision = can_choose(actor, f, values[f.name])
+            if not decision:
+                return decision
+    for place in named.values():
+        decision = can_receive(actor, place)
+        if not decision:
+            return decision
+    return Decision(True)
+
+
+def _with_fallbacks(
+    spec: WorkflowSpec, raw: Mapping[str, object], place: Place
+) -> Mapping[str, object]:
+    """``raw`` with each missing field that falls back on the directory (a delivery address)
+    filled from ``place``, when the directory has the value."""
+    filled = dict(raw)
+    for f in spec.open_fields:
+        if f.fallback and filled.get(f.name) in (None, ""):
+            value = getattr(place, f.fallback, None)
+            if value:
+                filled[f.name] = value
+    return filled
+
+
+def _step(state: str, dest: str, version: int, level: str | None, why: str,
+          data: dict[str, Any]) -> Draft:  # fmt: skip
+    """One automatic step over a rung (``system``), at the command's version: the audit
+    replay walks the same static ladder, one transition per rung."""
+    reason = f"Niveau {_LEVEL_NAMES.get(str(level), level)} sauté : {_SKIP_WHY[why]}"
+    data = {"fields": {}, **data, "level_skipped": level, "why": why}
+    return Draft(
+        SYSTEM.login, SYSTEM.role, SYSTEM.org, Action.TRANSITION, state, dest, version, reason,
+        data,
+    )  # fmt: skip
+
+
+def _up_to(spec: WorkflowSpec, actor: Actor, place: Place) -> list[Draft]:
+    """A regulator opening on behalf of an establishment: the steps from the initial state up
+    the ladder (its deadline trigger) to the first rung the regulator holds, none if the
+    ladder never reaches it."""
+    steps: list[Draft] = []
+    state = spec.initial
+    for _ in spec.states:
+        held = spec.state(state)
+        if held.level == actor.role and state != spec.initial:
+            return steps
+        trigger = held.on_deadline
+        if not trigger or spec.transition(state, trigger) is None:
+            return []
+        dest = spec.fire(state, trigger)
+        why = "opened_by_regulator"
+        if state != spec.initial and spec.skips(state, place):
+            why = "turned_off" if state in spec.skipped else "no_organisation"
+        data = {"trigger": trigger, "on_behalf_of": place.org}
+        steps.append(_step(state, dest, 1, held.level, why, data))
+        state = dest
+    return []
 
 
 def _check_controllable(case: CaseView, action: str) -> None:

@@ -16,25 +16,31 @@ from typing import Any, Protocol
 
 from engine.values import Actor, Place
 from engine.vocab import REGULATORS, Role, ScopeKind
-from engine.workflow import WorkflowSpec
+from engine.workflow import FieldSpec, WorkflowSpec
 
 __all__ = [
+    "LAND_MEANS",
+    "OVERSEAS",
     "REGULATORS",
     "Decision",
     "Geography",
     "Located",
     "LocatedCase",
     "can_audit",
+    "can_choose",
     "can_control",
     "can_extend",
     "can_fire",
     "can_open",
     "can_read",
+    "can_receive",
     "can_see_event",
     "ecmo_resolve",
     "in_scope",
     "is_lender",
+    "land_of",
     "lender_of",
+    "means_fit",
 ]
 
 
@@ -377,3 +383,62 @@ def can_extend(by: timedelta, limit: timedelta) -> Decision:
             limit=hours,
         )
     return ALLOW
+
+
+# -- what a resolution may name: a reserved stock, a receiving establishment, a means ---------
+
+
+def can_choose(actor: Actor, field: FieldSpec, value: object) -> Decision:
+    """May ``actor`` give ``value`` to ``field``? A PPE shipment comes from the stock of the
+    level that decides it: the GHT's, the region's (ARS), the national one (SpF only)."""
+    roles = field.roles_for(value)
+    if roles is None or actor.role in roles or actor.role == Role.SYSTEM:
+        return ALLOW
+    return _no(
+        "value_reserved",
+        f"{field.name}={value} is for {' or '.join(roles)} to give, not {actor.role}",
+        field=field.name,
+        value=str(value),
+        role=actor.role,
+    )
+
+
+def can_receive(actor: Actor, receiving: Located) -> Decision:
+    """May ``actor`` send a patient to ``receiving``? An ARS finds a bed inside its region,
+    the ARS de zone inside its zone, the national level anywhere (seed 003: transfers infra-
+    or inter-regional, EVASAN across borders)."""
+    if in_scope(actor, receiving):
+        return ALLOW
+    return _no(
+        "receiving_outside_scope",
+        f"{receiving.org} lies outside {actor.login}'s scope ({actor.scope}): the next level "
+        "finds beds further away (escalate)",
+        org=receiving.org,
+        scope=str(actor.scope),
+    )
+
+
+# Overseas regions by INSEE code (Guadeloupe 01, Martinique 02, Guyane 03, La Réunion 04,
+# Mayotte 06) and by name, for a directory that names them otherwise.
+OVERSEAS = frozenset({"01", "02", "03", "04", "06"})
+_OVERSEAS_NAMES = frozenset({"guadeloupe", "martinique", "guyane", "la réunion", "mayotte"})
+MAINLAND = "mainland"
+LAND_MEANS = frozenset({"road", "rail"})
+
+
+def land_of(region: str | None, insee: str | None = None, name: str | None = None) -> str:
+    """The land mass a region lies on: each overseas region is its own (and Corsica, an
+    island), the other regions share the mainland. Road and rail stay on one land mass."""
+    if (insee or "") in OVERSEAS or (name or "").strip().lower() in _OVERSEAS_NAMES:
+        return str(region)
+    if insee == "94" or (name or "").strip().lower() == "corse":
+        return str(region)
+    return MAINLAND
+
+
+def means_fit(means: str, origin: str | None, destination: str | None) -> bool:
+    """Road and rail only between two places of one land mass (no road to or from overseas);
+    air and sea anywhere. An unknown land (None) fits nothing by land."""
+    if means not in LAND_MEANS:
+        return True
+    return origin is not None and origin == destination

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from engine import audit, idempotency
-from engine.actors import load_actor
+from engine.actors import load_actor, load_places
 from engine.cases import CASE_TABLE, CaseFilter, get_case, history, list_cases
 from engine.clock import Clock
 from engine.db import Database
@@ -27,7 +27,7 @@ from engine.decisions import Decider, Rules
 from engine.errors import InputError, NotFound, NotPermitted, StorageError
 from engine.policy import can_fire, can_see_event
 from engine.unit_of_work import Notifier, SilentNotifier, Token, Tx, UnitOfWork
-from engine.values import Actor, CaseView, Command, Outcome, ReminderPolicy
+from engine.values import Actor, CaseView, Command, Outcome, Place, ReminderPolicy
 from engine.vocab import Role, ScopeKind
 from engine.workflow import WorkflowRegistry
 
@@ -116,9 +116,23 @@ class Runner:
 
         def decide(tx: Tx, actor: Actor) -> Outcome:
             case, _ = tx.lock(reference)
-            return self.decider.fire(case, actor, command, tx.now, as_written=reference)
+            places = self._named(tx, case, command)
+            return self.decider.fire(
+                case, actor, command, tx.now, as_written=reference, places=places
+            )
 
         return self._command(login, idempotency_key, request, decide, locks=reference)
+
+    def _named(self, tx: Tx, case: CaseView, command: Command) -> dict[str, Place | None] | None:
+        """The directory entries a trigger's establishment fields name, and the case's own
+        (None when the trigger names none: most commands read nothing more)."""
+        spec = self.registry[case.kind]
+        transition = spec.transition(case.state, command.trigger)
+        names = [f.name for f in transition.fields if f.type == "hospital"] if transition else []
+        if not names:
+            return None
+        ids = {str(command.data[n]).strip()[:40] for n in names if command.data.get(n)}
+        return load_places(tx.conn, ids | {case.org})
 
     def control(
         self,

@@ -79,6 +79,11 @@ class Settings(BaseModel):
         default_factory=lambda: [0.5, 0.8],
         description="reminders before a deadline passes, as fractions of it",
     )
+    ppe_ght_step: bool = Field(
+        True,
+        description="keep the GHT rung of the PPE ladder (an establishment without a GHT goes "
+        "straight to its ARS either way)",
+    )
     incident_reminder_period: str = Field("1h", description="reminder period of an incident")
     overdue_reminder_period: str = Field("1d", description="reminder period of a late return")
     extend_max: str = Field("24h", description="the most one extension of a deadline may add")

@@ -150,7 +150,10 @@ _SQL = {
     "token": "SELECT t.revoked_at, t.login, u.name, u.role, u.active, u.org, o.kind, o.region, "
     "o.zone, o.ght FROM api_token t LEFT JOIN regul_user u ON u.login = t.login "
     "LEFT JOIN organisation o ON o.id = u.org WHERE t.digest = :digest",
-    "org": "SELECT id, kind, region, zone, department, ght FROM organisation WHERE id = :id",
+    # an establishment's place, and where it is delivered: its own address, else its GHT's
+    "org": "SELECT o.id, o.kind, o.region, o.zone, o.department, o.ght, "
+    "COALESCE(o.delivery_address, g.delivery_address) FROM organisation o "
+    "LEFT JOIN organisation g ON g.id = o.ght AND g.kind = 'ght' WHERE o.id = :id",
     "security_head": "SELECT seq, hash FROM audit_head WHERE stream = :stream",
     "security_update": "UPDATE audit_head SET seq = :seq, hash = :hash WHERE stream = :stream",
     "security_seed": "INSERT INTO audit_head (stream, seq, hash) VALUES (:stream, :seq, :hash) "
@@ -371,7 +374,7 @@ class Tx:
         if row is None:
             load_org(self.conn, org_id)  # raises the directory's 'unknown organisation'
             raise AssertionError("unreachable")
-        return Place(row[0], row[2], row[3], row[5], row[4], row[1])
+        return Place(row[0], row[2], row[3], row[5], row[4], row[1], delivery_address=row[6])
 
     def lock(self, reference: str) -> tuple[CaseView, DeadlineRow | None]:
         """The case named ``reference``, locked, with its open deadline row."""

@@ -120,6 +120,9 @@ class Place:
     ght: str | None
     department: str | None = None
     kind: str = "hospital"
+    land: str | None = None  # the land mass of its region (engine.policy.land_of), when read
+    delivery_address: str | None = None  # its own, else its GHT's, when the directory has one
+    category: str | None = None  # sanitaire, ehpad, medico_social (an establishment's), if read
 
 
 @dataclass(frozen=True)

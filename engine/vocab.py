@@ -60,7 +60,10 @@ class Role(StrEnum):
     SYSTEM = "system"
 
 
-REGULATORS: tuple[Role, ...] = (Role.GHT, Role.UMAC, Role.ARS, Role.ARS_ZONE, Role.CCS)
+# SpF regulates the national rung of the PPE ladder (MINSANTE N°143), as the CCS does the others.
+REGULATORS: tuple[Role, ...] = (
+    Role.GHT, Role.UMAC, Role.ARS, Role.ARS_ZONE, Role.CCS, Role.SPF,
+)  # fmt: skip
 
 
 class ScopeKind(StrEnum):

@@ -9,10 +9,12 @@ diagram from the same definition. Values typed by users are parsed here against 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
+from itertools import pairwise
 from typing import Any
 
 from transitions import Machine
@@ -51,10 +53,12 @@ ROLES = (
 # Roles that may fire triggers at all; auditor and admin act on no case, and the SFCTCV
 # referent advises the ARS and the CCS on ECMO and reads those cases (DESIGN.md).
 ACTING_ROLES = ("establishment", "ght", "umac", "ars", "ars_zone", "ccs", "spf")
-FIELD_TYPES = ("text", "int", "bool", "date", "choice", "ref", "hospital")
+FIELD_TYPES = ("text", "int", "bool", "date", "choice", "ref", "hospital", "lines", "duration")
 INCIDENT = "incident"  # on_deadline at the top of a ladder: nobody left to escalate to
 OVERDUE = "overdue"  # on_deadline of a date the case carries (a loan's return, a delivery)
 _REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{3,31}$")
+MAX_LINES = 20  # lines of one PPE request
+LINE_COLUMNS = ("item", "quantity", "stock_on_hand", "weekly_consumption")
 _DURATION = re.compile(r"^(\d+)\s*(s|m|min|h|d)$")
 _DIGITS = re.compile(r"[+-]?[0-9]+")
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -73,10 +77,23 @@ class FieldSpec:
     name: str
     type: str
     required: bool = True
-    choices: tuple[str, ...] = ()
+    choices: tuple[str, ...] = ()  # a choice's values; the items of a "lines" field
     label: str = ""
+    # choice values only some roles may give, e.g. (("national", ("spf",)),): a refusal else
+    reserved: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # when not given: this attribute of the case's place in the directory (delivery_address)
+    fallback: str = ""
+    # required when another field has this value, e.g. ("covid", False): the loss of chance
+    required_when: tuple[str, object] | tuple[()] = ()
 
-    def parse(self, raw: object) -> str | int | bool:
+    def roles_for(self, value: object) -> tuple[str, ...] | None:
+        """The roles that may give ``value`` (None: anyone)."""
+        for reserved, roles in self.reserved:
+            if reserved == value:
+                return roles
+        return None
+
+    def parse(self, raw: object) -> Any:
         """The stored (JSON) form of ``raw``, or an InputError naming the field."""
         if isinstance(raw, str) and "\x00" in raw:
             raise InputError(
@@ -91,8 +108,20 @@ class FieldSpec:
             )
         try:
             return _PARSERS[self.type](self, raw)
+        except FieldError as exc:
+            raise InputError(
+                f"field {self.name!r}: {exc}", why=exc.why, field=self.name, **exc.params
+            ) from None
         except (ValueError, TypeError) as exc:
             raise InputError(f"field {self.name!r}: {exc}", field=self.name) from None
+
+
+class FieldError(ValueError):
+    """A malformed value with its own catalogue key (``why``) and parameters."""
+
+    def __init__(self, message: str, why: str, **params: object) -> None:
+        super().__init__(message)
+        self.why, self.params = why, params
 
 
 def _text(spec: FieldSpec, raw: object) -> str:
@@ -157,13 +186,132 @@ def _choice(spec: FieldSpec, raw: object) -> str:
 
 
 def _ref(spec: FieldSpec, raw: object) -> str:
+    """A pseudonymous patient reference (PAT-0042): never anything that looks like a name.
+
+    4 to 32 letters, digits or dashes, with at least one digit, and no two words of letters
+    side by side unless both are in capitals (a code such as PAT-RACE-3): "Jean-Dupont",
+    "Jean Dupont", "dupont-jean-7" are refused. A pseudonym is made by the establishment's own
+    numbering; a name must never reach the regulation's log.
+    """
     text = str(raw).strip()
-    if not _REF.match(text):
-        raise ValueError(
-            f"{text!r} is not a pseudonymous reference: 4 to 32 letters, digits or dashes, "
-            "never the patient's name"
+    if not _REF.match(text) or not any(c.isdigit() for c in text):
+        raise FieldError(
+            f"{text[:40]!r} is not a pseudonymous reference: 4 to 32 letters, digits or dashes "
+            "with at least one digit (e.g. PAT-0042), never the patient's name",
+            "bad_reference",
+        )
+    if _looks_like_name(text):
+        raise FieldError(
+            f"{text[:40]!r} looks like a name (two words of letters side by side): give the "
+            "pseudonymous reference (e.g. PAT-0042), never the patient's name",
+            "reference_looks_like_name",
         )
     return text
+
+
+def _field_duration(spec: FieldSpec, raw: object) -> str:
+    """A duration typed by a user (6h, 45m, 2d, PT1H30M), stored in its short form."""
+    if not isinstance(raw, str | int) or isinstance(raw, bool):
+        raise ValueError(f"{raw!r} is not a duration; write 45m, 6h or 2d")
+    try:
+        return format_duration(parse_duration(raw))
+    except InputError as exc:
+        raise ValueError(exc.message) from None
+
+
+def _looks_like_name(text: str) -> bool:
+    """Two words of letters side by side, not both in capitals: "Jean-Dupont-1", "dupont-jean-2"
+    (a pseudonym's letters are a code such as PAT or ECMO, in capitals, beside its digits)."""
+    parts = text.split("-")
+    return any(
+        a.isalpha() and b.isalpha() and len(a) > 1 and len(b) > 1
+        and not (a.isupper() and b.isupper())
+        for a, b in pairwise(parts)
+    )  # fmt: skip
+
+
+def _count(spec: FieldSpec, raw: object, *, zero: bool) -> int:
+    """A whole number of the lines: 0 allowed where ``zero`` (a stock can be empty)."""
+    if zero and (raw == 0 or (isinstance(raw, str) and raw.strip() == "0")):
+        return 0
+    return _int(spec, raw)
+
+
+def _lines(spec: FieldSpec, raw: object) -> list[dict[str, Any]]:
+    """Request lines: [{item, quantity, stock_on_hand, weekly_consumption}], as a list or JSON.
+
+    At least one line, at most ``MAX_LINES``, each item once; an error names the line (from
+    1) and the column.
+    """
+    value: object = raw
+    if isinstance(raw, str):
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            raise FieldError(
+                "is not a JSON list of lines, e.g. "
+                '[{"item": "ffp2_mask", "quantity": 5000, "stock_on_hand": 800, '
+                '"weekly_consumption": 3000}]',
+                "lines_not_a_list",
+            ) from None
+    if not isinstance(value, list) or not value:
+        raise FieldError("give at least one line (item, quantity...)", "lines_empty")
+    if len(value) > MAX_LINES:
+        raise FieldError(
+            f"has {len(value)} lines; at most {MAX_LINES}", "lines_too_many", limit=MAX_LINES
+        )
+    lines, seen = [], set()
+    for number, line in enumerate(value, 1):
+        parsed = _line(spec, number, line)
+        if parsed["item"] in seen:
+            raise FieldError(
+                f"line {number}: {parsed['item']} is already on an earlier line; one line per item",
+                "line_item_twice",
+                line=number,
+                item=parsed["item"],
+            )
+        seen.add(parsed["item"])
+        lines.append(parsed)
+    return lines
+
+
+def _line(spec: FieldSpec, number: int, line: object) -> dict[str, Any]:
+    """One request line, its columns checked; an error names the line and the column."""
+    if not isinstance(line, dict):
+        raise FieldError(
+            f"line {number} is not an object with {', '.join(LINE_COLUMNS)}",
+            "line_not_an_object",
+            line=number,
+        )
+    unknown = sorted(set(map(str, line)) - set(LINE_COLUMNS))
+    if unknown:
+        raise FieldError(
+            f"line {number}: unknown column(s) {', '.join(unknown)}; columns: "
+            + ", ".join(LINE_COLUMNS),
+            "line_unknown_column",
+            line=number,
+            column=unknown[0],
+        )
+    parsed: dict[str, Any] = {}
+    for column in LINE_COLUMNS:
+        cell = line.get(column)
+        if cell is None or cell == "":
+            raise FieldError(
+                f"line {number}: {column} is missing", "line_missing", line=number, column=column
+            )
+        try:
+            if column == "item":
+                text = str(cell).strip()
+                if text not in spec.choices:
+                    raise ValueError(f"{text[:40]!r} is not one of {', '.join(spec.choices)}")
+                parsed[column] = text
+            else:
+                parsed[column] = _count(spec, cell, zero=column != "quantity")
+        except ValueError as exc:
+            raise FieldError(
+                f"line {number}, {column}: {exc}", "line_bad_value", line=number, column=column
+            ) from None
+    return parsed
 
 
 def _hospital(spec: FieldSpec, raw: object) -> str:
@@ -173,7 +321,7 @@ def _hospital(spec: FieldSpec, raw: object) -> str:
     return text
 
 
-_PARSERS: dict[str, Callable[[FieldSpec, object], str | int | bool]] = {
+_PARSERS: dict[str, Callable[[FieldSpec, object], Any]] = {
     "text": _text,
     "int": _int,
     "bool": _bool,
@@ -181,6 +329,8 @@ _PARSERS: dict[str, Callable[[FieldSpec, object], str | int | bool]] = {
     "choice": _choice,
     "ref": _ref,
     "hospital": _hospital,
+    "lines": _lines,
+    "duration": _field_duration,
 }
 
 
@@ -197,6 +347,9 @@ class StateSpec:
     # ``resolve.return_by`` it replaces)
     due_field: str | None = None
     final: bool = False
+    # a rung a case passes over when nobody holds it for that case (a hospital with no GHT)
+    # or when the deployment turns it off (``WorkflowSpec.skipped``)
+    optional: bool = False
 
 
 @dataclass(frozen=True)
@@ -220,6 +373,8 @@ class WorkflowSpec:
     open_fields: tuple[FieldSpec, ...]
     states: tuple[StateSpec, ...]
     transitions: tuple[TransitionSpec, ...]
+    skipped: frozenset[str] = frozenset()  # optional states this deployment turns off
+    open_for: tuple[str, ...] = ("hospital",)  # the kinds of organisation a case is opened for
     _machine: Machine = field(default=None, compare=False, repr=False)  # type: ignore[assignment]
 
     def state(self, name: str) -> StateSpec:
@@ -243,6 +398,19 @@ class WorkflowSpec:
 
     def allowed(self, source: str) -> tuple[TransitionSpec, ...]:
         return tuple(t for t in self.transitions if t.source == source)
+
+    def skips(self, name: str, place: Any) -> bool:
+        """Does a case at ``place`` pass over state ``name``? Only an optional state, turned off
+        by the deployment or with nobody at its level for that place (no GHT)."""
+        state = self.state(name)
+        if not state.optional:
+            return False
+        if name in self.skipped:
+            return True
+        holder = {"ght": "ght", "umac": "zone", "ars_zone": "zone", "ars": "region"}.get(
+            state.level or ""
+        )
+        return holder is not None and not getattr(place, holder, None)
 
     @property
     def machine(self) -> Machine:
@@ -348,6 +516,7 @@ def define(
     states: Iterable[Sequence[Any]],
     transitions: Iterable[Sequence[Any]],
     trigger_fields: Mapping[str, Sequence[FieldSpec]] | None = None,
+    open_for: Sequence[str] = ("hospital",),
 ) -> WorkflowSpec:
     """Build and validate a workflow from its tables.
 
@@ -370,6 +539,7 @@ def define(
         open_fields=tuple(open_fields),
         states=state_specs,
         transitions=transition_specs,
+        open_for=tuple(open_for),
     )
     return _validated(spec)
 
@@ -381,7 +551,7 @@ def _state_row(kind: str, row: Sequence[Any]) -> StateSpec:
     except InputError as exc:
         raise WorkflowError(f"workflow {kind}, state {name}: {exc.message}") from None
     words = set(flags.split())
-    unknown = words - {"waiting", "final"}
+    unknown = words - {"waiting", "final", "optional"}
     if unknown:
         raise WorkflowError(f"workflow {kind}, state {name}: unknown flag(s) {sorted(unknown)}")
     return StateSpec(
@@ -393,6 +563,7 @@ def _state_row(kind: str, row: Sequence[Any]) -> StateSpec:
         on_deadline=on_deadline or None,
         due_field=deadline[1:] if deadline and deadline.startswith("@") else None,
         final="final" in words,
+        optional="optional" in words,
     )
 
 
@@ -433,6 +604,7 @@ def _validated(spec: WorkflowSpec) -> WorkflowSpec:
     for state in spec.states:
         _check_state(spec, state)
     _check_reachable(spec)
+    _check_optional(spec)
     machine = Machine(
         model=None,
         states=names,
@@ -468,8 +640,14 @@ def _check_transition(spec: WorkflowSpec, known: set[str], t: TransitionSpec) ->
 def _check_field(kind: str, f: FieldSpec) -> None:
     if f.type not in FIELD_TYPES:
         raise WorkflowError(f"workflow {kind}: field {f.name} has unknown type {f.type!r}")
-    if f.type == "choice" and not f.choices:
-        raise WorkflowError(f"workflow {kind}: choice field {f.name} lists no choices")
+    if f.type in ("choice", "lines") and not f.choices:
+        raise WorkflowError(f"workflow {kind}: {f.type} field {f.name} lists no choices")
+    for value, _roles in f.reserved:
+        if f.type != "choice" or value not in f.choices:
+            raise WorkflowError(
+                f"workflow {kind}: field {f.name} reserves {value!r}, which is not one of its "
+                "choices"
+            )
 
 
 def _check_state(spec: WorkflowSpec, state: StateSpec) -> None:
@@ -512,6 +690,30 @@ def _check_due_field(spec: WorkflowSpec, state: StateSpec) -> None:
                 f"workflow {spec.kind}: state {state.name} is due at {one!r}, "
                 "which is no date field of that trigger"
             )
+
+
+def _check_optional(spec: WorkflowSpec) -> None:
+    """An optional state is passed over by the trigger that leads into it: it must be left by
+    that trigger too; the initial and final states are never optional."""
+    for state in spec.states:
+        if not state.optional:
+            if state.name in spec.skipped:
+                raise WorkflowError(
+                    f"workflow {spec.kind}: state {state.name} is not optional and cannot be "
+                    "turned off"
+                )
+            continue
+        if state.name == spec.initial or state.final:
+            raise WorkflowError(
+                f"workflow {spec.kind}: the initial or a final state ({state.name}) is never "
+                "optional"
+            )
+        for t in spec.transitions:
+            if t.dest == state.name and spec.transition(state.name, t.trigger) is None:
+                raise WorkflowError(
+                    f"workflow {spec.kind}: optional state {state.name} is entered by "
+                    f"{t.trigger} but not left by it, so it cannot be passed over"
+                )
 
 
 def _check_reachable(spec: WorkflowSpec) -> None:
@@ -571,4 +773,16 @@ class WorkflowRegistry:
                     raise WorkflowError(f"deadline for {kind}.{name}: {exc.message}") from None
                 new_states[new_states.index(old)] = replace(old, deadline=duration)
             specs[kind] = _validated(replace(spec, states=tuple(new_states)))
+        return WorkflowRegistry(specs.values())
+
+    def without_states(self, off: Mapping[str, Iterable[str]]) -> WorkflowRegistry:
+        """A registry whose optional states named in ``off`` (per kind) are passed over by
+        every case (a deployment without the GHT step of the PPE ladder)."""
+        specs = dict(self._specs)
+        for kind, names in off.items():
+            spec = self[kind]
+            for name in names:
+                spec.state(name)  # an unknown state says which exist
+            skipped = spec.skipped | frozenset(names)
+            specs[kind] = _validated(replace(spec, skipped=skipped))
         return WorkflowRegistry(specs.values())

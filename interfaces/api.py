@@ -67,7 +67,11 @@ class Strict(BaseModel):
 class OpenCase(Strict):
     kind: str = Field(max_length=40, description="ecmo, ppe or transfer")
     org: str = Field(max_length=40, description="the hospital's FINESS number")
-    fields: dict[str, Scalar] = Field(default_factory=dict, description="the workflow's fields")
+    fields: dict[str, Scalar | list[dict[str, Scalar]]] = Field(
+        default_factory=dict,
+        description="the workflow's fields; a PPE request's lines as a list of objects "
+        "(item, quantity, stock_on_hand, weekly_consumption) or as JSON text",
+    )
 
 
 class Fire(Strict):

@@ -128,6 +128,8 @@ def build_app(
     settings = load_settings(**overrides, **settings_overrides)
     try:
         registry = default_registry().with_deadlines(settings.deadlines)
+        if not settings.ppe_ght_step:  # the PPE ladder without its GHT rung
+            registry = registry.without_states({"ppe": ("ght_review",)})
     except RegulError as exc:
         raise InputError(
             f"bad deadline setting (REGUL_DEADLINES or [deadlines] in regul.toml): {exc.message}"

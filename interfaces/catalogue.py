@@ -9,6 +9,7 @@ not here is shown by its class's French title, then the engine's detail.
 from __future__ import annotations
 
 from engine.errors import RegulError
+from workflows.labels import LINE_COLUMNS, ROLES, value_label
 
 __all__ = ["FRENCH", "SESSION_ENDS", "TITLES", "french"]
 
@@ -123,6 +124,58 @@ FRENCH: dict[str, str] = {
         "n'a été enregistré."
     ),
 }
+# The request data and resolutions of the doctrine (issue 10): patient references, PPE lines,
+# reserved stocks, receiving establishments and means of transfer.
+FRENCH.update(
+    {
+        "bad_reference": (
+            "La référence patient n'est pas une référence pseudonyme : 4 à 32 lettres, chiffres "
+            "ou tirets, dont au moins un chiffre (par exemple PAT-0042), jamais le nom du "
+            "patient. Rien n'a été enregistré."
+        ),
+        "reference_looks_like_name": (
+            "La référence patient ressemble à un nom (deux mots de lettres accolés, comme "
+            "« Jean-Dupont ») : saisissez la référence pseudonyme attribuée par "
+            "l'établissement (par exemple PAT-0042), jamais le nom du patient. Rien n'a été "
+            "enregistré."
+        ),
+        "lines_not_a_list": (
+            "Les lignes de la demande sont illisibles : donnez pour chaque article la quantité "
+            "demandée, le stock disponible et la consommation hebdomadaire."
+        ),
+        "lines_empty": "La demande doit comporter au moins une ligne (article et quantité).",
+        "lines_too_many": "La demande comporte trop de lignes : {limit} au plus.",
+        "line_not_an_object": "La ligne {line} de la demande est illisible.",
+        "line_unknown_column": "La ligne {line} comporte une colonne inconnue ({column}).",
+        "line_missing": "Ligne {line} : le champ « {column} » est obligatoire.",
+        "line_bad_value": (
+            "Ligne {line} : la valeur du champ « {column} » est invalide (un nombre entier, "
+            "positif pour la quantité demandée)."
+        ),
+        "line_item_twice": (
+            "Ligne {line} : l'article {item} figure déjà sur une ligne précédente ; une seule "
+            "ligne par article."
+        ),
+        "unknown_establishment": (
+            "{org} n'est pas un établissement de santé de l'annuaire : donnez le numéro FINESS "
+            "d'un établissement connu (champ « {label} »). Rien n'a été enregistré."
+        ),
+        "means_unfit": (
+            "Le vecteur « {means} » ne permet pas ce transfert vers {org} : pas de route ni de "
+            "train vers ou depuis l'outre-mer (ou entre deux territoires séparés par la mer) ; "
+            "choisissez l'avion ou le bateau. Rien n'a été enregistré."
+        ),
+        "value_reserved": (
+            "Action non permise (refus consigné au journal) : « {value} » ne relève pas de "
+            "votre niveau ({role})."
+        ),
+        "receiving_outside_scope": (
+            "Action non permise (refus consigné au journal) : l'établissement d'accueil {org} "
+            "est hors de votre périmètre ; escaladez pour qu'un niveau supérieur cherche un lit "
+            "plus loin."
+        ),
+    }
+)
 SESSION_ENDS: dict[str, str] = {  # an Unauthenticated error's key → the login page's message code
     "wrong_login": "wrong_login",
     "session_idle": "inactivity",
@@ -142,7 +195,23 @@ def french(exc: RegulError) -> str:
     template = FRENCH.get(exc.why) or FRENCH.get(exc.code)
     if template is not None:
         try:
-            return template.format(**{k: v for k, v in exc.data.items() if isinstance(k, str)})
+            return template.format(**_in_french(exc.data))
         except (KeyError, IndexError, ValueError):
             return template
     return f"{TITLES.get(exc.code, 'Erreur')} : {exc.message}"
+
+
+def _in_french(data: dict[str, object]) -> dict[str, object]:
+    """An error's parameters with their codes in French (a column, an item, a means, a role,
+    a reserved value)."""
+    out = {k: v for k, v in data.items() if isinstance(k, str)}
+    if "column" in out:
+        out["column"] = LINE_COLUMNS.get(str(out["column"]), out["column"])
+    for name in ("item", "means"):
+        if name in out:
+            out[name] = value_label(name, out[name])
+    if "value" in out and "field" in out:
+        out["value"] = value_label(str(out["field"]), out["value"])
+    if "role" in out:
+        out["role"] = ROLES.get(str(out["role"]), out["role"])
+    return out

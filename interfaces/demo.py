@@ -147,28 +147,49 @@ class _Cast:
 
 def _open_fields(kind: str, rng: random.Random, n: int) -> dict[str, object]:
     if kind == "ppe":
-        item = rng.choice(("ffp2_mask", "surgical_mask", "gown", "gloves"))
+        items = rng.sample(("ffp2_mask", "surgical_mask", "gown", "gloves"), rng.randrange(1, 3))
         return {
-            "item": item,
-            "quantity": rng.choice((2000, 5000, 12000)),
+            "lines": [
+                {
+                    "item": item,
+                    "quantity": rng.choice((2000, 5000, 12000)),
+                    "stock_on_hand": rng.choice((0, 400, 1500)),
+                    "weekly_consumption": rng.choice((1000, 3000, 8000)),
+                }
+                for item in items
+            ],
+            "delivery_address": "Pharmacie à usage intérieur, quai de livraison",
             "summary": "stock < 3 semaines",
         }
-    ref = f"PAT-{rng.randrange(16**6):06X}"
+    ref = f"PAT-{rng.randrange(10**6):06d}"  # a pseudonym has digits (never a name)
+    covid = rng.random() < 0.5
     if kind == "ecmo":
         return {
             "patient_ref": ref,
             "mode": rng.choice(("VV", "VA")),
+            "covid": covid,
+            "consoles_needed": 1,
+            "circuits_needed": rng.choice((1, 2)),
+            "local_options": "aucune console disponible dans l'établissement",
+            "time_to_rupture": rng.choice(("6h", "12h", "1d")),
             "summary": f"SDRA sévère, lit {n}",
         }
-    return {
+    fields: dict[str, object] = {
         "patient_ref": ref,
-        "covid": rng.random() < 0.5,
-        "care": rng.choice(("reanimation", "soins_critiques")),
+        "covid": covid,
+        "bed_category": rng.choice(("reanimation", "surveillance_continue")),
     }
+    if not covid:
+        fields["loss_of_chance"] = "déprogrammation d'une chirurgie carcinologique"
+        fields["protected_category"] = "cancer"
+    return fields
+
+
+_PPE_SOURCE = {"ght": "ght", "ars": "region", "spf": "national"}
 
 
 def _resolve_fields(
-    kind: str, today: date, rng: random.Random, cast: _Cast, case: CaseView
+    kind: str, today: date, rng: random.Random, cast: _Cast, case: CaseView, level: str
 ) -> dict[str, object]:
     if kind == "ecmo":
         back = str(today + timedelta(days=21))
@@ -180,15 +201,26 @@ def _resolve_fields(
     if kind == "ppe":
         return {
             "quantity": 5000,
-            "source": "region",
+            "source": _PPE_SOURCE.get(level, "region"),
             "expected_delivery": str(today + timedelta(days=2)),
         }
-    target = rng.choice(cast.hospitals)
+    # a bed inside the resolver's scope: the region (ARS), the zone (ARS de zone), anywhere
+    where = {"ars": "region", "ars_zone": "zone"}.get(level)
+    beds = [
+        h
+        for h in cast.hospitals
+        if h.id != case.org and (where is None or getattr(h, where) == getattr(case, where))
+    ]
+    target = rng.choice(beds or cast.hospitals)
+    by_land = target.region == case.region or not ({target.region, case.region} & _ISLANDS)
     return {
         "receiving_hospital": target.id,
-        "means": rng.choice(("road", "air", "rail")),
+        "means": rng.choice(("road", "air", "rail") if by_land else ("air", "sea")),
         "date": str(today),
     }
+
+
+_ISLANDS = frozenset({"GUA", "MTQ", "GUF", "REU", "MYT", "COR"})  # the demo's own region codes
 
 
 # Cases left at each rung for the hospitals of the printed demo accounts (``regul serve
@@ -299,7 +331,7 @@ def _play(
         trigger="resolve",
         login=actor,
         reason="solution trouvée",
-        data=_resolve_fields(spec.kind, clock.now().date(), rng, cast, case),
+        data=_resolve_fields(spec.kind, clock.now().date(), rng, cast, case, level),
         expect_version=case.version,
     )
     summary.transitions += 1
@@ -365,7 +397,7 @@ def _leave_waiting(runner: Runner, cast: _Cast, rng: random.Random, summary: Dem
             runner.advance(
                 reference=case.reference, trigger="resolve", login=cast.who("umac", case),
                 reason="console disponible dans la zone",
-                data=_resolve_fields("ecmo", runner.clock.now().date(), rng, cast, case),
+                data=_resolve_fields("ecmo", runner.clock.now().date(), rng, cast, case, "umac"),
             )  # fmt: skip
             summary.transitions += 1
 

@@ -35,7 +35,15 @@ from interfaces.auth import SESSION_COOKIE, Caller, Services, services
 from interfaces.catalogue import SESSION_ENDS, french
 from interfaces.problems import Problem, regul_status, validation_detail
 from notifications.queries import STATUSES
-from workflows.labels import ACTIONS, CONTROLS, ROLES, TRIGGERS, value_label
+from workflows.labels import (
+    ACTIONS,
+    CONTROLS,
+    LEGACY_FIELDS,
+    LINE_COLUMNS,
+    ROLES,
+    TRIGGERS,
+    value_label,
+)
 from workflows.labels import SCOPES as LABEL_SCOPES
 
 __all__ = ["is_desk", "router"]
@@ -346,7 +354,7 @@ STEP_TITLES = {
 
 def facts(spec: WorkflowSpec, fields: dict[str, Any]) -> list[tuple[str, str]]:
     """The case's fields as (French label, value): opening fields, then each step's fields."""
-    labels = {f.name: f.label or f.name for f in spec.open_fields}
+    labels = {**LEGACY_FIELDS, **{f.name: f.label or f.name for f in spec.open_fields}}
     step_labels = {
         t.trigger: {f.name: f.label or f.name for f in t.fields} for t in spec.transitions
     }
@@ -430,6 +438,8 @@ def new_case_page(kind: str, caller: Desk, svc: Svc) -> Response:
         "new.html.j2",
         caller=caller,
         spec=spec,
+        columns=LINE_COLUMNS,
+        rows=range(1, FORM_LINES + 1),
         error="",
         form=kept or {},
         notice=KEPT_NOTICE if kept is not None else "",
@@ -442,7 +452,12 @@ async def new_case(request: Request, kind: str, caller: Desk) -> Response:
     svc = services(request)
     spec = svc.runner.registry[kind[:40]]
     org = caller.actor.org if caller.actor.role == "establishment" else values.get("org", "")
-    fields = {k[6:]: v for k, v in values.items() if k.startswith("field_") and v.strip()}
+    fields: dict[str, object] = {
+        k[6:]: v for k, v in values.items() if k.startswith("field_") and v.strip()
+    }
+    for f in spec.open_fields:
+        if f.type == "lines":
+            fields[f.name] = form_lines(values, f.name)
     try:
         case = await run_in_threadpool(
             lambda: svc.runner.open_case(
@@ -457,10 +472,28 @@ async def new_case(request: Request, kind: str, caller: Desk) -> Response:
             code=regul_status(exc),
             caller=caller,
             spec=spec,
+            columns=LINE_COLUMNS,
+            rows=range(1, FORM_LINES + 1),
             error=_french(exc),
             form=values,
         )
     return RedirectResponse(f"/cases/{quote(case.reference)}?done=opened", 303)
+
+
+FORM_LINES = 5  # rows of a request's lines on the new-case form
+
+
+def form_lines(values: dict[str, str], name: str) -> list[dict[str, str]]:
+    """The rows of a lines field as typed on the form (``lines-2-quantity``), up to the last
+    row with something in it: an empty row between two is kept, so that the engine's error
+    names the row the regulator sees."""
+    rows = [
+        {c: values.get(f"{name}-{n}-{c}", "").strip() for c in LINE_COLUMNS}
+        for n in range(1, FORM_LINES + 1)
+    ]
+    while rows and not any(rows[-1].values()):
+        rows.pop()
+    return [{c: v for c, v in row.items() if v} for row in rows]
 
 
 def _check_form(values: dict[str, str]) -> None:

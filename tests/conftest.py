@@ -193,15 +193,32 @@ def ctx(database_url: str) -> Iterator[Ctx]:
 
 
 DEFAULT_FIELDS: dict[str, dict[str, object]] = {
-    "ecmo": {"patient_ref": "PAT-0001", "mode": "VV"},
-    "ppe": {"item": "ffp2_mask", "quantity": 5000},
-    "transfer": {"patient_ref": "PAT-0002", "covid": "yes", "care": "reanimation"},
+    "ecmo": {
+        "patient_ref": "PAT-0001",
+        "mode": "VV",
+        "covid": "yes",
+        "consoles_needed": 1,
+        "circuits_needed": 2,
+    },
+    "ppe": {
+        "lines": [
+            {
+                "item": "ffp2_mask",
+                "quantity": 5000,
+                "stock_on_hand": 800,
+                "weekly_consumption": 3000,
+            },
+        ],
+        "delivery_address": "Quai de livraison, 1 rue de l'Hôpital",
+    },
+    "transfer": {"patient_ref": "PAT-0002", "covid": "yes", "bed_category": "reanimation"},
 }
 TRIGGER_FIELDS: dict[tuple[str, str], dict[str, object]] = {
     # a console lent by another hospital of Toulouse's GHT (its region and zone): any level may
     ("ecmo", "resolve"): {"source": "hospital", "lender": LENDER, "return_by": "2026-12-15"},
     ("ecmo", "extend_loan"): {"return_by": "2026-12-22"},
-    ("ppe", "resolve"): {"quantity": 4000, "source": "region", "expected_delivery": "2026-11-24"},
+    # the source (stock) left out: each level ships from its own (ght, region, national)
+    ("ppe", "resolve"): {"quantity": 4000, "expected_delivery": "2026-11-24"},
     ("ppe", "deliver"): {"quantity_received": 4000},
     ("transfer", "resolve"): {
         "receiving_hospital": "349900001",
@@ -209,6 +226,18 @@ TRIGGER_FIELDS: dict[tuple[str, str], dict[str, object]] = {
         "date": "2026-11-23",
     },
 }
+
+
+# A receiving establishment inside each test region (an ARS finds beds inside its region).
+RECEIVING = {"OCC": "349900001", "IDF": "939900001"}
+
+
+def trigger_data(kind: str, trigger: str, region: str | None = None) -> dict[str, object]:
+    """The fields of ``trigger`` for a case of ``kind`` in ``region``."""
+    data = dict(TRIGGER_FIELDS.get((kind, trigger), {}))
+    if (kind, trigger) == ("transfer", "resolve") and region in RECEIVING:
+        data["receiving_hospital"] = RECEIVING[region]
+    return data
 
 
 def make_case(

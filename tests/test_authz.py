@@ -26,11 +26,11 @@ from tests.conftest import (
     LENDER,
     OUTSIDERS,
     TOULOUSE,
-    TRIGGER_FIELDS,
     Ctx,
     Web,
     path_to,
 )
+from tests.conftest import trigger_data as region_data
 from workflows import default_registry
 
 API = "/api/v1"
@@ -68,7 +68,7 @@ USERS: dict[str, Who] = {
     "admin": Who("admin", "national", None),
 }
 AUDITORS = ("auditeur", "auditeur-occ")
-REGULATORS = ("ght", "umac", "ars", "ars_zone", "ccs")
+REGULATORS = ("ght", "umac", "ars", "ars_zone", "ccs", "spf")  # SpF: the PPE national rung
 CONTROLS = ("hold", "resume", "extend")
 
 POISSY = "789900001"
@@ -117,8 +117,9 @@ def sees_case(login: str, hospital: str, kind: str, state: str) -> bool:
 
 
 def trigger_data(kind: str, trigger: str, hospital: str) -> dict[str, object]:
-    """TRIGGER_FIELDS, with the ECMO loan's lender taken in the hospital's region."""
-    data = dict(TRIGGER_FIELDS.get((kind, trigger), {}))
+    """TRIGGER_FIELDS, with the ECMO loan's lender and a transfer's receiving establishment
+    taken in the hospital's region."""
+    data = region_data(kind, trigger, PLACES[hospital]["region"])
     if "lender" in data:
         data["lender"] = LENDERS[hospital]
     return data
@@ -280,7 +281,8 @@ def test_me_and_workflows_for_every_user(web: Web) -> None:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_open_matrix(web: Web, kind: str) -> None:
-    """Only an establishment opens, for its own hospital; every refusal is one security event."""
+    """An establishment opens for its own hospital (and an ARS a PPE request for an
+    establishment of its region); every refusal is one security event."""
     ctx, keys = web.ctx, tokens(web)
     before, sec = stable(ctx), security(ctx)
     allowed: list[tuple[str, str]] = []
@@ -288,6 +290,8 @@ def test_open_matrix(web: Web, kind: str) -> None:
     for hospital in MATRIX_HOSPITALS:
         for login, who in USERS.items():
             ok = who.role == "establishment" and who.code == hospital
+            if kind == "ppe" and who.role == "ars":
+                ok = sees(login, hospital)
             (allowed if ok else refused).append((login, hospital))
     for login, hospital in refused:
         body = {"kind": kind, "org": hospital, "fields": DEFAULT_FIELDS[kind]}
@@ -309,7 +313,10 @@ def test_open_matrix(web: Web, kind: str) -> None:
         assert (row.action, data["op"], data["kind"]) == ("refused", "open", kind)
         recorded.append((row.actor, data["org"]))
     assert recorded == refused
-    assert allowed == [("etab-319900001", TOULOUSE), ("etab-789900001", POISSY)]
+    by_ars = [("ars-occ", TOULOUSE), ("ars-idf", POISSY)] if kind == "ppe" else []
+    assert sorted(allowed) == sorted(
+        [("etab-319900001", TOULOUSE), ("etab-789900001", POISSY), *by_ars]
+    )
     for login, hospital in allowed:
         body = {"kind": kind, "org": hospital, "fields": DEFAULT_FIELDS[kind]}
         answer = web.client.post(f"{API}/cases", json=body, headers=keys[login])
@@ -685,7 +692,8 @@ NEVER = ("admin", "auditeur", "auditeur-occ", "spf")
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_admin_auditors_and_spf_never_act(web: Web, kind: str) -> None:
-    """Admin and auditors never fire or control; SpF only resolves PPE at national_review."""
+    """Admin and auditors never fire or control; SpF acts only on PPE at national_review,
+    the rung it holds (resolve, reject, its deadline's controls)."""
     ctx, spec = web.ctx, web.ctx.registry[kind]
     keys = tokens(web, NEVER)
     cases = [open_at(ctx, kind, TOULOUSE, s) for k, s in LIVE_STATES if k == kind]
@@ -694,17 +702,16 @@ def test_admin_auditors_and_spf_never_act(web: Web, kind: str) -> None:
     for case in cases:
         for login in NEVER:
             for t in spec.allowed(case.state):
-                if (login, kind, case.state, t.trigger) == (
-                    "spf",
-                    "ppe",
-                    "national_review",
-                    "resolve",
+                if (login, kind, case.state) == ("spf", "ppe", "national_review") and (
+                    t.trigger in {"resolve", "reject"}
                 ):
                     continue
                 answer = fire(web, keys[login], case.reference, t.trigger, case.version)
                 is_problem(answer, 403, "not_permitted")
                 refused += 1
             for action in ("hold", "extend"):
+                if (login, kind, case.state) == ("spf", "ppe", "national_review"):
+                    continue
                 answer = control(web, keys[login], case.reference, action, case.version)
                 is_problem(answer, 403, "not_permitted")
                 refused += 1

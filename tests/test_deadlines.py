@@ -148,8 +148,8 @@ def test_top_of_ladder_raises_incident_and_reminds_until_someone_acts(
     assert [f.outcome for f in sweep_at(ctx, due + timedelta(hours=1)).fired] == ["repeat"]
     assert [f.outcome for f in sweep_at(ctx, due + timedelta(hours=2)).fired] == ["repeat"]
     resolved = ctx.runner.advance(
-        reference=case.reference, trigger="resolve", login="ccs", reason="stock national",
-        data=TRIGGER_FIELDS.get((kind, "resolve"), {}),
+        reference=case.reference, trigger="resolve", login=str(flagged.level),  # ccs, spf (PPE)
+        reason="stock national", data=TRIGGER_FIELDS.get((kind, "resolve"), {}),
     )  # fmt: skip
     assert not resolved.incident
     assert ctx.runner.search(CaseFilter(incidents=True)) == []

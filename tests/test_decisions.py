@@ -162,7 +162,7 @@ def test_open_decides_row_event_and_first_deadline() -> None:
     """Opening: the row to insert, an 'opened' event, the first level's deadline; a refusal for an outsider."""
     decider = Decider(REGISTRY, rules=Rules(hospital_confirms=True))
     place = Place(HERE["org"], "OCC", "SUD", HERE["ght"], "31")
-    fields = {"patient_ref": "PAT-1", "mode": "VV"}
+    fields = {**DEFAULT_FIELDS["ecmo"], "patient_ref": "PAT-1"}
     outcome = decider.open(ACTORS["establishment"], "ecmo", place, fields, NOW)
     assert outcome.opened is not None
     assert outcome.opened["state"] == REGISTRY["ecmo"].initial

@@ -18,7 +18,7 @@ def test_establishment_opens_a_case_from_the_desk(web: Web) -> None:
         follow_redirects=False,
     )
     assert bad.status_code == 422
-    assert "pseudonymous" in bad.text
+    assert "pas une référence pseudonyme" in bad.text  # in French, from the catalogue
     assert web.ctx.count("regul_case") == before
     done = web.client.post(
         "/new/ecmo",

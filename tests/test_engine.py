@@ -300,7 +300,17 @@ def test_idempotent_open_creates_one_case(ctx: Ctx) -> None:
                 kind="ppe",
                 login="etab-319900001",
                 org=TOULOUSE,
-                fields={"item": "gloves", "quantity": "-4"},
+                fields={
+                    "lines": [
+                        {
+                            "item": "gloves",
+                            "quantity": "-4",
+                            "stock_on_hand": 0,
+                            "weekly_consumption": 10,
+                        }
+                    ],
+                    "delivery_address": "quai",
+                },
             ),
             InputError,
             "greater than zero",
@@ -310,7 +320,17 @@ def test_idempotent_open_creates_one_case(ctx: Ctx) -> None:
                 kind="ppe",
                 login="etab-319900001",
                 org=TOULOUSE,
-                fields={"item": "gloves", "quantity": "lots"},
+                fields={
+                    "lines": [
+                        {
+                            "item": "gloves",
+                            "quantity": "lots",
+                            "stock_on_hand": 0,
+                            "weekly_consumption": 10,
+                        }
+                    ],
+                    "delivery_address": "quai",
+                },
             ),
             InputError,
             "not a whole number",
@@ -320,7 +340,7 @@ def test_idempotent_open_creates_one_case(ctx: Ctx) -> None:
                 kind="ppe", login="etab-319900001", org=TOULOUSE, fields={"item": "gloves"}
             ),
             InputError,
-            "needs field 'quantity'",
+            "unknown field.s. item",
         ),
     ],
 )

@@ -56,10 +56,10 @@ from tests.conftest import (
     DEFAULT_FIELDS,
     OUTSIDERS,
     START,
-    TRIGGER_FIELDS,
     Ctx,
     truncate_cases,
 )
+from tests.conftest import trigger_data as region_data
 from workflows import default_notices, default_registry
 
 REGISTRY = default_registry()
@@ -124,8 +124,9 @@ def sees(login: str, kind: str, state: str, hospital: str) -> bool:
 
 
 def trigger_data(kind: str, trigger: str, hospital: str) -> dict[str, object]:
-    """TRIGGER_FIELDS, the ECMO loan's lender taken in the hospital's region."""
-    data = dict(TRIGGER_FIELDS.get((kind, trigger), {}))
+    """TRIGGER_FIELDS, the ECMO loan's lender and a transfer's receiving establishment taken
+    in the hospital's region."""
+    data = region_data(kind, trigger, HOSPITALS[hospital]["region"])
     if "lender" in data:
         data["lender"] = LENDERS[hospital]
     return data
@@ -409,14 +410,16 @@ class CaseCommands(RuleBasedStateMachine):
             return Replays(answer) if identity == c.identity() else Raises(IdempotencyMismatch)
         checks: list[tuple[bool, type[RegulError]]]
         if c.op == "open":
+            role = USERS[c.login][0]
+            # an establishment opens; the ARS opens a PPE request on behalf of an
+            # establishment of its region, which goes at once to the ARS's rung
+            opener = role == "establishment" or (role == "ars" and c.kind == "ppe")
             checks = [
-                (
-                    USERS[c.login][0] != "establishment" or not in_scope(c.login, c.org),
-                    NotPermitted,
-                ),
+                (not opener or not in_scope(c.login, c.org), NotPermitted),
                 (not c.valid, InputError),
             ]
-            outcome = Moves(REGISTRY[c.kind].initial, 1)
+            on_behalf = role == "ars" and c.kind == "ppe"
+            outcome = Moves("ars_review" if on_behalf else REGISTRY[c.kind].initial, 1)
         else:
             case = self.cases[c.reference]
             spec = REGISTRY[case.kind]
@@ -539,14 +542,21 @@ class CaseCommands(RuleBasedStateMachine):
         before: dict[str, list[Any]],
         after: dict[str, list[Any]],
     ) -> None:
-        """A success writes one event for its case, its notices, one idempotency record if keyed."""
+        """A success writes one event for its case (then one automatic step per rung passed
+        over, at the same version), its notices, one idempotency record if keyed."""
         events = after["audit_event"]
         assert events[: len(before["audit_event"])] == before["audit_event"], c
         new = events[len(before["audit_event"]) :]
-        assert len(new) == 1, f"{c}: {len(new)} events for one command"
-        event = new[0]
+        assert new, f"{c}: no event"
+        event, steps = new[0], new[1:]
         action = "opened" if c.op == "open" else "transition"
         assert (event["case_id"], event["action"], event["actor"]) == (answer.id, action, c.login)
+        assert all(
+            (e["case_id"], e["action"], e["actor"], e["version"])
+            == (answer.id, "transition", "system", answer.version)
+            for e in steps
+        ), c
+        event = new[-1]
         assert (event["to_state"], event["version"]) == (answer.state, answer.version), c
         added = len(after["idempotency"]) - len(before["idempotency"])
         assert added == (1 if c.key else 0), c

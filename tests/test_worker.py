@@ -38,7 +38,11 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 REGUL = Path(sys.executable).parent / "regul"
 ECMO_FIELDS = {"patient_ref": "PAT-0001", "mode": "VV"}
-PPE_FIELDS = {"item": "ffp2_mask", "quantity": 5000}
+PPE_FIELDS = {
+    "lines": '[{"item": "ffp2_mask", "quantity": 5000, "stock_on_hand": 0, '
+    '"weekly_consumption": 2000}]',
+    "delivery_address": "quai de livraison",
+}
 
 
 @dataclass

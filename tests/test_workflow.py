@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from datetime import timedelta
@@ -65,7 +66,10 @@ def test_shipped_workflows_load() -> None:
         assert spec.initial == "requested"
         assert spec.machine is not None
         assert REGISTRY.by_prefix(spec.prefix) is spec
-        assert spec.open_roles == ("establishment",)
+        # the ARS also opens a PPE request on behalf of an establishment (seed 004)
+        assert spec.open_roles == (
+            ("establishment", "ars") if spec.kind == "ppe" else ("establishment",)
+        )
 
 
 @pytest.mark.parametrize("kind", ["ecmo", "ppe", "transfer"])
@@ -630,6 +634,7 @@ def test_settings_unknown_key_is_refused(clean_env: Path, built: list[App]) -> N
 
 # -- fields --------------------------------------------------------------------------------
 
+_LINE = {"item": "gown", "quantity": 300, "stock_on_hand": 20, "weekly_consumption": 150}
 GOOD: list[tuple[FieldSpec, object, object]] = [
     (FieldSpec("summary", "text"), "  Patient stable  ", "Patient stable"),
     (FieldSpec("summary", "text"), "é" * 2000, "é" * 2000),
@@ -653,10 +658,19 @@ GOOD: list[tuple[FieldSpec, object, object]] = [
     (FieldSpec("mode", "choice", choices=("VV", "VA")), " VV ", "VV"),
     (FieldSpec("patient_ref", "ref"), "PAT-0001", "PAT-0001"),
     (FieldSpec("patient_ref", "ref"), "a1b2", "a1b2"),
-    (FieldSpec("patient_ref", "ref"), "X" * 32, "X" * 32),
+    (FieldSpec("patient_ref", "ref"), "X" * 31 + "1", "X" * 31 + "1"),
     (FieldSpec("receiving_hospital", "hospital"), "349900001", "349900001"),
     (FieldSpec("receiving_hospital", "hospital"), "2A0000012", "2A0000012"),
     (FieldSpec("receiving_hospital", "hospital"), "2B0000012", "2B0000012"),
+    (FieldSpec("time_to_rupture", "duration"), "6h", "6h"),
+    (FieldSpec("time_to_rupture", "duration"), "PT90M", "90m"),
+    (FieldSpec("lines", "lines", choices=("gown",)), [_LINE], [_LINE]),
+    (FieldSpec("lines", "lines", choices=("gown",)), json.dumps([_LINE]), [_LINE]),
+    (
+        FieldSpec("lines", "lines", choices=("gown",)),
+        [{**_LINE, "stock_on_hand": "0", "quantity": "12"}],
+        [{**_LINE, "stock_on_hand": 0, "quantity": 12}],
+    ),
 ]
 BAD: list[tuple[FieldSpec, object, str]] = [
     (FieldSpec("summary", "text"), "", "is empty"),
@@ -686,6 +700,16 @@ BAD: list[tuple[FieldSpec, object, str]] = [
     (FieldSpec("receiving_hospital", "hospital"), "3499000011", "is not a FINESS number"),
     (FieldSpec("receiving_hospital", "hospital"), "2C0000012", "is not a FINESS number"),
     (FieldSpec("receiving_hospital", "hospital"), "CHU Toulouse", "is not a FINESS number"),
+    (FieldSpec("time_to_rupture", "duration"), "bientôt", "is not a duration"),
+    (FieldSpec("time_to_rupture", "duration"), True, "is not a duration"),
+    (FieldSpec("lines", "lines", choices=("gown",)), [], "at least one line"),
+    (FieldSpec("lines", "lines", choices=("gown",)), "[{", "is not a JSON list"),
+    (FieldSpec("lines", "lines", choices=("gown",)), [_LINE, _LINE], "line 2: gown is already"),
+    (
+        FieldSpec("lines", "lines", choices=("gown",)),
+        [{**_LINE, "quantity": 0}],
+        "line 1, quantity",
+    ),
 ]
 
 
@@ -710,7 +734,8 @@ def test_field_rejects_bad_values_naming_the_field(
         spec.parse(raw)
     assert str(info.value).startswith(f"field {spec.name!r}: ")
     assert message in str(info.value)
-    assert info.value.data == {"field": spec.name}
+    assert info.value.data["field"] == spec.name  # a line's error also names its line
+    assert set(info.value.data) <= {"field", "line", "column", "item", "limit"}
 
 
 def test_field_types_are_all_covered() -> None:

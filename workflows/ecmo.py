@@ -13,6 +13,18 @@ _OPEN = (
     FieldSpec(
         "mode", "choice", choices=("VV", "VA"), label="ECMO veino-veineuse ou veino-artérielle"
     ),
+    # the facts the UMAC weighs (MARS N°2020_113); optional so that an urgent request is never
+    # held back by a form, and the desk's form always asks them
+    FieldSpec("covid", "bool", required=False, label="Patient Covid"),
+    FieldSpec("consoles_needed", "int", required=False, label="Consoles nécessaires"),
+    FieldSpec("circuits_needed", "int", required=False, label="Circuits nécessaires"),
+    FieldSpec("local_options", "text", required=False, label="Solutions locales envisagées"),
+    FieldSpec(
+        "time_to_rupture",
+        "duration",
+        required=False,
+        label="Délai avant rupture de prise en charge",
+    ),
     FieldSpec("summary", "text", required=False, label="Éléments cliniques utiles à la régulation"),
 )
 _RESOLVE = (

@@ -15,14 +15,18 @@ __all__ = [
     "ACTIONS",
     "CONTROLS",
     "ITEM_UNITS",
+    "LEGACY_FIELDS",
     "LEVELS",
+    "LINE_COLUMNS",
     "NOTICE_FIELDS",
     "NOTICE_UNITS",
     "OUTCOMES",
     "ROLES",
     "SCOPES",
     "TRIGGERS",
+    "UNITS",
     "VALUES",
+    "lines_label",
     "value_label",
 ]
 
@@ -117,23 +121,6 @@ VALUES: dict[str, dict[str, str]] = {
         "goggles": "lunettes de protection",
     },
     "mode": {"VV": "veino-veineuse (VV)", "VA": "veino-artérielle (VA)"},
-    "bed_category": {
-        "reanimation": "réanimation",
-        "surveillance_continue": "surveillance continue",
-        "medecine": "médecine",
-        "ssr": "soins de suite et de réadaptation (SSR)",
-    },
-    "protected_category": {  # seed 001 l.95-101: patients whose care must be kept
-        "none": "aucune",
-        "cancer": "patient atteint d'un cancer",
-        "transplant": "patient en attente de greffe",
-        "chronic": "patient suivi pour une maladie chronique",
-        "urgent": "soins urgents",
-        "urgent_care": "soins urgents",
-        "minor": "patient mineur",
-        "mental_health": "santé mentale (mineur avec handicap psychique)",
-        "screening": "dépistage ou diagnostic",
-    },
 }
 
 # -- notices ------------------------------------------------------------------------------
@@ -193,10 +180,79 @@ LEVELS: dict[str, str] = {
     "spf": "Santé publique France",
     "sfctcv": "le référent SFCTCV",
 }
+# The request data of the doctrine (issue 10): transfer bed categories and protected patients
+# (MARS N°2021_18), PPE request lines (MINSANTE N°143).
+VALUES.update(
+    {
+        "bed_category": {
+            "reanimation": "réanimation",
+            "surveillance_continue": "surveillance continue",
+            "medecine": "médecine",
+            "ssr": "soins de suite et de réadaptation (SSR)",
+        },
+        "protected_category": {
+            "cancer": "patient atteint d'un cancer",
+            "greffe": "patient en attente de greffe",
+            "maladie_chronique": "patient suivi pour une maladie chronique",
+            "soins_urgents": "patient requérant des soins urgents",
+            "mineur": "patient mineur",
+            "sante_mentale": "prise en charge en santé mentale",
+            "depistage_diagnostic": "dépistage ou diagnostic",
+        },
+    }
+)
+# Fields of cases opened before the request data of issue 10 (one PPE item and its quantity,
+# a transfer's level of care): their cases stay readable.
+VALUES["lines"] = VALUES["item"]  # the items of a PPE request's lines
+LEGACY_FIELDS = {
+    "item": "Article",
+    "quantity": "Quantité demandée",
+    "care": "Niveau de soins requis",
+}
+LINE_COLUMNS = {
+    "item": "Article",
+    "quantity": "Quantité demandée",
+    "stock_on_hand": "Stock disponible",
+    "weekly_consumption": "Consommation hebdomadaire",
+}
+UNITS = {  # the unit of a quantity of each PPE item
+    "surgical_mask": "masques",
+    "ffp2_mask": "masques",
+    "gown": "surblouses",
+    "apron": "tabliers",
+    "gloves": "paires de gants",
+    "cap": "charlottes",
+    "goggles": "lunettes",
+}
+
+
+def lines_label(lines: object) -> str:
+    """PPE request lines as a regulator reads them: « masques FFP2 : 5 000 demandés (stock
+    800, consommation 3 000 par semaine) ; … »."""
+    if not isinstance(lines, list):
+        return str(lines)
+    parts = []
+    for line in lines:
+        if not isinstance(line, dict):
+            parts.append(str(line))
+            continue
+        item = str(line.get("item", ""))
+        parts.append(
+            f"{VALUES['item'].get(item, item)} : {_n(line.get('quantity'))} demandés "
+            f"(stock {_n(line.get('stock_on_hand'))}, consommation "
+            f"{_n(line.get('weekly_consumption'))} par semaine)"
+        )
+    return " ; ".join(parts)
+
+
+def _n(value: object) -> str:
+    return f"{value:,}".replace(",", "\u202f") if isinstance(value, int) else str(value)
 
 
 def value_label(field: str, value: object) -> str:
     """A field value as a regulator reads it: the French label of a choice, else the value."""
     if isinstance(value, bool):
         return "oui" if value else "non"
+    if field == "lines" or isinstance(value, list):
+        return lines_label(value)
     return VALUES.get(field, {}).get(str(value), str(value))

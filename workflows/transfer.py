@@ -6,16 +6,40 @@ from __future__ import annotations
 from engine.workflow import FieldSpec, define
 from notifications.rules import notices
 
-__all__ = ["TRANSFER", "TRANSFER_NOTICES"]
+__all__ = ["BED_CATEGORIES", "PROTECTED", "TRANSFER", "TRANSFER_NOTICES"]
+
+# The patients whose care must go on (MARS N°2021_18, seed 001): cancer, awaiting a graft,
+# chronic disease, urgent care, minors, mental health, screening and diagnosis.
+PROTECTED = (
+    "cancer",
+    "greffe",
+    "maladie_chronique",
+    "soins_urgents",
+    "mineur",
+    "sante_mentale",
+    "depistage_diagnostic",
+)
+BED_CATEGORIES = ("reanimation", "surveillance_continue", "medecine", "ssr")
 
 _OPEN = (
     FieldSpec("patient_ref", "ref", label="Référence pseudonyme du patient"),
     FieldSpec("covid", "bool", label="Patient Covid"),
+    FieldSpec("bed_category", "choice", choices=BED_CATEGORIES, label="Catégorie de lit"),
+    # a non-Covid patient is transferred for the loss of chance his care would suffer (seed
+    # 003): required then, optional for a Covid patient
     FieldSpec(
-        "care",
+        "loss_of_chance",
+        "text",
+        required=False,
+        label="Perte de chance (patient non Covid)",
+        required_when=("covid", False),
+    ),
+    FieldSpec(
+        "protected_category",
         "choice",
-        choices=("reanimation", "soins_critiques", "medecine", "ssr"),
-        label="Niveau de soins requis",
+        choices=PROTECTED,
+        required=False,
+        label="Catégorie de patients protégée",
     ),
     FieldSpec("summary", "text", required=False, label="Éléments utiles au transfert"),
 )
