@@ -121,3 +121,34 @@ def test_the_demo_never_passes_the_present_and_delivers_every_notice(tmp_path: P
     assert all(t is not None and t <= now for t in latest_notice), latest_notice
     assert statuses == {"sent": summary.notices}
     assert closed > 0  # the day-earlier cases had the time to come back and close
+
+
+def test_no_raw_code_in_any_notice_of_a_demo_run(tmp_path: Path) -> None:
+    """Every notice of a demo run, as delivered (text and HTML), speaks French: no state,
+    trigger, role, action, field name or choice value of any vocabulary leaks into it."""
+    from tests.test_notices_golden import _codes, _words
+
+    path = tmp_path / "regul-demo.db"
+    run_demo(path, cases_per_kind=12, seed=7)
+    db = Database(f"sqlite:///{path}")
+    try:
+        with db.read() as conn:
+            notice = tables.NOTICE.c
+            rows = conn.execute(
+                sa.select(notice.reference, notice.message_id, notice.body_text, notice.body_html)
+            ).all()
+    finally:
+        db.dispose()
+    assert len(rows) > 50
+    codes = _codes()
+    leaked: dict[str, set[str]] = {}
+    for reference, message_id, text, html in rows:
+        assert text, f"{reference} was delivered without its rendered text"
+        assert html, f"{reference} was delivered without its rendered HTML"
+        escaped = message_id.replace("<", "&lt;").replace(">", "&gt;")
+        words = _words(text.replace(message_id, "")) | _words(
+            re.sub(r"<[^>]+>", " ", html.replace(escaped, ""))
+        )
+        if words & codes:
+            leaked[reference] = words & codes
+    assert not leaked, f"raw codes in the demo's notices: {leaked}"

@@ -26,6 +26,7 @@ from interfaces.catalogue import french
 from interfaces.desk import facts
 from tests.conftest import (
     ACTORS_OCC,
+    CONFIRMS,
     DEFAULT_FIELDS,
     TOULOUSE,
     TRIGGER_FIELDS,
@@ -149,7 +150,7 @@ def test_the_sweep_passes_over_the_ght_rung_too(ctx: Ctx) -> None:
 def test_a_deployment_without_the_ght_step(ctx: Ctx) -> None:
     """ppe_ght_step off: every PPE request goes from the establishment to its ARS."""
     registry = default_registry().without_states({"ppe": ("ght_review",)})
-    runner = Runner(ctx.db, registry, ctx.clock)
+    runner = Runner(ctx.db, registry, ctx.clock, rules=CONFIRMS)  # the hospital's confirm step
     case = runner.open_case(
         kind="ppe", login=ACTORS_OCC["establishment"], org=TOULOUSE, fields=DEFAULT_FIELDS["ppe"]
     )
@@ -651,10 +652,12 @@ def test_only_the_last_step_over_a_passed_rung_is_told() -> None:
     """Escalating past a rung nobody holds queues one notice (the ARS's), not one per step."""
     from datetime import UTC, datetime
 
-    from engine.decisions import Decider
+    from engine.decisions import Decider, Rules
     from engine.values import Actor, Command, Place
 
-    decider = Decider(default_registry(), declares=lambda kind, event: True)
+    decider = Decider(
+        default_registry(), declares=lambda kind, event: True, rules=Rules(hospital_confirms=True)
+    )
     now = datetime(2026, 11, 22, tzinfo=UTC)
     etab = Actor(f"etab-{NO_GHT}", "x", "establishment", NO_GHT, "hospital", "IDF", "PARIS", None)
     place = Place(NO_GHT, "IDF", "PARIS", None, "75", delivery_address="Quai")

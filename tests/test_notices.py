@@ -601,7 +601,10 @@ def test_ppe_escalated_by_the_ght_is_issued_by_the_ght(nctx: Ctx) -> None:
         "GHT Haute-Garonne et Tarn Ouest",
     ]
     assert field(text, "Niveau") == "ARS Occitanie — Examen par l'ARS"
-    assert field(text, "Demande") == "5\u202f000 masques FFP2"
+    assert field(text, "Demande") == (
+        "5\u202f000 masques FFP2 (stock disponible : 800 masques FFP2, consommation "
+        "hebdomadaire : 3\u202f000 masques FFP2)"
+    )
     assert field(text, "Échéance") == "23/11/2026 à 09:00 (heure de Paris)"
     assert row.message_id == "<ght-occ-06.2026.000001@regul.invalid>"
     assert case.reference.startswith("EPI-")
