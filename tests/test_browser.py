@@ -59,7 +59,7 @@ pytestmark = [
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "browser"
 REGUL = Path(sys.executable).parent / "regul"
 PASSWORD = "correct horse battery staple"
-LENDER = "Stock national (EPRUS)"
+LENDER = "319900002"  # CH Comminges Pyrénées (Saint-Gaudens), Occitanie: lends a console
 MONTPELLIER = "349900001"  # CHU de Montpellier: Occitanie, like Toulouse
 POISSY = "789900001"  # CHI de Poissy: Île-de-France
 # Cheap argon2id hashes: the CLI that sets the passwords and the server that checks them.
@@ -129,7 +129,7 @@ def _open(env: dict[str, str], hospital: str, patient: str, escalate: bool) -> s
 
 
 def _lent(env: dict[str, str]) -> str:
-    """A Toulouse case escalated to the ARS, which lends a console from the national stock."""
+    """A Toulouse case escalated to the ARS, which has a console of its region lent to it."""
     reference = _open(env, TOULOUSE, "PAT-0301", escalate=True)
     _regul(
         env, "case", "advance", reference, "escalate", "--as", "umac-sud",
@@ -137,8 +137,8 @@ def _lent(env: dict[str, str]) -> str:
     )  # fmt: skip
     _regul(
         env, "case", "advance", reference, "resolve", "--as", "ars-occ",
-        "--reason", "console du stock national", "--expect-version", "3",
-        "--field", "source=national", "--field", f"provider={LENDER}",
+        "--reason", "console d'un établissement de la région", "--expect-version", "3",
+        "--field", "source=hospital", "--field", f"lender={LENDER}",
         "--field", f"return_by={date.today() + timedelta(days=30)}", "--json",
     )  # fmt: skip
     return reference
@@ -174,6 +174,8 @@ def desk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desk]:
         "REGUL_CONFIG": str(config),  # no stray ./regul.toml can change the settings
         "REGUL_DATABASE_URL": f"sqlite:///{tmp / 'regul.db'}",
         "REGUL_EML_DIR": str(tmp / "outbox"),
+        # the scenario's decoy waits at its hospital ("requested"): keep the confirm step
+        "REGUL_HOSPITAL_CONFIRMS_REQUEST": "true",
         **FAST_HASH,
     }
     _regul(env, "init", "--demo", "--json")
@@ -326,11 +328,11 @@ def test_umac_escalates_ars_of_the_region_resolves_other_region_sees_nothing(
     page.set_viewport_size(LAPTOP)
 
     resolve = page.get_by_role("group", name=RESOLVE)
-    resolve.get_by_label("Origine").select_option("national")
-    resolve.get_by_label("Établissement ou stock prêteur").fill(LENDER)
+    resolve.get_by_label("Origine").select_option("hospital")  # the ARS lends within its region
+    resolve.get_by_label("Établissement prêteur").fill(LENDER)
     return_by = (date.today() + timedelta(days=30)).isoformat()
     resolve.get_by_label("Date de retour du prêt").fill(return_by)
-    resolve.get_by_label("Motif").fill("Console prêtée par le stock national")
+    resolve.get_by_label("Motif").fill("Console prêtée par le CH de Saint-Gaudens")
     resolve.get_by_role("button", name=RESOLVE).click()
     expect(page.get_by_role("status")).to_have_text(f"Action enregistrée : {RESOLVE}.")
     expect(state_of(page)).to_have_text("Console attribuée")
@@ -358,7 +360,7 @@ def test_umac_escalates_ars_of_the_region_resolves_other_region_sees_nothing(
 
 
 def test_case_page_shows_the_resolution_fields_under_their_labels(page: Page, desk: Desk) -> None:
-    """The console lent by the ARS reads « Origine : national », not a Python dict."""
+    """The console lent through the ARS reads « Origine : … », not a Python dict."""
     from playwright.sync_api import expect
 
     log_in(page, "ars-occ")
