@@ -574,17 +574,19 @@ class Tx:
         if not self.pending:
             return
         d = self.driver
-        for pending in sorted(self.pending, key=lambda p: (p.series, p.year)):
-            number = d.run("counter", {"series": pending.series, "year": pending.year})
-            row = pending.row(int(number.fetchone()[0]))
-            row.update(
-                recipients=d.json(row["recipients"]),
-                facts=d.json(row["facts"]),
-                next_attempt_at=d.ts(row["next_attempt_at"]),
-                created_at=d.ts(row["created_at"]),
-            )
-            d.run("notice", row)
-        self.pending.clear()
+        pending = self.pending
+        if len(pending) > 1:
+            pending.sort(key=lambda p: (p.series, p.year))
+        cursor, sql, json, ts = d.cursor, d.sql, d.json, d.ts
+        for notice in pending:
+            cursor.execute(sql["counter"], {"series": notice.series, "year": notice.year})
+            row = notice.row(int(cursor.fetchone()[0]))
+            row["recipients"] = json(row["recipients"])
+            row["facts"] = json(row["facts"])
+            row["next_attempt_at"] = ts(row["next_attempt_at"])
+            row["created_at"] = ts(row["created_at"])
+            cursor.execute(sql["notice"], row)
+        pending.clear()
 
 
 class UnitOfWork:

@@ -36,7 +36,7 @@ from sqlalchemy.engine import Connection
 from engine import tables
 from engine.decisions import event_name
 from engine.values import CaseView, Draft
-from engine.workflow import FieldSpec, WorkflowRegistry
+from engine.workflow import FieldSpec, WorkflowRegistry, WorkflowSpec
 from notifications.french import of, to
 from notifications.recipients import Directory, Recipient, levels_passed, resolve
 from notifications.render import Rendered, Renderer
@@ -59,6 +59,7 @@ __all__ = [
 
 NOTICE_TABLE = tables.NOTICE
 PARIS = ZoneInfo("Europe/Paris")
+_SECOND = timedelta(seconds=1)
 NATIONAL = ("MARS", "MINSANTE")
 _AUTOMATIC = {
     "escalate": "Transmission automatique : délai échu",
@@ -142,7 +143,8 @@ def paris(instant: datetime) -> str:
 
 def _day(due: datetime) -> str:
     """The calendar day a deadline belongs to: one due at midnight ends the day before."""
-    return (due - timedelta(seconds=1)).astimezone(PARIS).strftime("%d/%m/%Y")
+    t = (due - _SECOND).astimezone(PARIS)
+    return f"{t.day:02d}/{t.month:02d}/{t.year}"
 
 
 def _duration(seconds: float) -> str:
@@ -219,6 +221,10 @@ class Outbox:
         self.registry, self.books, self.channel_for = registry, books, channel_for
         self._renderer = renderer
         self.directory = Directory()
+        # per workflow: its opening fields by name and in order (the request's rows); per
+        # (workflow, trigger): the trigger's fields by name. Workflows do not change in a process.
+        self._open_specs: dict[str, tuple[dict[str, FieldSpec], list[str]]] = {}
+        self._trigger_specs: dict[tuple[str, Any], dict[str, FieldSpec]] = {}
 
     @property
     def renderer(self) -> Renderer:
@@ -307,7 +313,7 @@ class Outbox:
             action = [r for r in action if r.org != issuer.org]
             info = [*mine, *info]
         series = self._series(issuer, action)
-        facts = self._facts(case, draft, rule, now, previous, issuer, series)
+        facts = self._facts(case, draft, rule, now, previous, issuer, series, spec)
         recipients = {"action": [r.to_dict() for r in action], "info": [r.to_dict() for r in info]}
         return series, facts, recipients
 
@@ -360,8 +366,8 @@ class Outbox:
         previous: str | None,
         issuer: Issuer,
         series: str,
+        spec: WorkflowSpec,
     ) -> dict[str, Any]:
-        spec = self.registry[case.kind]
         hospital = self.directory.org(case.org)
         # A reminder, an incident or an overdue notice is about the deadline that was swept
         # (its event carries it); a transition's notice announces the next level's deadline.
@@ -375,11 +381,12 @@ class Outbox:
             title=spec.title.upper(), ref=case.reference, level=level.upper(),
             to=to(level).upper(),
         )  # fmt: skip
+        at = paris(now)
         return {
             "series": series,
             "national": issuer.national,
             "issuer": self._issuer_facts(issuer, draft),
-            "date": paris(now)[:10],
+            "date": at[:10],
             "objet": objet,
             "case": {
                 "reference": case.reference,
@@ -396,7 +403,7 @@ class Outbox:
                 "reason": self._reason(case, draft, due),
                 "by_system": issuer.automatic,
                 "actor": issuer.name,  # an organisation: logins stay in the audit log
-                "at": paris(now),
+                "at": at,
                 "from_level": from_level,
                 "from_requester": previous == "establishment",
                 "fields": self._fields(case, draft),
@@ -498,10 +505,17 @@ class Outbox:
             shown.append(text + (f" ({', '.join(extra)})" if extra else ""))
         return shown
 
+    def _opening(self, kind: str) -> tuple[dict[str, FieldSpec], list[str]]:
+        """A workflow's opening fields by name, and their names in the workflow's order."""
+        found = self._open_specs.get(kind)
+        if found is None:
+            fields = self.registry[kind].open_fields
+            found = self._open_specs[kind] = ({f.name: f for f in fields}, [f.name for f in fields])
+        return found
+
     def _request(self, case: CaseView) -> list[list[str]]:
         """What the hospital asked for, from the case's opening fields: [label, value] rows."""
-        spec = self.registry[case.kind]
-        specs = {f.name: f for f in spec.open_fields}
+        specs, declared = self._opening(case.kind)
         fields = case.fields
         rows: list[list[str]] = []
         if "item" in fields and "quantity" in fields and isinstance(fields["quantity"], int):
@@ -510,7 +524,7 @@ class Outbox:
         for line in self._lines(fields.get("lines")):
             rows.append(["Demande", line])
         # in the workflow's order (PostgreSQL's JSONB keeps keys in an order of its own)
-        order = [f.name for f in spec.open_fields if f.name in fields]
+        order = [name for name in declared if name in fields]
         order += sorted(name for name in fields if name not in specs)
         for name in order:
             value = fields[name]
@@ -528,12 +542,16 @@ class Outbox:
         values = dict(draft.data.get("fields") or {})
         if draft.action == "opened":
             return []  # the request itself is shown with the case
-        specs = {
-            f.name: f
-            for t in self.registry[case.kind].transitions
-            if t.trigger == draft.data.get("trigger")
-            for f in t.fields
-        }
+        trigger = draft.data.get("trigger")
+        key = (case.kind, trigger)
+        specs = self._trigger_specs.get(key)
+        if specs is None:
+            specs = self._trigger_specs[key] = {
+                f.name: f
+                for t in self.registry[case.kind].transitions
+                if t.trigger == trigger
+                for f in t.fields
+            }
         shown: list[list[str]] = []
         item = _single_item(case.fields)
         if isinstance(values.get("quantity"), int) and item in ITEM_UNITS:

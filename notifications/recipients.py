@@ -251,13 +251,16 @@ def resolve(
             elif token == "regulator":
                 level = regulator(spec, directory, case, before) if spec is not None else None
                 roles = [level] if level else []
+            elif token == "holder":
+                roles = [case.level] if case.level else []
+            elif token == "previous":
+                roles = [previous] if previous else []
+            elif token == "passed":
+                roles = passed
+            elif token == "requester":
+                roles = ["establishment"]
             else:
-                roles = {
-                    "holder": [case.level] if case.level else [],
-                    "previous": [previous] if previous else [],
-                    "passed": passed,
-                    "requester": ["establishment"],
-                }.get(token, [token])
+                roles = [token]
             out.extend(r for role in roles if role and (r := directory.level_org(role, case)))
         return out
 
