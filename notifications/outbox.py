@@ -225,6 +225,7 @@ class Outbox:
         # (workflow, trigger): the trigger's fields by name. Workflows do not change in a process.
         self._open_specs: dict[str, tuple[dict[str, FieldSpec], list[str]]] = {}
         self._trigger_specs: dict[tuple[str, Any], dict[str, FieldSpec]] = {}
+        self._state_levels: dict[str, dict[str, str | None]] = {}
 
     @property
     def renderer(self) -> Renderer:
@@ -301,7 +302,11 @@ class Outbox:
         spec = self.registry[case.kind]
         previous = spec.state(draft.from_state).level if draft.from_state else None
         wants = rule.action + rule.info  # the audit log is read only for a rule that needs it
-        passed = levels_passed(conn, spec, case.id) if case.id and "passed" in wants else []
+        passed = (
+            levels_passed(conn, spec, case.id, self._level_of(spec))
+            if case.id and "passed" in wants
+            else []
+        )
         action, info = resolve(
             self.directory, rule, case, previous=previous, passed=passed, spec=spec,
             before=draft.from_state,
@@ -504,6 +509,13 @@ class Outbox:
             ]
             shown.append(text + (f" ({', '.join(extra)})" if extra else ""))
         return shown
+
+    def _level_of(self, spec: WorkflowSpec) -> dict[str, str | None]:
+        """Each state's level in workflow ``spec``."""
+        found = self._state_levels.get(spec.kind)
+        if found is None:
+            found = self._state_levels[spec.kind] = {s.name: s.level for s in spec.states}
+        return found
 
     def _opening(self, kind: str) -> tuple[dict[str, FieldSpec], list[str]]:
         """A workflow's opening fields by name, and their names in the workflow's order."""

@@ -142,17 +142,28 @@ def _of(row: Any) -> Recipient:
     return Recipient(row.id, row.name, row.email, row.kind)
 
 
-def levels_passed(conn: Connection, spec: WorkflowSpec, case_id: int) -> list[str]:
-    """The levels that held the case before, in order, from its audit log."""
+def levels_passed(
+    conn: Connection,
+    spec: WorkflowSpec,
+    case_id: int,
+    level_of: dict[str, str | None] | None = None,
+) -> list[str]:
+    """The levels that held the case before, in order, from its audit log.
+
+    ``level_of`` (each state's level in ``spec``, kept by the caller) spares a lookup per row.
+    """
     raw = conn.connection.driver_connection  # in the unit of work's transaction: its cursor
     assert raw is not None
     mark = "%s" if conn.dialect.name == "postgresql" else "?"
     cursor = raw.cursor()
     cursor.execute(_FROM_STATES_SQL.replace("?", mark), (case_id,))
     rows = cursor.fetchall()
+    cursor.close()
+    if level_of is None:
+        level_of = {state.name: state.level for state in spec.states}
     levels: list[str] = []
     for (state,) in rows:
-        level = spec.state(state).level
+        level = level_of[state] if state in level_of else spec.state(state).level
         if level and level not in levels:
             levels.append(level)
     return levels
