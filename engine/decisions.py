@@ -458,14 +458,7 @@ class Decider:
                 break
             level, trigger = spec.state(state).level, str(spec.state(state).on_deadline)
             dest = spec.fire(state, trigger)
-            reason = f"Niveau {_LEVEL_NAMES.get(str(level), level)} sauté : {_SKIP_WHY[why]}"
-            data: dict[str, Any] = {
-                "trigger": trigger,
-                "fields": {},
-                "level_skipped": level,
-                "why": why,
-            }
-            steps.append(_system_step(state, dest, version, reason, data))
+            steps.append(_step(state, dest, version, level, why, {"trigger": trigger}))
             state = dest
         return steps
 
@@ -791,13 +784,6 @@ _RESOURCE_RULES: dict[
     ("ecmo", "resolve"): Decider._ecmo_resolve,
     ("ecmo", "extend_loan"): Decider._ecmo_extend_loan,
 }
-
-
-def _system_step(state: str, dest: str, version: int, reason: str, data: dict[str, Any]) -> Draft:
-    return Draft(
-        SYSTEM.login, SYSTEM.role, SYSTEM.org, Action.TRANSITION, state, dest, version, reason,
-        data,
-    )  # fmt: skip
 
 
 def _today(now: datetime) -> str:

@@ -14,6 +14,7 @@ from engine.errors import InputError, RegulError
 from engine.runner import Runner
 from engine.settings import Settings, load_settings, reminder_policy, rules
 from engine.workflow import WorkflowRegistry
+from notifications.rules import declares
 from workflows import default_notices, default_registry
 
 if TYPE_CHECKING:  # the scheduler loads only with the commands that run a worker
@@ -102,8 +103,7 @@ class LazyOutbox:
         return self._outbox
 
     def declares(self, kind: str, event: str) -> bool:
-        book = self.books.get(kind)
-        return book is not None and book.rule(event) is not None
+        return declares(self.books, kind, event)
 
     def prepare(
         self, conn: Connection, case: CaseView, draft: Draft, seq: int, now: datetime

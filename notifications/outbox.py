@@ -40,7 +40,7 @@ from engine.workflow import FieldSpec, WorkflowRegistry, WorkflowSpec
 from notifications.french import of, to
 from notifications.recipients import Directory, Recipient, levels_passed, resolve
 from notifications.render import Rendered, Renderer
-from notifications.rules import NoticeBook, NoticeRule
+from notifications.rules import NoticeBook, NoticeRule, declares
 from workflows.labels import (
     ITEM_UNITS,
     LEVELS,
@@ -235,8 +235,7 @@ class Outbox:
 
     def declares(self, kind: str, event: str) -> bool:
         """Does workflow ``kind`` declare a notice for ``event``? (asked by the decisions)"""
-        book = self.books.get(kind)
-        return book is not None and book.rule(event) is not None
+        return declares(self.books, kind, event)
 
     def prepare(
         self, conn: Connection, case: CaseView, draft: Draft, seq: int, now: datetime

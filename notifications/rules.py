@@ -15,14 +15,14 @@ and the parties a decision names (``notifications.recipients``): ``lender`` (ECM
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 
 from engine.errors import WorkflowError
 from engine.workflow import ACTING_ROLES, WorkflowSpec
 
-__all__ = ["SERIES", "SYSTEM_EVENTS", "TOKENS", "NoticeBook", "NoticeRule", "notices"]
+__all__ = ["SERIES", "SYSTEM_EVENTS", "TOKENS", "NoticeBook", "NoticeRule", "declares", "notices"]
 
 SERIES = ("MARS", "MINSANTE")  # the national series, only the CCS's own acts take a number in them
 SYSTEM_EVENTS = ("open", "reminder", "incident", "overdue")
@@ -64,6 +64,12 @@ class NoticeBook:
     @property
     def kinds(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(r.kind for r in self.rules.values()))
+
+
+def declares(books: Mapping[str, NoticeBook], kind: str, event: str) -> bool:
+    """Does workflow ``kind`` declare a notice for ``event``? (asked by the decisions)"""
+    book = books.get(kind)
+    return book is not None and book.rule(event) is not None
 
 
 def _template_exists(kind: str) -> bool:

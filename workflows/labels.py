@@ -24,7 +24,6 @@ __all__ = [
     "ROLES",
     "SCOPES",
     "TRIGGERS",
-    "UNITS",
     "VALUES",
     "lines_label",
     "value_label",
@@ -214,15 +213,6 @@ LINE_COLUMNS = {
     "quantity": "Quantité demandée",
     "stock_on_hand": "Stock disponible",
     "weekly_consumption": "Consommation hebdomadaire",
-}
-UNITS = {  # the unit of a quantity of each PPE item
-    "surgical_mask": "masques",
-    "ffp2_mask": "masques",
-    "gown": "surblouses",
-    "apron": "tabliers",
-    "gloves": "paires de gants",
-    "cap": "charlottes",
-    "goggles": "lunettes",
 }
 
 
