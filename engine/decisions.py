@@ -59,6 +59,7 @@ from engine.workflow import INCIDENT, OVERDUE, FieldSpec, WorkflowRegistry, Work
 
 __all__ = [
     "MAX_REASON",
+    "OWN_RULE",
     "RESUME",
     "Decider",
     "Declares",
@@ -825,8 +826,9 @@ def _own_choices(
     return filled
 
 
-# hospital fields checked by a rule of their own (Decider._resources), not as a destination
-_OWN_RULE = frozenset({"lender"})
+# hospital fields checked by a rule of their own (Decider._resources, on the geography), not as
+# a destination: the runner reads no directory entry for them
+OWN_RULE = frozenset({"lender"})
 
 
 def _named_places(
@@ -842,7 +844,7 @@ def _named_places(
         return {}
     named: dict[str, Place] = {}
     for f in specs:
-        if f.type != "hospital" or f.name not in values or f.name in _OWN_RULE:
+        if f.type != "hospital" or f.name not in values or f.name in OWN_RULE:
             continue
         place = places.get(values[f.name])
         if place is None or place.kind != "hospital" or place.category not in (None, "sanitaire"):

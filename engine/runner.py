@@ -23,7 +23,7 @@ from engine.actors import load_actor, load_places
 from engine.cases import CASE_TABLE, CaseFilter, get_case, history, list_cases
 from engine.clock import Clock
 from engine.db import Database
-from engine.decisions import Decider, Rules
+from engine.decisions import OWN_RULE, Decider, Rules
 from engine.errors import InputError, NotFound, NotPermitted, StorageError
 from engine.policy import can_fire, can_see_event
 from engine.unit_of_work import Notifier, SilentNotifier, Token, Tx, UnitOfWork
@@ -128,7 +128,8 @@ class Runner:
         (None when the trigger names none: most commands read nothing more)."""
         spec = self.registry[case.kind]
         transition = spec.transition(case.state, command.trigger)
-        names = [f.name for f in transition.fields if f.type == "hospital"] if transition else []
+        fields = transition.fields if transition else ()
+        names = [f.name for f in fields if f.type == "hospital" and f.name not in OWN_RULE]
         if not names:
             return None
         ids = {str(command.data[n]).strip()[:40] for n in names if command.data.get(n)}
