@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -94,10 +95,18 @@ def test_worker_once_says_what_it_did_in_one_line(demo_db: Path, tmp_path: Path)
     assert re.match(r"worker --once at \S+Z: deadlines: .+; dispatch: \d+ sent", lines[0])
 
 
-def test_the_demo_never_passes_the_present_and_delivers_every_notice(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def demo12(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+    """A larger demo run (12 cases per workflow), played once for the tests that read it."""
+    path = tmp_path_factory.mktemp("demo12") / "regul-demo.db"
+    return path, run_demo(path, cases_per_kind=12, seed=2026)
+
+
+def test_the_demo_never_passes_the_present_and_delivers_every_notice(
+    demo12: tuple[Path, Any],
+) -> None:
     """No audit event nor notice dated after the real now; no notice left queued at the end."""
-    path = tmp_path / "regul-demo.db"
-    summary = run_demo(path, cases_per_kind=12, seed=2026)
+    path, summary = demo12
     now = SystemClock().now()
     db = Database(f"sqlite:///{path}")
     try:
@@ -123,13 +132,12 @@ def test_the_demo_never_passes_the_present_and_delivers_every_notice(tmp_path: P
     assert closed > 0  # the day-earlier cases had the time to come back and close
 
 
-def test_no_raw_code_in_any_notice_of_a_demo_run(tmp_path: Path) -> None:
+def test_no_raw_code_in_any_notice_of_a_demo_run(demo12: tuple[Path, Any]) -> None:
     """Every notice of a demo run, as delivered (text and HTML), speaks French: no state,
     trigger, role, action, field name or choice value of any vocabulary leaks into it."""
     from tests.test_notices_golden import _codes, _words
 
-    path = tmp_path / "regul-demo.db"
-    run_demo(path, cases_per_kind=12, seed=7)
+    path, _ = demo12
     db = Database(f"sqlite:///{path}")
     try:
         with db.read() as conn:
