@@ -69,7 +69,9 @@ EXPORT_COLUMNS = (
     "data",
     "prev_hash",
     "hash",
+    "stream",
 )
+HOLDER_STREAM = "holder:"  # a holder's stream: ``holder:<org id>`` (0009)
 _T = tables.AUDIT_EVENT
 _CASE = tables.CASE
 _HEAD = tables.AUDIT_HEAD
@@ -82,9 +84,15 @@ def _stamp(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def canonical(case_id: int | None, seq: int, at: datetime, draft: Draft) -> bytes:
-    """The exact bytes that are hashed: sorted keys, no spaces, UTF-8, UTC microseconds."""
-    record = {
+def canonical(
+    case_id: int | None, seq: int, at: datetime, draft: Draft, stream: str | None = None
+) -> bytes:
+    """The exact bytes that are hashed: sorted keys, no spaces, UTF-8, UTC microseconds.
+
+    A holder's event (``stream``, 0009) also hashes its stream's name; case and security
+    events have none, so their encoding (and every hash written before) is unchanged.
+    """
+    record: dict[str, Any] = {
         "case": case_id,
         "seq": seq,
         "at": _stamp(at),
@@ -98,6 +106,8 @@ def canonical(case_id: int | None, seq: int, at: datetime, draft: Draft) -> byte
         "reason": draft.reason,
         "data": draft.data,
     }
+    if stream is not None:
+        record["stream"] = stream
     return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
@@ -202,18 +212,19 @@ class _Stream:
     def check(self, row: tuple[Any, ...], sqlite: bool) -> None:
         """Recompute one event's hash from its stored columns and link it to the one before."""
         (event_id, key, seq, at, actor, role, org, action, src, dest, version, reason, data,
-         prev, digest) = row  # fmt: skip
+         prev, digest, stream) = row  # fmt: skip
         try:
             if sqlite:
                 at = _sqlite_stamp(at)
                 data = _decode(data) if type(data) is str else data  # a number if so stored
             if type(data) is not dict:
                 raise _Malformed(f"its data is {type(data).__name__}, not a JSON object")
-            body = _dumps(
-                {"case": key, "seq": seq, "at": at, "actor": actor, "role": role, "org": org,
-                 "action": action, "from": src, "to": dest, "version": version,
-                 "reason": reason, "data": data}
-            )  # fmt: skip
+            record = {"case": key, "seq": seq, "at": at, "actor": actor, "role": role,
+                      "org": org, "action": action, "from": src, "to": dest,
+                      "version": version, "reason": reason, "data": data}  # fmt: skip
+            if stream is not None:
+                record["case"], record["stream"] = None, stream
+            body = _dumps(record)
             expected = _sha256(prev.encode("ascii") + body.encode()).hexdigest()
         except Exception as exc:  # any unreadable column is the finding itself
             why = exc.message if isinstance(exc, _Malformed) else _unreadable(exc)
@@ -321,11 +332,17 @@ def verify(
         sa.select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.stream == SECURITY_STREAM)
     ).first()
     cases = _case_rows(conn, case_id)
-    heads: dict[int | None, tuple[int, str]] = {
+    heads: dict[int | str | None, tuple[int, str]] = {
         key: (row.head_seq, row.head_hash) for key, row in cases.items()
     }
     if case_id is None:
         heads[None] = (sec.seq, sec.hash) if sec else (0, GENESIS)
+        holders = conn.execute(
+            sa.select(_HEAD.c.stream, _HEAD.c.seq, _HEAD.c.hash).where(
+                _HEAD.c.stream.startswith(HOLDER_STREAM)
+            )
+        )
+        heads.update({row.stream: (row.seq, row.hash) for row in holders})
     walk = _Walk(heads, cases, registry, sqlite=conn.dialect.name == "sqlite")
     for row in _raw_events(conn, case_id=case_id, batch=batch):
         walk.feed(row)
@@ -337,7 +354,7 @@ class _Walk:
 
     def __init__(
         self,
-        heads: dict[int | None, tuple[int, str]],
+        heads: dict[int | str | None, tuple[int, str]],
         cases: dict[int | None, _CaseRow],
         registry: WorkflowRegistry | None,
         *,
@@ -345,11 +362,13 @@ class _Walk:
     ) -> None:
         self.heads, self.cases, self.sqlite = heads, cases, sqlite
         self.firing = _Firing(registry) if registry is not None else None
-        self.streams: dict[int | None, _Stream] = {}
+        self.streams: dict[int | str | None, _Stream] = {}
         self.orphans: list[Finding] = []
         self.total = 0
 
-    def _stream(self, key: int | None) -> _Stream:
+    def _stream(self, key: int | str | None) -> _Stream:
+        if isinstance(key, str):  # a holder's stream
+            return _Stream(key, None, None, self.heads[key][0])
         name = SECURITY_STREAM if key is None else f"case {key}"
         case = self.cases.get(key)
         fire = self.firing.of(case.kind) if case is not None and self.firing else None
@@ -357,11 +376,17 @@ class _Walk:
 
     def feed(self, row: tuple[Any, ...]) -> None:
         self.total += 1
-        event_id, key, seq = row[0], row[1], row[2]
+        event_id, seq = row[0], row[2]
+        key: int | str | None = row[1] if row[15] is None else row[15]
         stream = self.streams.get(key)
         if stream is None:
             if key not in self.heads:
-                self.orphans.append(Finding(f"case {key}", event_id, seq, "no such case"))
+                found = (
+                    Finding(key, event_id, seq, "no such stream (its head is missing)")
+                    if isinstance(key, str)
+                    else Finding(f"case {key}", event_id, seq, "no such case")
+                )
+                self.orphans.append(found)
                 return
             stream = self.streams[key] = self._stream(key)
         if stream.finding is None:
@@ -475,7 +500,7 @@ def _case_rows(conn: Connection, case_id: int | None) -> dict[int | None, _CaseR
 
 _RAW_COLUMNS = (
     "id, case_id, seq, {at}, actor, role, org, action, from_state, to_state, version, reason, "
-    "data, prev_hash, hash"
+    "data, prev_hash, hash, stream"
 )
 _PG_AT = """to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
 

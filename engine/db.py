@@ -21,11 +21,11 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 
-from engine.errors import InputError, StorageError
+from engine.errors import Conflict, InputError, StorageError
 
 __all__ = ["HEAD_REVISION", "Database", "normalise_url"]
 
-HEAD_REVISION = "0008"
+HEAD_REVISION = "0009"
 _MIGRATIONS = Path(__file__).parent / "migrations"
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _MISSING_PG = re.compile(r'(database|role) "([^"]+)" does not exist')
@@ -142,6 +142,13 @@ class Database:
                     f"the database {self.describe()} is not a SQLite database or is corrupt "
                     f"({exc.orig}): restore it from a backup or point REGUL_DATABASE_URL at "
                     "the right file"
+                ) from exc
+            if "quantity_not_negative" in str(exc.orig):
+                # the last guard of a ledger: a decision checks the balance first, under lock
+                raise Conflict(
+                    "not enough in stock for this movement: a balance would go below zero; "
+                    "read the holder's balances again and retry",
+                    why="overdrawn",
                 ) from exc
             if "append-only" in str(exc.orig):
                 raise StorageError(f"refused by the database: {exc.orig}") from exc

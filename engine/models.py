@@ -24,13 +24,17 @@ __all__ = [
     "DeskDraft",
     "IdempotencyRecord",
     "LoginAttempt",
+    "Movement",
     "Notice",
     "NoticeAttempt",
     "NoticeCounter",
+    "Obligation",
     "Organisation",
     "Region",
+    "ResourceReport",
     "ServerKey",
     "Session",
+    "StockBalance",
     "User",
     "Zone",
     "metadata",
@@ -133,7 +137,10 @@ class AuditEvent(SQLModel, table=True):
     """One line of evidence. Append-only: database triggers refuse UPDATE and DELETE."""
 
     __tablename__ = "audit_event"
-    __table_args__ = (sa.UniqueConstraint("case_id", "seq", name="uq_audit_event_case_seq"),)
+    __table_args__ = (
+        sa.UniqueConstraint("case_id", "seq", name="uq_audit_event_case_seq"),
+        sa.Index("uq_audit_event_stream_seq", "stream", "seq", unique=True),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     case_id: int | None = Field(default=None)
@@ -150,6 +157,7 @@ class AuditEvent(SQLModel, table=True):
     data: dict[str, Any] = Field(default_factory=dict, sa_type=_json())
     prev_hash: str
     hash: str
+    stream: str | None = None  # a holder's stream (0009): ``holder:<org id>``
 
 
 class AuditHead(SQLModel, table=True):
@@ -235,8 +243,9 @@ class Notice(SQLModel, table=True):
     year: int
     number: int
     kind: str
-    case_id: int = Field(foreign_key="regul_case.id", index=True)
+    case_id: int | None = Field(default=None, foreign_key="regul_case.id", index=True)
     event_seq: int
+    stream: str | None = None  # a holder's notice (0009): its stream, no case
     message_id: str = Field(unique=True)
     channel: str
     subject: str
@@ -328,3 +337,91 @@ class ServerKey(SQLModel, table=True):
 
     name: str = Field(primary_key=True)
     value: str
+
+
+# -- resources (0009) ---------------------------------------------------------------------------
+
+
+class StockBalance(SQLModel, table=True):
+    """A holder's balance of one item in one bucket, kept by its movements; never negative."""
+
+    __tablename__ = "stock_balance"
+    __table_args__ = (sa.CheckConstraint("quantity >= 0", name="quantity_not_negative"),)
+
+    holder: str = Field(foreign_key="organisation.id", primary_key=True)
+    item: str = Field(primary_key=True)
+    bucket: str = Field(primary_key=True)
+    quantity: int
+    updated_at: datetime
+
+
+class Movement(SQLModel, table=True):
+    """One leg of a recorded movement (its event is in the holder's audit stream)."""
+
+    __tablename__ = "movement"
+    __table_args__ = (
+        sa.CheckConstraint("delta <> 0", name="delta_not_zero"),
+        sa.Index("ix_movement_holder_item", "holder", "item"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime
+    holder: str = Field(foreign_key="organisation.id")
+    item: str
+    bucket: str
+    delta: int
+    kind: str  # the event's action: report, reserve, ship, receive, loan, return, adjust...
+    case_id: int | None = Field(default=None, index=True)
+    report_id: int | None = None
+    stream_seq: int
+    actor: str
+
+
+class ResourceReport(SQLModel, table=True):
+    """One version of a holder's report for a period (a week, a day); all versions kept."""
+
+    __tablename__ = "resource_report"
+    __table_args__ = (
+        sa.UniqueConstraint(
+            "kind", "holder", "period", "version", name="uq_resource_report_version"
+        ),
+        sa.Index("ix_resource_report_kind_period", "kind", "period"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str
+    holder: str = Field(foreign_key="organisation.id")
+    period: str
+    version: int
+    at: datetime
+    actor: str
+    stream_seq: int
+    data: dict[str, Any] = Field(default_factory=dict, sa_type=_json())
+
+
+class Obligation(SQLModel, table=True):
+    """A report expected of a holder for a period: swept like a deadline until it is met."""
+
+    __tablename__ = "obligation"
+    __table_args__ = (
+        sa.UniqueConstraint("kind", "holder", "period", name="uq_obligation_period"),
+        sa.Index(
+            "ix_obligation_open_next",
+            "next_at",
+            sqlite_where=sa.text("status = 'open'"),
+            postgresql_where=sa.text("status = 'open'"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str
+    holder: str = Field(foreign_key="organisation.id")
+    period: str
+    due_at: datetime
+    next_at: datetime
+    reminders: int = 0
+    escalated: bool = False
+    status: str = "open"  # open | late | met
+    created_at: datetime
+    closed_at: datetime | None = None
+    report_id: int | None = None

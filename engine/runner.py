@@ -26,7 +26,7 @@ from engine.db import Database
 from engine.decisions import OWN_RULE, Decider, Rules
 from engine.errors import InputError, NotFound, NotPermitted, StorageError
 from engine.policy import can_fire, can_see_event
-from engine.unit_of_work import Notifier, SilentNotifier, Token, Tx, UnitOfWork
+from engine.unit_of_work import Effects, Notifier, SilentNotifier, Token, Tx, UnitOfWork
 from engine.values import Actor, CaseView, Command, Outcome, Place, ReminderPolicy
 from engine.vocab import Role, ScopeKind
 from engine.workflow import WorkflowRegistry
@@ -45,8 +45,10 @@ class Runner:
         policy: ReminderPolicy | None = None,
         notifier: Notifier | None = None,
         rules: Rules | None = None,
+        effects: Effects | None = None,
     ) -> None:
         self.db, self.registry, self.clock = db, registry, clock
+        self.effects = effects
         self.policy = policy or ReminderPolicy()
         self.notifier: Notifier = notifier or SilentNotifier()
         self.rules = rules or Rules()
@@ -117,11 +119,20 @@ class Runner:
         def decide(tx: Tx, actor: Actor) -> Outcome:
             case, _ = tx.lock(reference)
             places = self._named(tx, case, command)
-            return self.decider.fire(
+            outcome = self.decider.fire(
                 case, actor, command, tx.now, as_written=reference, places=places
             )
+            return self.with_effects(tx, case, outcome)
 
         return self._command(login, idempotency_key, request, decide, locks=reference)
+
+    def with_effects(self, tx: Tx, before: CaseView, outcome: Outcome) -> Outcome:
+        """The outcome with what its transition does to resources (``effects``, injected by
+        the composition root: the ledgers live beside the engine, not in it). A refusal or
+        an outcome that changes no state is returned as it is."""
+        if self.effects is None or outcome.refusal is not None or not outcome.values:
+            return outcome
+        return self.effects(tx, before, outcome)
 
     def _named(self, tx: Tx, case: CaseView, command: Command) -> dict[str, Place | None] | None:
         """The directory entries a trigger's establishment fields name, and the case's own

@@ -107,7 +107,7 @@ def _batch(
             queued = len(tx.pending)
             try:
                 with tx.conn.begin_nested():
-                    outcome = runner.decider.swept(case, row, tx.now)
+                    outcome = runner.with_effects(tx, case, runner.decider.swept(case, row, tx.now))
                     after = tx.apply(outcome)
             except RegulError as exc:  # one bad row must not block the others
                 del tx.pending[queued:]  # its notices went with its savepoint

@@ -30,13 +30,17 @@ __all__ = [
     "DESK_DRAFT",
     "IDEMPOTENCY",
     "LOGIN_ATTEMPT",
+    "MOVEMENT",
     "NOTICE",
     "NOTICE_ATTEMPT",
     "NOTICE_COUNTER",
+    "OBLIGATION",
     "ORGANISATION",
     "REGION",
+    "RESOURCE_REPORT",
     "SERVER_KEY",
     "SESSION",
+    "STOCK_BALANCE",
     "USER",
     "ZONE",
     "UTCDateTime",
@@ -213,7 +217,9 @@ AUDIT_EVENT = sa.Table(
     _data("data"),
     _str("prev_hash"),
     _str("hash"),
+    _str("stream", nullable=True),  # a holder's stream (0009): ``holder:<org id>``
     sa.UniqueConstraint("case_id", "seq", name="uq_audit_event_case_seq"),
+    sa.Index("uq_audit_event_stream_seq", "stream", "seq", unique=True),
 )  # fmt: skip
 
 AUDIT_HEAD = sa.Table(
@@ -261,8 +267,9 @@ NOTICE = sa.Table(
     _int("year"),
     _int("number"),
     _str("kind"),
-    _int("case_id", sa.ForeignKey("regul_case.id"), index=True),
+    _int("case_id", sa.ForeignKey("regul_case.id"), nullable=True, index=True),
     _int("event_seq"),
+    _str("stream", nullable=True),  # a holder's notice (0009): its stream, no case
     _str("message_id", unique=True),
     _str("channel"),
     _str("subject"),
@@ -337,4 +344,67 @@ SERVER_KEY = sa.Table(
     "server_key", metadata,
     _str("name", primary_key=True),
     _str("value"),
+)  # fmt: skip
+
+
+# -- resources (0009): balances, movements, period reports, obligations --------------------------
+
+STOCK_BALANCE = sa.Table(
+    "stock_balance", metadata,
+    _str("holder", sa.ForeignKey("organisation.id"), primary_key=True),
+    _str("item", primary_key=True),
+    _str("bucket", primary_key=True),
+    _int("quantity"),
+    _at("updated_at"),
+    sa.CheckConstraint("quantity >= 0", name="quantity_not_negative"),
+)  # fmt: skip
+
+MOVEMENT = sa.Table(
+    "movement", metadata,
+    _id(),
+    _at("at"),
+    _str("holder", sa.ForeignKey("organisation.id")),
+    _str("item"),
+    _str("bucket"),
+    _int("delta"),
+    _str("kind"),
+    _int("case_id", nullable=True, index=True),
+    _int("report_id", nullable=True),
+    _int("stream_seq"),
+    _str("actor"),
+    sa.CheckConstraint("delta <> 0", name="delta_not_zero"),
+    sa.Index("ix_movement_holder_item", "holder", "item"),
+)  # fmt: skip
+
+RESOURCE_REPORT = sa.Table(
+    "resource_report", metadata,
+    _id(),
+    _str("kind"),
+    _str("holder", sa.ForeignKey("organisation.id")),
+    _str("period"),
+    _int("version"),
+    _at("at"),
+    _str("actor"),
+    _int("stream_seq"),
+    _data("data"),
+    sa.UniqueConstraint("kind", "holder", "period", "version", name="uq_resource_report_version"),
+    sa.Index("ix_resource_report_kind_period", "kind", "period"),
+)  # fmt: skip
+
+OBLIGATION = sa.Table(
+    "obligation", metadata,
+    _id(),
+    _str("kind"),
+    _str("holder", sa.ForeignKey("organisation.id")),
+    _str("period"),
+    _at("due_at"),
+    _at("next_at"),
+    _int("reminders", default=0),
+    _bool("escalated", default=False),
+    _str("status", default="open"),  # open | late | met
+    _at("created_at"),
+    _at("closed_at", nullable=True),
+    _int("report_id", nullable=True),
+    sa.UniqueConstraint("kind", "holder", "period", name="uq_obligation_period"),
+    sa.Index("ix_obligation_open_next", "next_at", **_open_only()),
 )  # fmt: skip

@@ -36,10 +36,11 @@ from sqlalchemy.exc import DBAPIError
 
 from engine import idempotency
 from engine.actors import load_actor, load_org
-from engine.audit import GENESIS, SECURITY_STREAM, canonical, chain_hash
+from engine.audit import GENESIS, HOLDER_STREAM, SECURITY_STREAM, canonical, chain_hash
 from engine.cases import parse_reference
 from engine.db import Database
 from engine.errors import (
+    Conflict,
     NotFound,
     NotPermitted,
     RegulError,
@@ -54,6 +55,9 @@ from engine.values import (
     CaseView,
     DeadlineRow,
     Draft,
+    HolderNotice,
+    LedgerEntry,
+    ObligationRow,
     OpenDeadline,
     Outcome,
     Place,
@@ -62,6 +66,7 @@ from engine.values import (
 from engine.workflow import WorkflowRegistry
 
 __all__ = [
+    "Effects",
     "Notifier",
     "PendingNotice",
     "SilentNotifier",
@@ -100,6 +105,28 @@ class Notifier(Protocol):
         self, conn: Connection, case: CaseView, draft: Draft, seq: int, now: datetime
     ) -> PendingNotice | None: ...
 
+    def prepare_holder(
+        self,
+        conn: Connection,
+        holder: str,
+        draft: Draft,
+        seq: int,
+        notice: HolderNotice,
+        now: datetime,
+    ) -> PendingNotice | None: ...
+
+
+class Effects(Protocol):
+    """What a case's transition does to resources (the ``resources`` package's, injected).
+
+    Called in the command's transaction with the case before the command and the decided
+    outcome; returns the outcome with its ledger entries (a reservation, a loan, a release),
+    reading the balances it needs through ``tx`` (locked). Refuses by raising a typed error
+    before anything is written.
+    """
+
+    def __call__(self, tx: Tx, before: CaseView, outcome: Outcome) -> Outcome: ...
+
 
 class SilentNotifier:
     """A notifier that queues nothing (tests of the engine alone, benchmarks with notices off)."""
@@ -109,6 +136,17 @@ class SilentNotifier:
 
     def prepare(
         self, conn: Connection, case: CaseView, draft: Draft, seq: int, now: datetime
+    ) -> PendingNotice | None:
+        return None
+
+    def prepare_holder(
+        self,
+        conn: Connection,
+        holder: str,
+        draft: Draft,
+        seq: int,
+        notice: HolderNotice,
+        now: datetime,
     ) -> PendingNotice | None:
         return None
 
@@ -130,9 +168,9 @@ _SQL = {
     ":department, :ght, :fields, :opened_by, :opened_at, :updated_at, :audit_seq, :audit_hash, "
     ":incident, :on_hold) RETURNING id",
     "insert_event": "INSERT INTO audit_event (case_id, seq, at, actor, role, org, action, "
-    "from_state, to_state, version, reason, data, prev_hash, hash) VALUES (:case_id, :seq, :at, "
-    ":actor, :role, :org, :action, :from_state, :to_state, :version, :reason, :data, "
-    ":prev_hash, :hash)",
+    "from_state, to_state, version, reason, data, prev_hash, hash, stream) VALUES (:case_id, "
+    ":seq, :at, :actor, :role, :org, :action, :from_state, :to_state, :version, :reason, :data, "
+    ":prev_hash, :hash, :stream)",
     "head": "UPDATE regul_case SET audit_seq = :audit_seq, audit_hash = :audit_hash "
     "WHERE id = :id AND version = :old",
     "case": "UPDATE regul_case SET audit_seq = :audit_seq, audit_hash = :audit_hash, "
@@ -161,15 +199,41 @@ _SQL = {
     "counter": "INSERT INTO notice_counter (series, year, last) VALUES (:series, :year, 1) "
     "ON CONFLICT (series, year) DO UPDATE SET last = notice_counter.last + 1 RETURNING last",
     "notice": "INSERT INTO notice (reference, series, year, number, kind, case_id, event_seq, "
-    "message_id, channel, subject, body_text, body_html, recipients, facts, status, attempts, "
-    "next_attempt_at, last_error, created_at) VALUES (:reference, :series, :year, :number, "
-    ":kind, :case_id, :event_seq, :message_id, :channel, :subject, :body_text, :body_html, "
-    ":recipients, :facts, :status, :attempts, :next_attempt_at, :last_error, :created_at)",
+    "stream, message_id, channel, subject, body_text, body_html, recipients, facts, status, "
+    "attempts, next_attempt_at, last_error, created_at) VALUES (:reference, :series, :year, "
+    ":number, :kind, :case_id, :event_seq, :stream, :message_id, :channel, :subject, "
+    ":body_text, :body_html, :recipients, :facts, :status, :attempts, :next_attempt_at, "
+    ":last_error, :created_at)",
+    # -- resources (0009) --
+    "report_version": "SELECT COALESCE(MAX(version), 0) + 1 FROM resource_report "
+    "WHERE kind = :kind AND holder = :holder AND period = :period",
+    "insert_report": "INSERT INTO resource_report (kind, holder, period, version, at, actor, "
+    "stream_seq, data) VALUES (:kind, :holder, :period, :version, :at, :actor, :stream_seq, "
+    ":data) RETURNING id",
+    "insert_movement": "INSERT INTO movement (at, holder, item, bucket, delta, kind, case_id, "
+    "report_id, stream_seq, actor) VALUES (:at, :holder, :item, :bucket, :delta, :kind, "
+    ":case_id, :report_id, :stream_seq, :actor)",
+    "balance": "INSERT INTO stock_balance (holder, item, bucket, quantity, updated_at) VALUES "
+    "(:holder, :item, :bucket, :delta, :at) ON CONFLICT (holder, item, bucket) DO UPDATE SET "
+    "quantity = stock_balance.quantity + excluded.quantity, updated_at = excluded.updated_at",
+    "debit": "UPDATE stock_balance SET quantity = quantity + :delta, updated_at = :at "
+    "WHERE holder = :holder AND item = :item AND bucket = :bucket",
+    "meet": "UPDATE obligation SET status = 'met', closed_at = :at, report_id = :report_id "
+    "WHERE kind = :kind AND holder = :holder AND period = :period AND status <> 'met'",
+    "plan_obligation": "INSERT INTO obligation (kind, holder, period, due_at, next_at, "
+    "reminders, escalated, status, created_at) VALUES (:kind, :holder, :period, :due_at, "
+    ":due_at, 0, :no, 'open', :at) ON CONFLICT (kind, holder, period) DO NOTHING",
+    "touch_obligation": "UPDATE obligation SET reminders = :reminders, next_at = :next_at, "
+    "escalated = :escalated, status = :status WHERE id = :id AND status = 'open'",
+    "due_obligations": "SELECT id, kind, holder, period, due_at, next_at, reminders, escalated, "
+    "status FROM obligation WHERE status = 'open' AND next_at <= :now ORDER BY next_at "
+    "LIMIT :size",
     "due": "SELECT c.id, d.id FROM deadline d JOIN regul_case c ON c.id = d.case_id "
     "WHERE d.status = 'open' AND d.next_at <= :now ORDER BY d.next_at LIMIT :size",
 }
 _PG_ONLY = {
     "lock": _SQL["lock"] + " FOR UPDATE OF c",
+    "due_obligations": _SQL["due_obligations"] + " FOR UPDATE SKIP LOCKED",
     "security_head": _SQL["security_head"] + " FOR UPDATE",
 }
 _PARAM = re.compile(r"(?<!:):([a-z_]+)")
@@ -212,10 +276,17 @@ class _Driver:
             yield
 
     def append_event(
-        self, case_id: int | None, seq: int, prev: str, draft: Draft, now: datetime, at: Any
+        self,
+        case_id: int | None,
+        seq: int,
+        prev: str,
+        draft: Draft,
+        now: datetime,
+        at: Any,
+        stream: str | None = None,
     ) -> str:
         """Insert one audit event chained to ``prev`` (``at``: ``now`` as stored); its hash."""
-        digest = chain_hash(prev, canonical(case_id, seq, now, draft))
+        digest = chain_hash(prev, canonical(case_id, seq, now, draft, stream))
         self.run(
             "insert_event",
             {
@@ -224,6 +295,7 @@ class _Driver:
                 "from_state": draft.from_state, "to_state": draft.to_state,
                 "version": draft.version, "reason": draft.reason,
                 "data": self.json(draft.data), "prev_hash": prev, "hash": digest,
+                "stream": stream,
             },
         )  # fmt: skip
         return digest
@@ -494,7 +566,149 @@ class Tx:
                 self._notices(case, outcome, seqs)
         for draft in outcome.security:
             self._append_security(draft)
+        if outcome.ledger:
+            for entry in outcome.ledger:
+                self._ledger(entry, case)
+        if outcome.obligations or outcome.touched:
+            self._obligations(outcome)
         return case
+
+    # -- resources: a holder's stream, its movements, reports and obligations ---------------
+
+    def balances(
+        self, holders: Sequence[str], items: Sequence[str] | None = None
+    ) -> dict[tuple[str, str, str], int]:
+        """The balances of ``holders`` (of ``items``), locked until commit on PostgreSQL.
+
+        Keyed (holder, item, bucket); a missing row is a zero balance. A decision reads them
+        here, checks what it takes, and the ``CHECK (quantity >= 0)`` stays the last guard.
+        """
+        if not holders:
+            return {}
+        d = self.driver
+        mark = "%s" if d.pg else "?"
+        where = f"holder IN ({', '.join(mark for _ in holders)})"
+        params: list[Any] = list(holders)
+        if items:
+            where += f" AND item IN ({', '.join(mark for _ in items)})"
+            params += list(items)
+        lock = " ORDER BY holder, item, bucket FOR UPDATE" if d.pg else ""
+        d.cursor.execute(
+            f"SELECT holder, item, bucket, quantity FROM stock_balance WHERE {where}{lock}",
+            tuple(params),
+        )
+        return {(r[0], r[1], r[2]): int(r[3]) for r in d.cursor.fetchall()}
+
+    def _holder_head(self, stream: str) -> tuple[int, str]:
+        d = self.driver
+        d.run("security_seed", {"stream": stream, "seq": 0, "hash": GENESIS})
+        row = d.run("security_head", {"stream": stream}).fetchone()
+        return (int(row[0]), str(row[1])) if row else (0, GENESIS)
+
+    def _ledger(self, entry: LedgerEntry, case: CaseView | None) -> None:
+        """One event in the holder's stream (its head locked), with what it moves and stores."""
+        d, now = self.driver, self.now
+        stream = f"{HOLDER_STREAM}{entry.holder}"
+        seq, prev = self._holder_head(stream)
+        seq += 1
+        draft, data = entry.draft, dict(entry.draft.data)
+        report = entry.report
+        version = 0
+        if report is not None:
+            key = {"kind": report.kind, "holder": entry.holder, "period": report.period}
+            version = int(d.run("report_version", key).fetchone()[0])
+            data["report"] = {
+                "kind": report.kind, "period": report.period, "version": version,
+                "figures": dict(report.data),
+            }  # fmt: skip
+        if entry.legs:
+            data["legs"] = [[leg.item, leg.bucket, leg.delta] for leg in entry.legs]
+        if case is not None and case.id:
+            data.setdefault("case", case.reference)
+        draft = replace(draft, data=data)
+        at = d.ts(now)
+        digest = d.append_event(None, seq, prev, draft, now, at, stream)
+        d.run("security_update", {"stream": stream, "seq": seq, "hash": digest})
+        report_id = None
+        if report is not None:
+            report_id = d.run(
+                "insert_report",
+                {
+                    "kind": report.kind, "holder": entry.holder, "period": report.period,
+                    "version": version, "at": at, "actor": draft.actor, "stream_seq": seq,
+                    "data": d.json(dict(report.data)),
+                },
+            ).fetchone()[0]  # fmt: skip
+        for leg in entry.legs:
+            d.run(
+                "insert_movement",
+                {
+                    "at": at, "holder": entry.holder, "item": leg.item, "bucket": leg.bucket,
+                    "delta": leg.delta, "kind": draft.action,
+                    "case_id": case.id if case is not None and case.id else None,
+                    "report_id": report_id, "stream_seq": seq, "actor": draft.actor,
+                },
+            )  # fmt: skip
+            params: dict[str, Any] = {
+                "holder": entry.holder, "item": leg.item, "bucket": leg.bucket,
+                "delta": leg.delta, "at": at,
+            }  # fmt: skip
+            if leg.delta > 0:
+                d.run("balance", params)
+            elif d.run("debit", params).rowcount != 1:  # nothing there to take from
+                raise Conflict(
+                    f"not enough in stock for this movement: {entry.holder} holds no "
+                    f"{leg.item} ({leg.bucket}); read the holder's balances again and retry",
+                    why="overdrawn",
+                )
+        if entry.meets is not None:
+            kind, period = entry.meets
+            d.run(
+                "meet",
+                {"at": at, "report_id": report_id, "kind": kind, "holder": entry.holder,
+                 "period": period},
+            )  # fmt: skip
+        if entry.notice is not None:
+            pending = self.notifier.prepare_holder(
+                self.conn, entry.holder, draft, seq, entry.notice, now
+            )
+            if pending is not None:
+                self.pending.append(pending)
+
+    def _obligations(self, outcome: Outcome) -> None:
+        d, at = self.driver, self.driver.ts(self.now)
+        for plan in outcome.obligations:
+            d.run(
+                "plan_obligation",
+                {"kind": plan.kind, "holder": plan.holder, "period": plan.period,
+                 "due_at": d.ts(plan.due_at), "no": d.flag(False), "at": at},
+            )  # fmt: skip
+        for change in outcome.touched:
+            d.run(
+                "touch_obligation",
+                {"id": change.id, "reminders": change.reminders,
+                 "next_at": d.ts(change.next_at), "escalated": d.flag(change.escalated),
+                 "status": change.status},
+            )  # fmt: skip
+
+    def claim_obligations(self, size: int) -> list[ObligationRow]:
+        """Open obligations whose next look has come; rows held by another sweep skipped."""
+        d = self.driver
+        rows = d.run("due_obligations", {"now": d.ts(self.now), "size": int(size)}).fetchall()
+        return [
+            ObligationRow(
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                d.read_ts(r[4]),
+                d.read_ts(r[5]),
+                int(r[6]),
+                bool(r[7]),
+                r[8],
+            )
+            for r in rows
+        ]
 
     def _append(self, case: CaseView, outcome: Outcome) -> tuple[tuple[int, str], list[int]]:
         d, now = self.driver, self.now

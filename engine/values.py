@@ -28,10 +28,17 @@ __all__ = [
     "DeadlinePlan",
     "DeadlineRow",
     "Draft",
+    "HolderNotice",
+    "LedgerEntry",
+    "Leg",
+    "ObligationChange",
+    "ObligationPlan",
+    "ObligationRow",
     "OpenDeadline",
     "Outcome",
     "Place",
     "ReminderPolicy",
+    "ReportDraft",
     "Scope",
     "reference_of",
 ]
@@ -268,6 +275,99 @@ class DeadlineChange:
 NO_CHANGE = DeadlineChange()
 
 
+# -- resources: ledgers, reports, obligations (the ``resources`` package decides them) --------
+
+
+@dataclass(frozen=True)
+class Leg:
+    """One leg of a movement: ``delta`` units of ``item`` into (or out of) ``bucket`` of the
+    entry's holder (``available``, ``reserved``, ``on_hand``, ``in_transit``...)."""
+
+    item: str
+    bucket: str
+    delta: int
+
+
+@dataclass(frozen=True)
+class ReportDraft:
+    """A period report to store as the next version of (kind, holder, period)."""
+
+    kind: str
+    period: str
+    data: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class HolderNotice:
+    """A notice about a holder (a missing report, an alert), not about a case.
+
+    ``action``/``info`` are recipient tokens of ``notifications.recipients`` (``holder``,
+    ``holder_ars``, ``ccs``, ``spf``, ``sfctcv``, ``referent``, or an organisation id);
+    ``values`` the notice's own facts, already in French; an automatic notice is issued for
+    ``issuer`` (the ARS that expects a report, the CCS for the national stock).
+    """
+
+    kind: str
+    action: tuple[str, ...]
+    info: tuple[str, ...] = ()
+    values: Mapping[str, Any] = field(default_factory=dict)
+    issuer: str = "ars"  # a token too: for whom an automatic notice is issued
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """An event in a holder's audit stream (``holder:<org id>``) and what it moves.
+
+    ``legs`` change the holder's balances (never below zero: the database refuses it) and are
+    recorded in the event's data; ``report`` is stored as a new version and its id and version
+    put in the event; ``meets`` closes the holder's open obligation (kind, period) with it;
+    ``notice`` queues a notice issued about the holder.
+    """
+
+    holder: str
+    draft: Draft
+    legs: tuple[Leg, ...] = ()
+    report: ReportDraft | None = None
+    meets: tuple[str, str] | None = None
+    notice: HolderNotice | None = None
+
+
+@dataclass(frozen=True)
+class ObligationPlan:
+    """A report expected of ``holder`` for ``period``, due at ``due_at`` (opened if new)."""
+
+    kind: str
+    holder: str
+    period: str
+    due_at: datetime
+
+
+@dataclass(frozen=True)
+class ObligationRow:
+    """An open obligation as the sweep claimed it."""
+
+    id: int
+    kind: str
+    holder: str
+    period: str
+    due_at: datetime
+    next_at: datetime
+    reminders: int
+    escalated: bool
+    status: str
+
+
+@dataclass(frozen=True)
+class ObligationChange:
+    """A swept obligation's row after the sweep: its reminders, next look and status."""
+
+    id: int
+    reminders: int
+    next_at: datetime
+    escalated: bool
+    status: str
+
+
 @dataclass(frozen=True)
 class Outcome:
     """Everything one command changes, decided purely; ``engine.unit_of_work`` applies it.
@@ -277,7 +377,9 @@ class Outcome:
     ``values`` are the case columns that change besides its head; ``security`` events go to the
     stream of refusals that concern no case; ``opened`` is the row of a case to insert first;
     ``refusal`` is raised once the outcome (its audit record) is committed; ``sweep`` says what
-    the sweep did. A stale view or a malformed command raises before any outcome exists.
+    the sweep did. ``ledger`` entries go to holders' streams with their movements, reports and
+    notices; ``obligations`` open expected reports, ``touched`` moves swept ones on. A stale
+    view or a malformed command raises before any outcome exists.
     """
 
     case: CaseView | None
@@ -289,3 +391,6 @@ class Outcome:
     opened: Mapping[str, Any] | None = None
     refusal: RegulError | None = None
     sweep: SweepOutcome | None = None
+    ledger: tuple[LedgerEntry, ...] = ()
+    obligations: tuple[ObligationPlan, ...] = ()
+    touched: tuple[ObligationChange, ...] = ()

@@ -25,11 +25,12 @@ if TYPE_CHECKING:  # the scheduler loads only with the commands that run a worke
     from engine.accounts import Accounts
     from engine.sweeper import SweepReport
     from engine.unit_of_work import PendingNotice
-    from engine.values import CaseView, Draft
+    from engine.values import CaseView, Draft, HolderNotice
     from interfaces.worker import Worker
     from notifications.outbox import Outbox
     from notifications.rules import NoticeBook
     from notifications.service import Notices
+    from resources.service import Resources
 
 __all__ = ["App", "LazyOutbox", "build_app", "build_worker", "closing_apps"]
 
@@ -46,6 +47,19 @@ class App:
     runner: Runner
     _accounts: Accounts | None = field(default=None, repr=False)
     _notices: Notices | None = field(default=None, repr=False)
+    _resources: Resources | None = field(default=None, repr=False)
+
+    @property
+    def resources(self) -> Resources:
+        """The resources service (holders' reports, balances, obligations), built once."""
+        if self._resources is None:
+            from resources.catalogue import obligation_kinds
+            from resources.service import Resources
+
+            self._resources = Resources(
+                self.db, self.runner.clock, self.runner.uow, obligation_kinds(self.settings)
+            )
+        return self._resources
 
     @property
     def notices(self) -> Notices:
@@ -110,6 +124,17 @@ class LazyOutbox:
     ) -> PendingNotice | None:
         return self.outbox.prepare(conn, case, draft, seq, now)
 
+    def prepare_holder(
+        self,
+        conn: Connection,
+        holder: str,
+        draft: Draft,
+        seq: int,
+        notice: HolderNotice,
+        now: datetime,
+    ) -> PendingNotice | None:
+        return self.outbox.prepare_holder(conn, holder, draft, seq, notice, now)
+
 
 def build_app(
     *,
@@ -142,8 +167,16 @@ def build_app(
     if check_schema:
         db.require_schema()
     notifier = LazyOutbox(settings, registry, default_notices()) if settings.notices else None
+    from resources.catalogue import case_effects
+
     runner = Runner(
-        db, registry, clock or SystemClock(), reminder_policy(settings), notifier, rules(settings)
+        db,
+        registry,
+        clock or SystemClock(),
+        reminder_policy(settings),
+        notifier,
+        rules(settings),
+        case_effects(settings),
     )
     app = App(settings, db, registry, runner)
     opened = _OPEN.get()
@@ -183,6 +216,9 @@ def build_worker(
     if app.settings.notices:
         channels, policy = build_channels(app.settings), dispatch_policy(app.settings)
         jobs["dispatch"] = lambda: dispatch(app.db, app.runner.clock, channels, policy)
+    jobs["obligations"] = lambda: app.resources.sweep_obligations(
+        batch_size=app.settings.sweep_batch
+    )
     return Worker(
         app.runner,
         interval=interval if interval is not None else app.settings.sweep_interval,

@@ -760,10 +760,15 @@ def sweep(
         )
     ctx = build_app(clock=FixedClock(instant) if instant else None)
     report = run_sweep(ctx.runner, batch_size=ctx.settings.sweep_batch, dry_run=dry_run)
+    # expected reports (obligations): reminded and escalated by the same sweep
+    reports = (
+        [] if dry_run else ctx.resources.sweep_obligations(batch_size=ctx.settings.sweep_batch)
+    )
     if as_json:
         emit_json({
             "dry_run": dry_run, "at": ctx.runner.clock.now().isoformat(),
             "counts": report.counts(), "fired": [f.to_dict() for f in report.fired],
+            "reports": [r.__dict__ for r in reports],
         })  # fmt: skip
         return
     title = f"{'would fire' if dry_run else 'fired'}: {len(report.fired)} deadline(s)"
@@ -772,6 +777,12 @@ def sweep(
         [[f.case, f.outcome, f.state, f.to_state, f"{f.due_at:%Y-%m-%d %H:%M:%S}",
           f"{f.late_s:.0f}s"] for f in report.fired],
     )  # fmt: skip
+    if reports:
+        table(
+            f"missing reports: {len(reports)} reminded or escalated",
+            ["report", "holder", "period", "outcome"],
+            [[r.kind, r.holder, r.period, r.outcome] for r in reports],
+        )
 
 
 @app.command()

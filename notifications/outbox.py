@@ -35,7 +35,7 @@ from sqlalchemy.engine import Connection
 
 from engine import tables
 from engine.decisions import event_name
-from engine.values import CaseView, Draft
+from engine.values import CaseView, Draft, HolderNotice
 from engine.workflow import FieldSpec, WorkflowRegistry, WorkflowSpec
 from notifications.french import of, to
 from notifications.recipients import Directory, Recipient, levels_passed, resolve
@@ -90,6 +90,23 @@ OBJETS = {
     "loan_extended": "ECMO {ref} : PRÊT DE LA CONSOLE PROLONGÉ",
     "closed": "{title} {ref} : DOSSIER CLÔTURÉ",
 }
+# The OBJET of a notice about a holder (``{holder}``: its name, upper case, and any value of
+# the notice's own ``values``); the resource modules add theirs with ``holder_objet``.
+HOLDER_OBJETS: dict[str, str] = {
+    "report_missing": "RAPPEL : {report} ATTENDU ({period}) — {holder}",
+    "report_late": "{report} NON TRANSMIS ({period}) — {holder}",
+}
+_HOLDER_NOTES = {
+    "report_missing": "Rappel automatique : compte rendu attendu",
+    "report_late": "Signalement automatique : compte rendu non transmis",
+}
+
+
+def holder_objet(kind: str, objet: str, note: str = "") -> None:
+    """Declare the OBJET (and the automatic note) of a holder notice ``kind``."""
+    HOLDER_OBJETS[kind] = objet
+    if note:
+        _HOLDER_NOTES[kind] = note
 
 
 def format_reference(series: str, year: int, number: int) -> str:
@@ -133,6 +150,13 @@ def _single_item(fields: dict[str, Any]) -> str | None:
     ):
         return str(lines[0].get("item"))
     return None
+
+
+class _Blank(dict[str, Any]):
+    """``str.format_map`` values where a missing name reads as nothing."""
+
+    def __missing__(self, key: str) -> str:
+        return ""
 
 
 def paris(instant: datetime) -> str:
@@ -264,6 +288,7 @@ class Outbox:
                 "kind": rule.kind,
                 "case_id": case.id,
                 "event_seq": seq,
+                "stream": None,
                 "channel": channel,
                 "recipients": recipients,  # also what the template's Pour action lists
                 "status": "queued",
@@ -273,6 +298,120 @@ class Outbox:
                 "created_at": now,
             },
         )
+
+    def prepare_holder(
+        self,
+        conn: Connection,
+        holder: str,
+        draft: Draft,
+        seq: int,
+        notice: HolderNotice,
+        now: datetime,
+    ) -> Pending | None:
+        """The facts of a notice about a holder (a missing report, an alert), no case.
+
+        Recipient tokens are resolved around the holder: ``holder``, ``ars`` (its region's),
+        ``ars_zone`` and ``umac`` (its zone's), ``ght``, ``sfctcv`` (its region's, else the
+        national one), ``ccs``, ``spf``, or an organisation id. An automatic notice is issued
+        for the notice's ``issuer`` token (the ARS that expects the report; the CCS if there is
+        none), a person's for their organisation.
+        """
+        self.directory.load(conn)
+        row = self.directory.find(holder)
+        if row is None:
+            return None
+        action = self._holder_recipients(row, notice.action)
+        info = [r for r in self._holder_recipients(row, notice.info) if r not in action]
+        if not action:
+            return None
+        automatic = draft.role == "system" or draft.actor == "system"
+        issuer_row = None if automatic else self.directory.find(draft.org)
+        if issuer_row is not None:
+            issuer = Issuer(issuer_row.id, issuer_row.name, issuer_row.kind, False)
+        else:
+            found = self._holder_recipients(row, (notice.issuer, "ccs"))
+            first = found[0] if found else action[0]
+            issuer = Issuer(first.org, first.name, first.kind, True)
+        series = self._series(issuer, action)
+        values = {str(k): v for k, v in notice.values.items()}
+        upper = {k: v.upper() for k, v in values.items() if isinstance(v, str)}
+        objet = HOLDER_OBJETS.get(notice.kind, "{holder}").format_map(
+            _Blank({**upper, "holder": row.name.upper()})
+        )
+        at = paris(now)
+        rows = [["Structure", f"{row.name} (FINESS {row.id})" if row.kind == "hospital"
+                 else row.name]]  # fmt: skip
+        if row.region:
+            rows.append(["Région", self.directory.region_name(row.region)])
+        rows += [[str(label), str(value)] for label, value in values.get("rows", [])]
+        facts = {
+            "series": series,
+            "national": issuer.national,
+            "issuer": {
+                "org": issuer.org,
+                "name": issuer.name,
+                "kind": issuer.kind,
+                "automatic": issuer.automatic,
+                "note": _HOLDER_NOTES.get(notice.kind, "Message automatique")
+                if issuer.automatic
+                else "",
+            },
+            "date": at[:10],
+            "objet": objet,
+            "case": None,
+            "holder": {"name": row.name, "finess": row.id, "kind": row.kind},
+            "holder_rows": rows,
+            "values": values,
+            "event": {
+                "reason": draft.reason,
+                "by_system": issuer.automatic,
+                "actor": issuer.name,
+                "at": at,
+            },
+        }
+        recipients = {"action": [r.to_dict() for r in action], "info": [r.to_dict() for r in info]}
+        issued = now.astimezone(PARIS).year
+        return Pending(
+            series,
+            counter_year(series, issued),
+            issued,
+            objet,
+            facts,
+            {
+                "kind": notice.kind,
+                "case_id": None,
+                "event_seq": seq,
+                "stream": f"holder:{holder}",
+                "channel": self.channel_for(action[0].org),
+                "recipients": recipients,
+                "status": "queued",
+                "attempts": 0,
+                "next_attempt_at": now,
+                "last_error": "",
+                "created_at": now,
+            },
+        )
+
+    def _holder_recipients(self, row: Any, tokens: tuple[str, ...]) -> list[Recipient]:
+        found: list[Recipient] = []
+        d = self.directory
+        for token in tokens:
+            if token == "holder":
+                got = [d.recipient(row.id)]
+            elif token in ("ars", "sfctcv"):
+                got = [d.first(token, "region", row.region) if row.region else None]
+                if token == "sfctcv" and got[0] is None:
+                    got = [d.national("sfctcv")]
+            elif token in ("ars_zone", "umac"):
+                got = [d.first(token, "zone", row.zone) if row.zone else None]
+            elif token == "ght":
+                got = [d.recipient(row.ght) if row.ght else None]
+            elif token in ("ccs", "spf"):
+                got = [d.national(token) or d.first(token, None, None)]
+            else:
+                got = [d.recipient(token)]
+            found += [r for r in got if r is not None and r not in found]
+        return found
 
     def compose(
         self,

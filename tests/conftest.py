@@ -34,6 +34,10 @@ PG_REQUIRED = (
     os.environ.get("CI", "").lower() == "true" or os.environ.get("REGUL_REQUIRE_POSTGRES") == "1"
 )
 CASE_TABLES = (
+    "movement",
+    "stock_balance",
+    "resource_report",
+    "obligation",
     "login_attempt",
     "desk_draft",
     "regul_session",

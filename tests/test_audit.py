@@ -488,6 +488,7 @@ def expected_record(row: Any) -> dict[str, Any]:
         "data": dict(row.data),
         "prev_hash": row.prev_hash,
         "hash": row.hash,
+        "stream": row.stream,
     }
 
 
@@ -502,6 +503,7 @@ def from_csv(row: dict[str, str]) -> dict[str, Any]:
         "from_state": row["from_state"] or None,
         "to_state": row["to_state"] or None,
         "data": json.loads(row["data"]),
+        "stream": row["stream"] or None,
     }
 
 
@@ -525,8 +527,10 @@ def verify_offline(records: list[dict[str, Any]]) -> list[str]:
     problems: list[str] = []
     previous: dict[Any, dict[str, Any]] = {}
     for r in records:
+        holder = {"stream": r["stream"]} if r.get("stream") else {}
         body = json.dumps(
             {
+                **holder,
                 "case": r["case_id"],
                 "seq": r["seq"],
                 "at": r["at"],
@@ -556,17 +560,18 @@ def verify_offline(records: list[dict[str, Any]]) -> list[str]:
             r["data"],
         )
         at = datetime.strptime(r["at"], STAMP).replace(tzinfo=UTC)
-        assert body == audit.canonical(r["case_id"], r["seq"], at, draft)
+        assert body == audit.canonical(r["case_id"], r["seq"], at, draft, r.get("stream"))
         if hashlib.sha256(r["prev_hash"].encode("ascii") + body).hexdigest() != r["hash"]:
             problems.append(f"event {r['id']}: content does not match hash")
-        before = previous.get(r["case_id"])
+        key = r.get("stream") or r["case_id"]
+        before = previous.get(key)
         if before is not None and (
             r["seq"] != before["seq"] + 1 or r["prev_hash"] != before["hash"]
         ):
             problems.append(f"event {r['id']}: does not follow event {before['id']}")
         if before is None and r["seq"] == 1 and r["prev_hash"] != audit.GENESIS:
             problems.append(f"event {r['id']}: first event not chained to genesis")
-        previous[r["case_id"]] = r
+        previous[key] = r
     return problems
 
 
