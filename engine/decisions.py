@@ -294,7 +294,8 @@ class Decider:
             actor.login, actor.role, actor.org, Action.OPENED, None, spec.initial, 1, "", opened
         )
         steps = _up_to(spec, actor, place) if on_behalf else []
-        if not steps and not self.rules.hospital_confirms and self._passes_on(spec, spec.initial):
+        confirms = self.rules.hospital_confirms and actor.role != Role.SYSTEM  # a rule's case
+        if not steps and not confirms and self._passes_on(spec, spec.initial):
             return self._open_to_first_level(spec, case, draft, row, now)
         state = str(steps[-1].to_state) if steps else spec.initial
         target = spec.state(state)

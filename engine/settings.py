@@ -95,6 +95,14 @@ class Settings(BaseModel):
         description="a new case waits for its hospital's escalate (else it goes straight to "
         "the first regulating level)",
     )
+    ppe_enrolment: Literal["ght_support", "sanitaire", "all"] = Field(
+        "ght_support",
+        description="who owes the weekly PPE stock report: GHT support establishments and "
+        "AP-HP, every health establishment, or médico-social too (MINSANTE N°143)",
+    )
+    ppe_due: str = Field("monday 12:00", description="when the weekly PPE report is due (Paris)")
+    ppe_escalate_after: str = Field("48h", description="a missing PPE report goes to the ARS")
+    ppe_alert_rules: str = Field("", description="CSV file of PPE alert rules (else built in)")
     sweep_interval: float = Field(5.0, gt=0, description="seconds between two sweeps")
     sweep_batch: int = Field(200, gt=0, le=10000, description="deadline rows per transaction")
     notices: bool = Field(True, description="queue MARS/MINSANTE notices with transitions")
