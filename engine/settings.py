@@ -95,10 +95,11 @@ class Settings(BaseModel):
         description="a new case waits for its hospital's escalate (else it goes straight to "
         "the first regulating level)",
     )
-    ppe_enrolment: Literal["ght_support", "sanitaire", "all"] = Field(
-        "ght_support",
-        description="who owes the weekly PPE stock report: GHT support establishments and "
-        "AP-HP, every health establishment, or médico-social too (MINSANTE N°143)",
+    ppe_enrolment: Literal["none", "ght_support", "sanitaire", "all"] = Field(
+        "none",
+        description="who owes the weekly PPE stock report: nobody yet, the GHT support "
+        "establishments and AP-HP, every health establishment, or médico-social too "
+        "(MINSANTE N°143's phases)",
     )
     ppe_due: str = Field("monday 12:00", description="when the weekly PPE report is due (Paris)")
     ppe_escalate_after: str = Field("48h", description="a missing PPE report goes to the ARS")

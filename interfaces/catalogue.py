@@ -13,6 +13,45 @@ from workflows.labels import LINE_COLUMNS, ROLES, value_label
 
 __all__ = ["FRENCH", "SESSION_ENDS", "TITLES", "french"]
 
+# PPE stocks (resources.ppe): reports, files, movements. Nothing is recorded on any of them.
+PPE_FRENCH: dict[str, str] = {
+    "ppe_unknown_item": "Article inconnu : {item}. Rien n'a été enregistré.",
+    "ppe_report_parent": "Ce sous-type se déclare sous son article ({parent}).",
+    "ppe_unknown_unit": "Unité inconnue : écrivez pièces ou boîtes. Rien n'a été enregistré.",
+    "ppe_no_boxes": "Cet article se compte en pièces, pas en boîtes. Rien n'a été enregistré.",
+    "ppe_missing": "Une valeur manque ({what}). Rien n'a été enregistré.",
+    "ppe_not_a_number": "{what} n'est pas un nombre entier. Rien n'a été enregistré.",
+    "ppe_out_of_range": "{what} doit être compris entre 0 et 1 000 000 000.",
+    "ppe_no_lines": "Le relevé n'a aucune ligne. Rien n'a été enregistré.",
+    "ppe_item_twice": "Un article figure deux fois dans le relevé. Rien n'a été enregistré.",
+    "ppe_attested_as": "Le relevé est attesté par le directeur ou un délégué.",
+    "ppe_unknown_establishment": "Établissement inconnu : {org}. Rien n'a été enregistré.",
+    "ppe_not_an_establishment": "{org} n'est pas un établissement. Rien n'a été enregistré.",
+    "ppe_not_yours": (
+        "Action non permise : la structure {org} ne relève pas de votre périmètre. Rien n'a "
+        "été enregistré."
+    ),
+    "ppe_file_lines": (
+        "Le fichier a {count} ligne(s) erronée(s) ; rien n'a été enregistré. Corrigez-les puis "
+        "déposez de nouveau le fichier entier :\n{errors}"
+    ),
+    "ppe_file_columns": "Ligne {line} : colonnes manquantes ({columns}). Rien n'a été enregistré.",
+    "ppe_file_encoding": "Le fichier n'est pas en UTF-8 : enregistrez-le en CSV UTF-8 ou en XLSX.",
+    "ppe_file_xlsx": "Le fichier n'est pas un classeur XLSX lisible.",
+    "ppe_file_too_long": "Le fichier dépasse {limit} lignes : découpez-le.",
+    "ppe_quantity": "La quantité est un nombre positif de pièces. Rien n'a été enregistré.",
+    "ppe_choice": "{what} : valeur « {value} » inconnue ({allowed}). Rien n'a été enregistré.",
+    "ppe_not_a_member": "{org} n'est pas un établissement desservi par {ght}.",
+    "ppe_unknown_holder": "Structure inconnue : {org}. Rien n'a été enregistré.",
+    "ppe_no_delivery": "Aucune livraison n°{delivery} n'attend de réception chez {org}.",
+    "ppe_received_more": "{received} pièces reçues pour {shipped} expédiées : vérifiez.",
+    "ppe_seed_loaded": "Les livraisons d'Occitanie de mars 2020 sont déjà chargées.",
+    "not_enough": (
+        "Stock insuffisant : {holder} détient {have} pièces, {asked} demandées. Rien n'a été "
+        "enregistré."
+    ),
+}
+
 FRENCH: dict[str, str] = {
     "no_case": (
         "Dossier introuvable : la référence n'existe pas ou ne relève pas de votre périmètre."
@@ -123,6 +162,7 @@ FRENCH: dict[str, str] = {
         "Le prêt court jusqu'au {current} : une prolongation donne une date postérieure. Rien "
         "n'a été enregistré."
     ),
+    **PPE_FRENCH,
 }
 # The request data and resolutions of the doctrine (issue 10): patient references, PPE lines,
 # reserved stocks, receiving establishments and means of transfer.

@@ -24,6 +24,7 @@ from interfaces.output import (
     table,
     time_left,
 )
+from interfaces.ppe_cli import ppe_app
 from interfaces.serial import case_json, event_json
 from interfaces.serve import serve
 from interfaces.users_cli import users_app
@@ -47,6 +48,7 @@ app.add_typer(case_app, name="case")
 app.add_typer(audit_app, name="audit")
 app.add_typer(notices_app, name="notices")
 app.add_typer(users_app, name="users")
+app.add_typer(ppe_app, name="ppe")
 app.command("serve")(serve)
 
 Json = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]

@@ -64,6 +64,7 @@ class DemoSummary:
     audit_ok: bool = False
     replay_ok: bool = False
     seconds: float = 0.0
+    ppe: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -79,6 +80,7 @@ class DemoSummary:
             "audit_verified": self.audit_ok,
             "replay_matches": self.replay_ok,
             "seconds": round(self.seconds, 2),
+            "ppe": self.ppe,
         }
 
     def _swept(self) -> str:
@@ -428,7 +430,7 @@ def run_demo(
     # the composition root, on a throw-away database: NORMAL sync, notices on, demo deadlines
     app = build_app(
         database_url=f"sqlite:///{path}", clock=clock, check_schema=False,
-        sqlite_synchronous="NORMAL", notices=True, deadlines={},
+        sqlite_synchronous="NORMAL", notices=True, deadlines={}, ppe_enrolment="ght_support",
     )  # fmt: skip
     db, registry, runner = app.db, app.registry, app.runner
     db.migrate()
@@ -436,6 +438,9 @@ def run_demo(
         load_directory(conn)
     cast, rng = _Cast(db), random.Random(seed)
     summary = DemoSummary(database=str(path))
+    from resources.ppe.demo import play_ppe  # eight weeks of PPE stock reports (issue 12)
+
+    summary.ppe = play_ppe(app, clock, seed)
     step = timedelta(hours=6) / (cases_per_kind * 3)
     for n in range(cases_per_kind):
         for spec in registry:

@@ -81,6 +81,10 @@ def create_web(app: App, accounts: Accounts | None = None) -> FastAPI:
     web.state.services = Services(app.runner, accounts or app.accounts, app.settings, app.notices)
     web.include_router(api.router)
     web.include_router(desk.router)
+    from interfaces import ppe_web  # PPE stocks: /api/v1/ppe and the desk's /ppe pages
+    from resources.ppe.service import PpeService
+
+    ppe_web.install(web, PpeService(app))
     web.add_exception_handler(RegulError, _choose(problems.regul_error, desk.regul_error))
     web.add_exception_handler(
         problems.Problem, _choose(problems.interface_problem, desk.interface_problem)

@@ -95,10 +95,19 @@ OBJETS = {
 HOLDER_OBJETS: dict[str, str] = {
     "report_missing": "RAPPEL : {report} ATTENDU ({period}) — {holder}",
     "report_late": "{report} NON TRANSMIS ({period}) — {holder}",
+    # PPE stocks (resources.ppe.stock)
+    "ppe_stock_alert": "ALERTE STOCK EPI ({week}) — {holder}",
+    "ppe_stock_recovered": "STOCK EPI AU-DESSUS DU SEUIL : CONFIRMER OU ANNULER {case} — {holder}",
+    "ppe_shortfall": "MANQUANT À LA RÉCEPTION D'EPI — {holder}",
+    "ppe_national_low": "STOCK STRATÉGIQUE NATIONAL DE MASQUES SOUS 10 SEMAINES ({weeks})",
 }
 _HOLDER_NOTES = {
     "report_missing": "Rappel automatique : compte rendu attendu",
     "report_late": "Signalement automatique : compte rendu non transmis",
+    "ppe_stock_alert": "Alerte automatique : stock d'EPI sous le seuil",
+    "ppe_stock_recovered": "Message automatique : stock d'EPI revenu au-dessus du seuil",
+    "ppe_shortfall": "Message automatique : manquant à la réception",
+    "ppe_national_low": "Alerte automatique : stock stratégique national",
 }
 
 

@@ -60,6 +60,18 @@ ACTIONS: dict[str, str] = {
     "login_ceiling": "Plafond d'échecs de connexion atteint",
     "login_unlocked": "Déblocage de connexion",
     "login_csrf": "Formulaire de connexion refusé",
+    # PPE stocks: holders' streams and the cases their alert rule opens (resources.ppe)
+    "stock_report": "Relevé de stock EPI",
+    "stock_alert": "Alerte de stock EPI",
+    "stock_alert_notice": "Alerte de stock EPI signalée à l'ARS",
+    "stock_recovered": "Stock EPI revenu au-dessus du seuil",
+    "reserve_in": "Entrée en réserve",
+    "reserve_out": "Sortie de réserve",
+    "redistribution": "Redistribution par le GHT",
+    "ppe_delivery": "Livraison d'EPI",
+    "ppe_receipt": "Réception d'EPI",
+    "ppe_shipment": "Expédition d'EPI",
+    "national_stock_low": "Stock stratégique national sous la cible",
 }
 ROLES: dict[str, str] = {
     Role.ESTABLISHMENT: "Établissement",

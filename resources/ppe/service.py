@@ -207,3 +207,12 @@ class PpeService:
         from resources.ppe.seed004 import decide_seed
 
         return self.app.resources.command(SYSTEM if login == "system" else login, decide_seed)
+
+    def members(self, ght: str) -> list[str]:
+        """The establishments a GHT serves (seed 004 l.74: « toutes les structures qu'il doit
+        desservir »)."""
+        with self.app.db.read() as conn:
+            g = _ORG
+            return [h for (h,) in conn.execute(
+                sa.select(g.c.id).where(g.c.ght == ght, g.c.kind == "hospital").order_by(g.c.id)
+            )]  # fmt: skip

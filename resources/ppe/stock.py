@@ -489,12 +489,14 @@ def _week_fr(period: str) -> str:
 
 # -- the obligation ----------------------------------------------------------------------------
 
-ENROLMENT = ("ght_support", "sanitaire", "all")
+ENROLMENT = ("none", "ght_support", "sanitaire", "all")
 
 
 def enrolled(conn: Any, phase: str) -> list[str]:
     """The establishments that owe the weekly report in ``phase`` (seed 002: the GHT support
     establishments and AP-HP first, then every health establishment, then médico-social)."""
+    if phase == "none":
+        return []
     g = _ORG
     hospitals = sa.select(g.c.id, g.c.name, g.c.category).where(g.c.kind == "hospital")
     rows = conn.execute(hospitals).all()
