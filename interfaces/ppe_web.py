@@ -193,9 +193,11 @@ async def upload_post(request: Request, caller: desk.Desk) -> Response:
     upload = form.get("file")
     error, errors, done = "", [], None
     if not isinstance(upload, UploadFile) or not upload.filename:
+        await form.close()
         error = "Choisissez un fichier CSV ou XLSX."
     else:
         content = await upload.read(MAX_UPLOAD + 1)
+        await form.close()  # the spooled upload's temporary file
         if len(content) > MAX_UPLOAD:
             error = "Le fichier dépasse 5 Mo : découpez-le."
         else:
@@ -219,6 +221,6 @@ async def upload_post(request: Request, caller: desk.Desk) -> Response:
                 error = desk._french(exc)
     del values
     return desk.render(
-        "ppe/report.html.j2", code=400 if error else 200, caller=caller,
+        "ppe/report.html.j2", code=422 if error else 200, caller=caller,
         **_form_context(caller, ppe, error=error, errors=errors, notice=done or ""),
     )  # fmt: skip

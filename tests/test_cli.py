@@ -295,7 +295,7 @@ def test_demo_plays_and_verifies(tmp_path: Path) -> None:
     assert summary["replay_matches"] is True
     assert {k: sum(v.values()) for k, v in summary["cases"].items()} == {
         "ecmo": 12 + 9,  # + the cases left waiting for the printed demo accounts (2 lent)
-        "ppe": 12 + 3,
+        "ppe": 12 + 3 + summary["ppe"]["cases_opened"],  # + those the PPE alert rule opened
         "transfer": 12 + 2,
     }
     assert summary["refusals"] > 0

@@ -403,3 +403,34 @@ def test_an_xlsx_file_is_read(app: App, ppe: PpeService) -> None:
     book.save(buffer)
     ppe.import_file("ars-occ", "stocks.xlsx", buffer.getvalue())
     assert balance(app, TOULOUSE, "gloves") == 1000
+
+
+def test_the_national_stock_under_ten_weeks_alerts_the_ccs_and_spf(
+    app: App, ppe: PpeService
+) -> None:
+    report(ppe, ffp2_mask=(100_000, 1000, 1000))  # national crisis consumption: 1,000 a week
+    ppe.move("spf", stock.Movement("in", "SPF", "ffp2_mask", 12_000, how="purchase"))
+    assert count(app, "notice", "kind = 'ppe_national_low'") == 0
+    ppe.move("spf", stock.Movement("out", "SPF", "ffp2_mask", 3_000, how="establishment_emergency",
+                                   to=TOULOUSE))  # fmt: skip
+    assert count(app, "notice", "kind = 'ppe_national_low'") == 1
+    assert ppe.reserve()["national_weeks"]["ffp2_mask"] == 9.0
+
+
+def test_a_ght_redistributes_to_its_members_only(app: App, ppe: PpeService) -> None:
+    ppe.load_seed004()
+    before = snapshot(app)
+    with pytest.raises(InputError) as refused:  # Montpellier is not served by GHT-OCC-06
+        ppe.move("ght-occ-06", stock.Movement("redistribute", "GHT-OCC-06", "ffp2_mask", 100,
+                                              to="349900001"))  # fmt: skip
+    assert refused.value.why == "ppe_not_a_member"
+    with pytest.raises(Conflict):
+        ppe.move("ght-occ-06", stock.Movement("redistribute", "GHT-OCC-06", "ffp2_mask", 29_351,
+                                              to="319900002"))  # fmt: skip
+    assert snapshot(app) == before
+    ppe.move("ght-occ-06", stock.Movement("redistribute", "GHT-OCC-06", "ffp2_mask", 29_350,
+                                          to="319900002"))  # fmt: skip
+    assert balance(app, "GHT-OCC-06", "ffp2_mask") == 0
+    assert balance(app, "319900002", "ffp2_mask", "in_transit") == 29_350
+    (waiting,) = ppe.deliveries(region="OCC")["awaiting_receipt"]
+    assert (waiting["holder"], waiting["from"]) == ("319900002", "GHT-OCC-06")

@@ -65,6 +65,14 @@ def play_ppe(app: App, clock: FixedClock, seed: int = 2026) -> dict[str, Any]:
     clock.set(start)
     app.resources.sweep_obligations()  # this week's rows: the silent ones are reminded
     ppe.load_seed004()
+    # Occitanie keeps its ledgers in Régul: what its GHTs and its ARS ship is debited there
+    with app.db.read() as conn:
+        query = sa.select(g.c.id).where(g.c.kind == "ght", g.c.region == "OCC").order_by(g.c.id)
+        ghts = [r for (r,) in conn.execute(query)]
+    for it in ITEMS:
+        ppe.move(SYSTEM, Movement("in", "ARS-OCC", it.key, 300_000, how="purchase"))
+        for ght in ghts:
+            ppe.move(SYSTEM, Movement("in", ght, it.key, 60_000, how="purchase"))
     ppe.move(SYSTEM, Movement("out", "ARS-OCC", "surgical_mask", 20_000, how="ehpad_doctrine",
                               to="119900005", note="Changement de doctrine en EHPAD"))  # fmt: skip
     ppe.move(SYSTEM, Movement("redistribute", "GHT-OCC-06", "surgical_mask_loops", 15_000,

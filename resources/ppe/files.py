@@ -16,8 +16,9 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from engine.errors import InputError, RegulError
+from resources.periods import parse_period
 from resources.ppe.items import LEDGER_ITEMS
-from resources.ppe.stock import StockReport, parse_report
+from resources.ppe.stock import StockReport, parse_line
 
 __all__ = ["COLUMNS", "read_reports", "rows_of"]
 
@@ -101,6 +102,7 @@ def read_reports(name: str, content: bytes) -> list[StockReport]:
     errors: list[str] = []
     groups: dict[tuple[str, str], dict[str, Any]] = {}
     seen: dict[tuple[str, str, str], int] = {}
+    periods: dict[str, str] = {}
     count = 0
     for number, row in rows_of(name, content):
         count += 1
@@ -111,18 +113,25 @@ def read_reports(name: str, content: bytes) -> list[StockReport]:
         key = _BY_LABEL.get(raw_item.lower(), raw_item)
         quality = QUALITY.get(row.get("attested_as", "").lower())
         try:
+            holder = row.get("establishment", "")
+            if not holder:
+                raise InputError("establishment", why="ppe_missing", what="establishment")
+            week = row.get("week", "")
+            period = periods.get(week)
+            if period is None:
+                period = periods[week] = parse_period(week)
+            by = row.get("attested_by", "")
+            if not by:
+                raise InputError("attested_by", why="ppe_missing", what="attested_by")
             if quality is None:
                 raise InputError("quality", why="ppe_attested_as")
-            report = parse_report({
-                "establishment": row.get("establishment"), "week": row.get("week"),
-                "attested_by": row.get("attested_by"), "attested_as": quality,
-                "lines": [{"item": key, "on_hand": row.get("on_hand"),
-                           "consumed": row.get("consumed"), "crisis": row.get("crisis"),
-                           "unit": row.get("unit")}],
-            })  # fmt: skip
+            line = parse_line({"item": key, "on_hand": row.get("on_hand"),
+                               "consumed": row.get("consumed"), "crisis": row.get("crisis"),
+                               "unit": row.get("unit")})  # fmt: skip
         except RegulError as exc:
             errors.append(f"ligne {number} : {line_error(exc, row)}")
             continue
+        report = StockReport(holder[:40], period, (line,), by[:120], quality)
         line = report.lines[0]
         where = (report.holder, report.period, line.item)
         if where in seen:

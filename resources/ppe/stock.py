@@ -611,7 +611,7 @@ def decide_movement(tx: Tx, actor: Actor, move: Movement) -> list[Outcome]:
             sent = {**data, "from": move.holder, "via": action}
             out.append(_entry(to.org, actor, "ppe_delivery", sent,
                               (Leg(key, IN_TRANSIT, move.quantity),)))  # fmt: skip
-        out += national_check(tx, move.holder, place, key)
+        out += national_check(tx, move.holder, place, key, taken=move.quantity)
         return out
     if move.kind == "delivery":
         _one_of(move.how, ORIGINS, "origin")
@@ -690,12 +690,12 @@ def receive(tx: Tx, actor: Actor, holder: str, delivery: int, quantity: int) -> 
     return Outcome(None, ledger=(entry,))
 
 
-def national_check(tx: Tx, holder: str, place: Place, key: str) -> list[Outcome]:
+def national_check(tx: Tx, holder: str, place: Place, key: str, *, taken: int = 0) -> list[Outcome]:
     """SpF's strategic stock of masks under 10 weeks of national crisis consumption: the CCS
     and SpF are told (once per movement that leaves it under)."""
     if place.kind != "spf" or parent(key) not in NATIONAL_ITEMS:
         return []
-    weeks = national_weeks(tx.conn, parent(key), holder)
+    weeks = national_weeks(tx.conn, parent(key), holder, taken=taken)  # after this movement
     if weeks is None or weeks >= NATIONAL_TARGET_WEEKS:
         return []
     rows = [[LEDGER_ITEMS[parent(key)].label, f"{_fr(weeks)} semaine(s) de couverture"],
@@ -711,7 +711,7 @@ def national_check(tx: Tx, holder: str, place: Place, key: str) -> list[Outcome]
     return [Outcome(None, ledger=(LedgerEntry(holder, draft, notice=notice),))]
 
 
-def national_weeks(conn: Any, key: str, holder: str) -> float | None:
+def national_weeks(conn: Any, key: str, holder: str, *, taken: int = 0) -> float | None:
     """The national stock's weeks of cover for ``key``: its balance (sub-types counted) ÷ the
     sum of the establishments' crisis weekly consumption in their latest reports."""
     b = _BALANCE
@@ -719,7 +719,7 @@ def national_weeks(conn: Any, key: str, holder: str) -> float | None:
         int(q) for i, q in conn.execute(
             sa.select(b.c.item, b.c.quantity).where(b.c.holder == holder, b.c.bucket == ON_HAND)
         ) if parent(i) == key
-    )  # fmt: skip
+    ) - taken  # fmt: skip
     crisis = national_crisis(conn).get(key, 0)
     return round(stock / crisis, 2) if crisis else None
 
@@ -786,6 +786,9 @@ def _ship(tx: Tx, before: CaseView, outcome: Outcome) -> Outcome:
         legs = _take(balances, holder, key, quantity, case=before.reference)
         entries.append(LedgerEntry(holder, _draft(who, "ppe_shipment", {**data, "to": before.org}),
                                    legs))  # fmt: skip
+        if source == "national":  # SpF's strategic stock: under 10 weeks, the CCS and SpF told
+            low = national_check(tx, holder, _holder_place(tx, holder), key, taken=quantity)
+            entries += [entry for o in low for entry in o.ledger]
     else:
         data["untracked"] = holder or source
     delivery = {**data, "from": holder or source, "origin": source}
