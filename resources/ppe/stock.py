@@ -250,6 +250,22 @@ def places(conn: Any, holders: Sequence[str]) -> dict[str, Place]:
     return out
 
 
+def _places(tx: Tx, holders: Sequence[str]) -> dict[str, Place]:
+    """``places`` on the driver's cursor (a national file names 3,000 establishments)."""
+    d, out = tx.driver, {}
+    mark = "%s" if d.pg else "?"
+    for chunk in _chunks(list(holders)):
+        d.cursor.execute(
+            "SELECT id, region, zone, ght, department, kind, delivery_address, category FROM "
+            f"organisation WHERE id IN ({', '.join(mark for _ in chunk)})",
+            tuple(chunk),
+        )
+        for r in d.cursor.fetchall():
+            out[r[0]] = Place(r[0], r[1], r[2], r[3], r[4], r[5], delivery_address=r[6],
+                              category=r[7])  # fmt: skip
+    return out
+
+
 def _may_report(actor: Actor, place: Place) -> bool:
     return actor.role in REPORTING_ROLES and in_scope(actor, place)
 
@@ -268,7 +284,7 @@ def decide_reports(
 ) -> list[Outcome]:
     """The outcomes of ``reports`` (one per establishment and week) in one transaction."""
     holders = sorted({r.holder for r in reports})
-    found = places(tx.conn, holders)
+    found = _places(tx, holders)
     for report in reports:
         place = found.get(report.holder)
         if place is None:
