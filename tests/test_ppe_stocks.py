@@ -378,6 +378,7 @@ def test_a_csv_file_with_a_wrong_line_changes_nothing(app: App, ppe: PpeService)
         f"{TOULOUSE};{WEEK};gown;100;10;10;;Dir;directeur\n"
         f"{TOULOUSE};{WEEK};Masques FFP2;abc;10;10;;Dir;directeur\n"
         f"{TOULOUSE};{WEEK};masque;1;1;;;Dir;directeur\n"
+        f"999999999;{WEEK};gown;1;1;;;Dir;directeur\n"
     )
     with pytest.raises(InputError) as refused:
         ppe.import_file("ars-occ", "stocks.csv", text.encode())
@@ -385,6 +386,7 @@ def test_a_csv_file_with_a_wrong_line_changes_nothing(app: App, ppe: PpeService)
     errors = str(refused.value.data["errors"]).splitlines()
     assert errors[0].startswith("ligne 3 : le stock n'est pas un nombre entier")
     assert errors[1].startswith("ligne 4 : article « masque » inconnu")
+    assert errors[2] == "ligne 5 : établissement « 999999999 » inconnu de l'annuaire"
     assert snapshot(app) == before
     good = HEADER + f"{TOULOUSE};{WEEK};Masques FFP2;10;1;1;boîtes;Dir;délégué\n"
     ppe.import_file("ars-occ", "stocks.csv", good.encode())

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from engine.errors import InputError, RegulError
@@ -96,7 +96,9 @@ def _named(rows: Iterable[tuple[int, list[str]]]) -> Iterator[tuple[int, dict[st
                        if h}  # fmt: skip
 
 
-def read_reports(name: str, content: bytes) -> list[StockReport]:
+def read_reports(
+    name: str, content: bytes, known: Callable[[set[str]], set[str]] | None = None
+) -> list[StockReport]:
     """The reports of a file, or one ``InputError`` (why ``ppe_file_lines``) listing, in
     French, every wrong line; nothing is returned (so nothing written) if any line is wrong."""
     errors: list[str] = []
@@ -146,6 +148,8 @@ def read_reports(name: str, content: bytes) -> list[StockReport]:
             {"lines": [], "by": report.attested_by, "as": report.attested_as},
         )
         group["lines"].append(line)
+    if known is not None and seen:
+        errors = sorted(errors + _unknown(seen, known), key=lambda e: int(e.split()[1]))
     if not count and not errors:
         errors.append("le fichier ne contient aucune ligne de relevé")
     if errors:
@@ -159,6 +163,19 @@ def read_reports(name: str, content: bytes) -> list[StockReport]:
     return [
         StockReport(holder, period, tuple(g["lines"]), g["by"], g["as"])
         for (holder, period), g in groups.items()
+    ]
+
+
+def _unknown(
+    seen: dict[tuple[str, str, str], int], known: Callable[[set[str]], set[str]]
+) -> list[str]:
+    """The lines naming an establishment the directory does not know."""
+    holders = {h for h, _, _ in seen}
+    unknown = holders - known(holders)
+    return [
+        f"ligne {number} : établissement « {holder} » inconnu de l'annuaire"
+        for (holder, _, _), number in seen.items()
+        if holder in unknown
     ]
 
 

@@ -73,7 +73,11 @@ class PpeService:
         wrong lines, nothing written), then one transaction."""
         from resources.ppe.files import read_reports
 
-        return self.reports(login, read_reports(name, content))
+        def known(holders: set[str]) -> set[str]:
+            with self.app.db.read() as conn:
+                return set(stock.places(conn, sorted(holders)))
+
+        return self.reports(login, read_reports(name, content, known))
 
     def move(self, login: str | Actor, movement: stock.Movement) -> list[Outcome]:
         return self.app.resources.command(
