@@ -108,6 +108,14 @@ class DemoSummary:
             f"replay {'matches' if self.replay_ok else 'DIFFERS'}; {self.seconds:.1f} s",
             highlight=False,
         )
+        if self.ppe:
+            console.print(
+                f"PPE stocks: {self.ppe['weeks']} weeks of reports from "
+                f"{self.ppe['establishments']} establishments ({self.ppe['missing']} missing "
+                f"this week), {self.ppe['cases_opened']} cases opened by the alert rule; "
+                "regul ppe cover --below 3, regul ppe deliveries --region OCC",
+                highlight=False,
+            )
         console.print(
             f"Explore it: export REGUL_DATABASE_URL=sqlite:///{self.database}; "
             "regul case list --open",

@@ -70,7 +70,8 @@ def play_ppe(app: App, clock: FixedClock, seed: int = 2026) -> dict[str, Any]:
         query = sa.select(g.c.id).where(g.c.kind == "ght", g.c.region == "OCC").order_by(g.c.id)
         ghts = [r for (r,) in conn.execute(query)]
     for it in ITEMS:
-        ppe.move(SYSTEM, Movement("in", "ARS-OCC", it.key, 300_000, how="purchase"))
+        if it.key != "surgical_mask":  # its masks are the 700 000 of the reserve (seed 004)
+            ppe.move(SYSTEM, Movement("in", "ARS-OCC", it.key, 300_000, how="purchase"))
         for ght in ghts:
             ppe.move(SYSTEM, Movement("in", ght, it.key, 60_000, how="purchase"))
     ppe.move(SYSTEM, Movement("out", "ARS-OCC", "surgical_mask", 20_000, how="ehpad_doctrine",
