@@ -88,6 +88,31 @@ def post_report(body: ReportIn, who: Who, ppe: Ppe) -> dict[str, Any]:
     return {"establishment": body.establishment, "week": body.week, **_summary(outcomes)}
 
 
+class MovementIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: str = Field(max_length=20, description="in, out, redistribute, delivery or receive")
+    holder: str = Field(max_length=40, description="the reserve, the GHT or the receiver")
+    item: str = Field(max_length=40)
+    quantity: int = Field(ge=0, le=10**9)
+    how: str = Field(default="", max_length=40, description="in: purchase, donation, "
+                     "requisition; out: a purpose; delivery: an origin")  # fmt: skip
+    to: str = Field(default="", max_length=40)
+    delivery: int = Field(default=0, ge=0, description="receive: the delivery's number")
+    note: str = Field(default="", max_length=500)
+
+
+@api_router.post("/movements", status_code=201, responses=ERRORS)
+def post_movement(body: MovementIn, who: Who, ppe: Ppe) -> dict[str, Any]:
+    """A movement of a holder's stock (reserve in or out, a GHT's delivery or redistribution,
+    a receipt), refused beyond the balance."""
+    from resources.ppe.stock import Movement
+
+    outcomes = ppe.move(who.actor, Movement(**body.model_dump()))
+    return {"events": [{"holder": e.holder, "action": e.draft.action,
+                        "legs": [[leg.item, leg.bucket, leg.delta] for leg in e.legs]}
+                       for o in outcomes for e in o.ledger]}  # fmt: skip
+
+
 @api_router.get("/cover", responses=ERRORS)
 def get_cover(
     who: Who, ppe: Ppe, region: Annotated[str | None, Query(max_length=10)] = None,

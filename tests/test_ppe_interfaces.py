@@ -138,3 +138,23 @@ def test_the_cli_reports_a_file_and_reads_cover_deliveries_and_reserve(
     code, out, _ = regul("ppe", "reserve", "--region", "OCC", "--json")
     assert code == 0
     assert json.loads(out)["reserves"][0]["quantity"] == 700_000
+
+
+def test_the_api_moves_a_reserve_and_never_overdraws(web: Web) -> None:
+    headers = web.token("ars-occ")
+    stocked = web.client.post("/api/v1/ppe/movements", headers=headers, json={
+        "kind": "in", "holder": "ARS-OCC", "item": "gown", "quantity": 100, "how": "donation"})  # fmt: skip
+    assert stocked.status_code == 201, stocked.text
+    brittany = web.token("ars-bre")  # issuing a token is recorded: before the snapshot
+    before = snapshot(web.ctx)
+    out = {"kind": "out", "holder": "ARS-OCC", "item": "gown", "quantity": 101,
+           "how": "local_situation", "to": TOULOUSE}  # fmt: skip
+    refused = web.client.post("/api/v1/ppe/movements", headers=headers, json=out)
+    assert refused.status_code == 409
+    outsider = web.client.post("/api/v1/ppe/movements", headers=brittany,
+                               json={**out, "quantity": 1})  # fmt: skip
+    assert outsider.status_code == 403
+    assert snapshot(web.ctx) == before
+    sent = web.client.post("/api/v1/ppe/movements", headers=headers, json={**out, "quantity": 60})
+    assert sent.status_code == 201
+    assert [e["action"] for e in sent.json()["events"]] == ["reserve_out", "ppe_delivery"]
