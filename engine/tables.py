@@ -444,5 +444,5 @@ OBLIGATION = sa.Table(
     _at("closed_at", nullable=True),
     _int("report_id", nullable=True),
     sa.UniqueConstraint("kind", "holder", "period", name="uq_obligation_period"),
-    sa.Index("ix_obligation_open_next", "next_at", **_open_only()),
+    PartialIndex("ix_obligation_open_next", "next_at", where=OPEN_ONLY),
 )  # fmt: skip
