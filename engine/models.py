@@ -425,3 +425,18 @@ class Obligation(SQLModel, table=True):
     created_at: datetime
     closed_at: datetime | None = None
     report_id: int | None = None
+
+
+# -- the ECMO fleet (0010) --------------------------------------------------------------------
+
+
+class EcmoConsole(SQLModel, table=True):
+    """An ECMO console's static attributes; where it is and its status are in the ledger
+    (item ``console:<serial>``, quantity 1 in one bucket of its owner)."""
+
+    __tablename__ = "ecmo_console"
+
+    serial: str = Field(primary_key=True)
+    model: str
+    owner: str = Field(foreign_key="organisation.id", index=True)
+    registered_at: datetime

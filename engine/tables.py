@@ -28,6 +28,7 @@ __all__ = [
     "DEADLINE",
     "DEPARTMENT",
     "DESK_DRAFT",
+    "ECMO_CONSOLE",
     "IDEMPOTENCY",
     "LOGIN_ATTEMPT",
     "MOVEMENT",
@@ -407,4 +408,14 @@ OBLIGATION = sa.Table(
     _int("report_id", nullable=True),
     sa.UniqueConstraint("kind", "holder", "period", name="uq_obligation_period"),
     sa.Index("ix_obligation_open_next", "next_at", **_open_only()),
+)  # fmt: skip
+
+# -- the ECMO fleet (0010) --------------------------------------------------------------------
+
+ECMO_CONSOLE = sa.Table(
+    "ecmo_console", metadata,
+    _str("serial", primary_key=True),
+    _str("model"),
+    _str("owner", sa.ForeignKey("organisation.id"), index=True),
+    _at("registered_at"),
 )  # fmt: skip
