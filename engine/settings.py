@@ -95,6 +95,10 @@ class Settings(BaseModel):
         description="a new case waits for its hospital's escalate (else it goes straight to "
         "the first regulating level)",
     )
+    ecmo_inventory_due: str = Field(
+        "monday 12:00",
+        description="when the weekly ECMO inventory of each ECMO centre is due (Paris time)",
+    )
     sweep_interval: float = Field(5.0, gt=0, description="seconds between two sweeps")
     sweep_batch: int = Field(200, gt=0, le=10000, description="deadline rows per transaction")
     notices: bool = Field(True, description="queue MARS/MINSANTE notices with transitions")

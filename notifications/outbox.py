@@ -88,6 +88,7 @@ OBJETS = {
     "loan_started": "ECMO {ref} : CONSOLE PRÊTÉE MISE EN SERVICE",
     "loan_returned": "ECMO {ref} : CONSOLE PRÊTÉE RESTITUÉE",
     "loan_extended": "ECMO {ref} : PRÊT DE LA CONSOLE PROLONGÉ",
+    "return_declared": "ECMO {ref} : RETOUR DE LA CONSOLE DÉCLARÉ",
     "closed": "{title} {ref} : DOSSIER CLÔTURÉ",
 }
 # The OBJET of a notice about a holder (``{holder}``: its name, upper case, and any value of
@@ -95,10 +96,15 @@ OBJETS = {
 HOLDER_OBJETS: dict[str, str] = {
     "report_missing": "RAPPEL : {report} ATTENDU ({period}) — {holder}",
     "report_late": "{report} NON TRANSMIS ({period}) — {holder}",
+    # the ECMO fleet's alerts (resources.ecmo)
+    "ecmo_region_empty": "ALERTE : AUCUNE CONSOLE ECMO DISPONIBLE EN RÉGION {region} — {holder}",
+    "ecmo_national_empty": "ALERTE : STOCK NATIONAL DE CONSOLES ECMO ÉPUISÉ",
 }
 _HOLDER_NOTES = {
     "report_missing": "Rappel automatique : compte rendu attendu",
     "report_late": "Signalement automatique : compte rendu non transmis",
+    "ecmo_region_empty": "Alerte automatique : parc ECMO régional épuisé",
+    "ecmo_national_empty": "Alerte automatique : stock national ECMO épuisé",
 }
 
 

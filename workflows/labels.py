@@ -38,6 +38,7 @@ TRIGGERS = {
     "start": "Mise en service",
     "return": "Restitution",
     "extend_loan": "Prolonger le prêt",
+    "declare_return": "Déclarer le retour de la console",
     "deliver": "Livraison reçue",
     "transferred": "Patient transféré",
 }
