@@ -187,9 +187,7 @@ def _holder(resolve: Mapping[str, Any]) -> str:
     return NATIONAL if resolve.get("source") == "national" else str(resolve.get("lender") or "")
 
 
-def _reserve(
-    tx: Tx, before: CaseView, after: CaseView, outcome: Outcome, by: Draft
-) -> Outcome:
+def _reserve(tx: Tx, before: CaseView, after: CaseView, outcome: Outcome, by: Draft) -> Outcome:
     resolve = dict(after.fields.get("resolve") or {})
     serials = parse_serials(resolve.get("console_serials"))
     if not serials:
@@ -232,8 +230,14 @@ def _reserve(
     notice = _empty_alert(tx, holder, len(serials), before)
     entry = LedgerEntry(
         holder,
-        _draft(by, "ecmo_reserved", case=before.reference, consoles=list(serials),
-               circuits=circuits, borrower=before.org),  # fmt: skip
+        _draft(
+            by,
+            "ecmo_reserved",
+            case=before.reference,
+            consoles=list(serials),
+            circuits=circuits,
+            borrower=before.org,
+        ),
         tuple(legs),
         notice=notice,
     )
@@ -376,19 +380,10 @@ def sees(actor: Actor, place: Place) -> bool:
     """An establishment sees its own fleet, a UMAC its zone's, an ARS (or a regional
     referent) its region's, the CCS, the SFCTCV and the auditors everything."""
     scope = actor.scope
-    if place.id == NATIONAL:
+    if place.id == NATIONAL or scope.kind == "national":
         return scope.kind == "national"
-    if scope.kind == "national":
-        return True
-    if scope.kind == "hospital":
-        return place.id == actor.org
-    if scope.kind == "zone":
-        return place.zone == scope.code
-    if scope.kind == "region":
-        return place.region == scope.code
-    if scope.kind == "ght":
-        return False
-    return False
+    seen = {"hospital": place.id, "zone": place.zone, "region": place.region}
+    return scope.kind in seen and seen[scope.kind] == scope.code
 
 
 def may_report(actor: Actor, place: Place) -> bool:
@@ -594,8 +589,16 @@ class Fleet:
         def work(conn: Any) -> list[dict[str, Any]]:
             c, o, b = _CONSOLE, _ORG, _BALANCE
             rows = conn.execute(
-                sa.select(c.c.serial, c.c.model, c.c.owner, o.c.name, o.c.kind, o.c.region,
-                          o.c.zone, b.c.bucket)  # fmt: skip
+                sa.select(
+                    c.c.serial,
+                    c.c.model,
+                    c.c.owner,
+                    o.c.name,
+                    o.c.kind,
+                    o.c.region,
+                    o.c.zone,
+                    b.c.bucket,
+                )
                 .select_from(
                     c.join(o, o.c.id == c.c.owner).outerjoin(
                         b,
@@ -659,7 +662,7 @@ class Fleet:
             .where(r.c.kind == INVENTORY)
             .group_by(r.c.holder)
         )
-        return {h: p for h, p in rows}
+        return {str(h): str(p) for h, p in rows}
 
     def reports(
         self, actor: Actor, *, holder: str, period: str | None = None
@@ -696,8 +699,16 @@ class Fleet:
 
             c, o, d = _CASE, _ORG, tables.DEADLINE
             rows = conn.execute(
-                sa.select(c.c.id, c.c.state, c.c.org, o.c.name, c.c.region, c.c.zone,
-                          c.c.fields, d.c.due_at)  # fmt: skip
+                sa.select(
+                    c.c.id,
+                    c.c.state,
+                    c.c.org,
+                    o.c.name,
+                    c.c.region,
+                    c.c.zone,
+                    c.c.fields,
+                    d.c.due_at,
+                )
                 .select_from(
                     c.join(o, o.c.id == c.c.org).outerjoin(
                         d, sa.and_(d.c.case_id == c.c.id, d.c.status == "open")

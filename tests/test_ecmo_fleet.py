@@ -22,12 +22,12 @@ from engine.errors import Conflict, InputError, NotPermitted
 from engine.runner import Runner
 from engine.settings import load_settings
 from notifications.outbox import NOTICE_TABLE, Outbox
-from workflows import default_notices
 from resources import ledger
 from resources.catalogue import case_effects, obligation_kinds
 from resources.ecmo import INVENTORY, NATIONAL, Fleet, item
 from resources.service import Resources
 from tests.conftest import CONFIRMS, LENDER, TOULOUSE, Ctx, drive, make_case, path_to
+from workflows import default_notices
 
 MARSEILLE = "139900001"  # PAC: zone SUD, not Occitanie
 MANTES = "789900002"  # IDF, zone PARIS
@@ -70,7 +70,9 @@ def status(f: F, serial: str) -> dict[str, int]:
         return {
             b: int(q)
             for b, q in conn.execute(
-                sa.text("SELECT bucket, quantity FROM stock_balance WHERE item = :i AND quantity > 0"),
+                sa.text(
+                    "SELECT bucket, quantity FROM stock_balance WHERE item = :i AND quantity > 0"
+                ),
                 {"i": item(serial)},
             )
         }
@@ -81,8 +83,10 @@ def circuits(f: F, holder: str) -> dict[str, int]:
         return {
             b: int(q)
             for b, q in conn.execute(
-                sa.text("SELECT bucket, quantity FROM stock_balance WHERE holder = :h "
-                        "AND item = 'circuit' AND quantity > 0"),  # fmt: skip
+                sa.text(
+                    "SELECT bucket, quantity FROM stock_balance WHERE holder = :h "
+                    "AND item = 'circuit' AND quantity > 0"
+                ),
                 {"h": holder},
             )
         }
@@ -132,7 +136,11 @@ def test_resolve_without_consoles_or_with_a_busy_one_changes_nothing(f: F) -> No
         ({}, InputError, "no_console_named"),
         ({"console_serials": "SN-1"}, Conflict, "console_not_available"),  # reserved for the first
         ({"console_serials": "SN-9"}, InputError, "unknown_console"),
-        ({"console_serials": "SN-M"}, Conflict, "console_not_at_lender"),  # Marseille's, not the lender's
+        (
+            {"console_serials": "SN-M"},
+            Conflict,
+            "console_not_at_lender",
+        ),  # Marseille's, not the lender's
         ({"console_serials": "SN-2", "circuits_lent": 3}, Conflict, "not_enough"),
         ({"console_serials": "SN 2 ;;"}, InputError, "unknown_console"),
         ({"console_serials": "SN-2!"}, InputError, "bad_serial"),
@@ -152,12 +160,14 @@ def test_scope_the_lender_is_inside_the_resolver_scope(f: F) -> None:
     umac = at_review(f, "umac_review")
     with pytest.raises(NotPermitted):
         resolve(f, umac.reference, "umac-sud", lender=MANTES, console_serials="SN-IDF")
-    assert resolve(f, umac.reference, "umac-sud", lender=MARSEILLE, console_serials="SN-M").state == (
-        "dispatched"
-    )
+    assert resolve(
+        f, umac.reference, "umac-sud", lender=MARSEILLE, console_serials="SN-M"
+    ).state == ("dispatched")
     ars = at_review(f, "ars_regulation")
     with pytest.raises(NotPermitted):
-        resolve(f, ars.reference, "ars-occ", source="national", lender=None, console_serials="SN-NAT")
+        resolve(
+            f, ars.reference, "ars-occ", source="national", lender=None, console_serials="SN-NAT"
+        )
     national = at_review(f, "national_regulation")
     done = f.ctx.runner.advance(
         reference=national.reference, trigger="resolve", login="ccs", reason="stock national",
@@ -231,7 +241,8 @@ def test_a_console_reserved_twice_at_once_one_wins(f: F, backend: str) -> None:
         t.join()
     assert errors == []
     assert len(wins) == 1
-    assert set(losses) <= {"console_not_available", "overdrawn"} and len(losses) == 7
+    assert set(losses) <= {"console_not_available", "overdrawn"}
+    assert len(losses) == 7
     assert status(f, "SN-1") == {"reserved": 1}
     assert f.ctx.count("regul_case", "state = 'dispatched'") == 1
 
@@ -305,3 +316,52 @@ def test_registry_refuses_a_duplicate_and_outsiders(f: F) -> None:
     with pytest.raises(NotPermitted):
         f.fleet.register("umac-sud", serial="SN-3", model="X", owner=NATIONAL)
     assert f.ctx.snapshot() == before
+
+
+HEADER = "finess;semaine;disponibles;reservees;en_service;pretees;maintenance;circuits\n"
+
+
+def test_import_errors_are_listed_by_line_and_change_nothing(f: F, tmp_path: Any) -> None:
+    from resources.ecmo_import import import_file
+
+    equip(f, LENDER, ["SN-1"])
+    bad = tmp_path / "inventaires.csv"
+    bad.write_text(
+        HEADER + f"{LENDER};2026-W47;1;0;0;0;0;0\n"
+        "999999999;2026-W47;1;0;0;0;0;0\n"
+        f"{LENDER};2026-W60;1;0;0;0;0;0\n"
+        f"{LENDER};2026-W46;un;0;0;0;0;0\n"
+        f"{MANTES};2026-W47;1;0;0;0;0;0\n",
+        encoding="utf-8",
+    )
+    before = f.ctx.snapshot()
+    with pytest.raises(InputError) as refused:
+        import_file(f.fleet, "ars-occ", bad)
+    assert refused.value.why == "import_errors"
+    lines = refused.value.data["lines"]
+    assert [line.split(" :")[0] for line in lines] == ["ligne 3", "ligne 4", "ligne 5", "ligne 6"]
+    assert "inconnu de l'annuaire" in lines[0]
+    assert "semaine « 2026-W60 » invalide" in lines[1]
+    assert "« consoles disponibles » doit être un entier" in lines[2]
+    assert "ne relève pas de votre périmètre" in lines[3]
+    assert f.ctx.snapshot() == before
+    good = tmp_path / "ok.csv"
+    good.write_text(HEADER + f"{LENDER};2026-W47;1;0;0;0;0;0\n", encoding="utf-8")
+    (done,) = import_file(f.fleet, "ars-occ", good)
+    assert done["differences"] == []
+
+
+def test_xlsx_import(f: F, tmp_path: Any) -> None:
+    from openpyxl import Workbook  # type: ignore[import-untyped]
+
+    from resources.ecmo_import import import_file
+
+    equip(f, LENDER, ["SN-1"])
+    book = Workbook()
+    sheet = book.active
+    sheet.append(HEADER.strip().split(";"))
+    sheet.append([LENDER, "2026-W47", 0, 0, 1, 0, 0, 0])
+    path = tmp_path / "inventaires.xlsx"
+    book.save(path)
+    (done,) = import_file(f.fleet, f"etab-{LENDER}", path)
+    assert [d["figure"] for d in done["differences"]] == ["available", "in_use"]

@@ -37,7 +37,9 @@ _RESOLVE = (
     # from the lender's (or the national stock's) available equipment and reserved in the same
     # transaction (resources.ecmo); optional here so that the ladder stays usable on its own,
     # required by the fleet's effects wherever the resources are plugged in (interfaces.app)
-    FieldSpec("console_serials", "text", required=False, label="Consoles attribuées (numéros de série)"),
+    FieldSpec(
+        "console_serials", "text", required=False, label="Consoles attribuées (numéros de série)"
+    ),
     FieldSpec("circuits_lent", "int", required=False, label="Circuits attribués"),
 )
 _EXTEND_LOAN = (FieldSpec("return_by", "date", label="Nouvelle date de retour du prêt"),)
