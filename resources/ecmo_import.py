@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import InputError
+from engine.values import Actor
 from resources.ecmo import FIGURES, FIGURES_FR, Fleet, Place, _place, may_report
 from resources.periods import parse_period
 
@@ -141,11 +142,11 @@ _FR_COLUMN = {"holder": "finess", "period": "semaine", "available": "disponibles
 
 
 def import_file(
-    fleet: Fleet, login: str, path: Path | str, content: bytes | None = None
+    fleet: Fleet, login: str | Actor, path: Path | str, content: bytes | None = None
 ) -> list[dict[str, Any]]:
     """Import the file's inventories as ``login``: all of them, or nothing and every error."""
     rows = read_rows(path, content)
-    actor = fleet.actor(login)
+    actor = login if isinstance(login, Actor) else fleet.actor(login)
     holders = {str(r[i]).strip() for r in rows[1:] for i, h in enumerate(rows[0] if rows else [])
                if COLUMNS.get(_key(h)) == "holder" and i < len(r)}  # fmt: skip
     places = fleet.resources.read(lambda conn: _places(conn, holders))
