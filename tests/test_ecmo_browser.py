@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from playwright.sync_api import Page
 
 
-def test_umac_chooses_a_console_and_the_ccs_sees_the_national_stock(page: Page, desk: Desk) -> None:
+def test_umac_chooses_a_console_and_the_ccs_sees_the_national_stock(page: Page, desk: Desk) -> None:  # noqa: F811
     from playwright.sync_api import expect
 
     ref = desk.decoys[1]  # a Toulouse case at the UMAC's level
