@@ -199,10 +199,9 @@ def _reserve(tx: Tx, before: CaseView, after: CaseView, outcome: Outcome, by: Dr
     holder = _holder(resolve)
     circuits = int(resolve.get("circuits_lent") or 0)
     owners = dict(
-        tx.conn.execute(
-            sa.select(_CONSOLE.c.serial, _CONSOLE.c.owner).where(_CONSOLE.c.serial.in_(serials))
-        ).all()
-    )
+        _rows(tx, f"SELECT serial, owner FROM ecmo_console WHERE serial IN "
+              f"({', '.join('?' for _ in serials)})", tuple(serials))
+    )  # fmt: skip
     for s in serials:
         if s not in owners:
             raise InputError(
@@ -258,21 +257,41 @@ def _available_count(conn: Any, *, region: str | None, holder: str | None = None
     return int(conn.execute(query).scalar_one())
 
 
+def _rows(tx: Tx, sql: str, params: tuple[Any, ...]) -> list[Any]:
+    """``sql`` (``?`` marks) on the unit of work's driver cursor: the resolve's hot reads skip
+    SQLAlchemy's per-statement cost (bench/ecmo.py)."""
+    d = tx.driver
+    d.cursor.execute(sql.replace("?", "%s") if d.pg else sql, params)
+    return list(d.cursor.fetchall())
+
+
+_MORE_AVAILABLE = (
+    "SELECT 1 FROM stock_balance b JOIN organisation o ON o.id = b.holder "
+    "WHERE o.region = (SELECT region FROM organisation WHERE id = ?) AND b.holder <> ? "
+    "AND b.bucket = 'available' AND b.quantity > 0 AND b.item LIKE 'console:%' LIMIT ?"
+)
+_NATIONAL_AVAILABLE = (
+    "SELECT 1 FROM stock_balance WHERE holder = ? AND bucket = 'available' AND quantity > 0 "
+    "AND item LIKE 'console:%' LIMIT ?"
+)
+
+
 def _empty_alert(tx: Tx, holder: str, taken: int, case: CaseView) -> HolderNotice | None:
     """The alert a reservation raises when it leaves its region (or the national stock)
     without an available console: an ECMO case is open there (the one being resolved)."""
     if holder == NATIONAL:
-        if _available_count(tx.conn, region=None, holder=NATIONAL) - taken > 0:
+        if len(_rows(tx, _NATIONAL_AVAILABLE, (NATIONAL, taken + 1))) > taken:
             return None
         values = {"case": case.reference,
                   "rows": [["Stock", "Stock national de sécurité ECMO"],
                            ["Consoles disponibles", "0"], ["Dossier", case.reference]]}  # fmt: skip
         return HolderNotice("ecmo_national_empty", ("ccs", "sfctcv"), (), values, issuer="ccs")
-    region = tx.conn.execute(sa.select(_ORG.c.region).where(_ORG.c.id == holder)).scalar()
-    if region is None or _available_count(tx.conn, region=region) - taken > 0:
+    if len(_rows(tx, _MORE_AVAILABLE, (holder, NATIONAL, taken + 1))) > taken:
         return None
-    values = {"case": case.reference, "region": region,
-              "rows": [["Région", str(region)], ["Consoles disponibles", "0"],
+    region = _rows(tx, "SELECT region FROM organisation WHERE id = ?", (holder,))
+    code = str(region[0][0]) if region and region[0][0] else ""
+    values = {"case": case.reference, "region": code,
+              "rows": [["Région", code], ["Consoles disponibles", "0"],
                        ["Dossier ECMO ouvert", case.reference]]}  # fmt: skip
     return HolderNotice("ecmo_region_empty", ("ars", "sfctcv"), ("ccs",), values, issuer="ars")
 
