@@ -27,6 +27,7 @@ from resources.catalogue import case_effects, obligation_kinds
 from resources.ecmo import INVENTORY, NATIONAL, Fleet, item
 from resources.service import Resources
 from tests.conftest import CONFIRMS, LENDER, TOULOUSE, Ctx, drive, make_case, path_to
+from tests.test_notices import notices
 from workflows import default_notices
 
 MARSEILLE = "139900001"  # PAC: zone SUD, not Occitanie
@@ -365,3 +366,18 @@ def test_xlsx_import(f: F, tmp_path: Any) -> None:
     book.save(path)
     (done,) = import_file(f.fleet, f"etab-{LENDER}", path)
     assert [d["figure"] for d in done["differences"]] == ["available", "in_use"]
+
+
+def test_the_last_national_console_alerts_the_ccs_and_the_sfctcv(ctx: Ctx) -> None:
+    f = with_fleet(ctx, outbox=True)
+    equip(f, NATIONAL, ["NAT-1"])
+    case = at_review(f, "national_regulation")
+    f.ctx.runner.advance(
+        reference=case.reference, trigger="resolve", login="ccs", reason="stock national",
+        data={"source": "national", "return_by": "2026-12-15", "console_serials": "NAT-1"},
+    )  # fmt: skip
+    (row,) = notices(f.ctx, NOTICE_TABLE.c.kind == "ecmo_national_empty")
+    assert row.subject.endswith("ALERTE : STOCK NATIONAL DE CONSOLES ECMO ÉPUISÉ")
+    assert "Centre de crise sanitaire" in row.body_text
+    assert "SFCTCV" in row.body_text
+    assert f.ctx.count("notice", "kind = 'ecmo_region_empty'") == 0

@@ -20,6 +20,7 @@ revision = "0010"
 down_revision = "0009"
 branch_labels = None
 depends_on = None
+_AVAILABLE = "bucket = 'available' AND quantity > 0"
 
 
 def upgrade() -> None:
@@ -36,8 +37,18 @@ def upgrade() -> None:
         sa.Column("registered_at", sa.DateTime(timezone=True), nullable=False),
     )
     op.create_index("ix_ecmo_console_owner", "ecmo_console", ["owner"])
+    # the consoles available in a region, found without walking the rows a reservation
+    # emptied (a debited balance stays as a row at 0)
+    op.create_index(
+        "ix_stock_balance_available",
+        "stock_balance",
+        ["holder", "item"],
+        sqlite_where=sa.text(_AVAILABLE),
+        postgresql_where=sa.text(_AVAILABLE),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_stock_balance_available", table_name="stock_balance")
     op.drop_index("ix_ecmo_console_owner", table_name="ecmo_console")
     op.drop_table("ecmo_console")
