@@ -261,7 +261,7 @@ def _rows(tx: Tx, sql: str, params: tuple[Any, ...]) -> list[Any]:
     """``sql`` (``?`` marks) on the unit of work's driver cursor: the resolve's hot reads skip
     SQLAlchemy's per-statement cost (bench/ecmo.py)."""
     d = tx.driver
-    d.cursor.execute(sql.replace("?", "%s") if d.pg else sql, params)
+    d.cursor.execute(sql.replace("%", "%%").replace("?", "%s") if d.pg else sql, params)
     return list(d.cursor.fetchall())
 
 
