@@ -381,3 +381,40 @@ def test_the_last_national_console_alerts_the_ccs_and_the_sfctcv(ctx: Ctx) -> No
     assert "Centre de crise sanitaire" in row.body_text
     assert "SFCTCV" in row.body_text
     assert f.ctx.count("notice", "kind = 'ecmo_region_empty'") == 0
+
+
+def test_cli_fleet_commands(f: F, tmp_path: Any) -> None:
+    """``regul ecmo``: register, list as a scope, report a file (errors: exit 2, nothing
+    written), loans."""
+    import json
+
+    from tests.test_cli import regul
+
+    url = str(f.ctx.db.url)
+    code, _, err = regul(url, "ecmo", "register", "SN-9", "--model", "Cardiohelp",
+                         "--owner", LENDER, "--as", f"etab-{LENDER}")  # fmt: skip
+    assert code == 0, err
+    code, out, _ = regul(url, "ecmo", "consoles", "--as", "umac-sud", "--json")
+    assert [r["serial"] for r in json.loads(out)] == ["SN-9"]
+    code, out, _ = regul(url, "ecmo", "consoles", "--as", "umac-paris", "--json")
+    assert json.loads(out) == []
+    bad = tmp_path / "bad.csv"
+    bad.write_text(HEADER + f"{LENDER};2026-W47;x;0;0;0;0;0\n", encoding="utf-8")
+    before = f.ctx.snapshot()
+    code, _, err = regul(url, "ecmo", "report", "--file", str(bad), "--as", "ars-occ")
+    assert code == 2
+    assert "ligne 2" in err
+    assert f.ctx.snapshot() == before
+    code, out, _ = regul(url, "ecmo", "loans", "--json")
+    assert (code, json.loads(out)) == (0, [])
+
+
+def test_the_inventory_due_time_is_a_setting() -> None:
+    from resources.ecmo import inventory_kind
+
+    kind = inventory_kind(load_settings(ecmo_inventory_due="tuesday 09:30"))
+    assert kind.due.due_at("2026-W49").isoformat() == "2026-12-01T08:30:00+00:00"
+    assert inventory_kind(load_settings()).due.due_at("2026-W49").isoformat() == (
+        "2026-11-30T11:00:00+00:00"
+    )
+    assert kind.escalate == ("ars", "sfctcv")
