@@ -346,7 +346,17 @@ class StockBalance(SQLModel, table=True):
     """A holder's balance of one item in one bucket, kept by its movements; never negative."""
 
     __tablename__ = "stock_balance"
-    __table_args__ = (sa.CheckConstraint("quantity >= 0", name="quantity_not_negative"),)
+    __table_args__ = (
+        sa.CheckConstraint("quantity >= 0", name="quantity_not_negative"),
+        # what is available, found without walking the emptied rows (0010, the ECMO fleet)
+        sa.Index(
+            "ix_stock_balance_available",
+            "holder",
+            "item",
+            sqlite_where=sa.text("bucket = 'available' AND quantity > 0"),
+            postgresql_where=sa.text("bucket = 'available' AND quantity > 0"),
+        ),
+    )
 
     holder: str = Field(foreign_key="organisation.id", primary_key=True)
     item: str = Field(primary_key=True)
@@ -425,3 +435,18 @@ class Obligation(SQLModel, table=True):
     created_at: datetime
     closed_at: datetime | None = None
     report_id: int | None = None
+
+
+# -- the ECMO fleet (0010) --------------------------------------------------------------------
+
+
+class EcmoConsole(SQLModel, table=True):
+    """An ECMO console's static attributes; where it is and its status are in the ledger
+    (item ``console:<serial>``, quantity 1 in one bucket of its owner)."""
+
+    __tablename__ = "ecmo_console"
+
+    serial: str = Field(primary_key=True)
+    model: str
+    owner: str = Field(foreign_key="organisation.id", index=True)
+    registered_at: datetime

@@ -98,6 +98,8 @@ class Settings:
     ppe_due: str = "monday 12:00"  # when the weekly PPE report is due (Paris time)
     ppe_escalate_after: str = "48h"  # a missing PPE report goes to the ARS's list after this
     ppe_alert_rules: str = ""  # CSV file of PPE alert rules (else the built-in ones)
+    # when the weekly ECMO inventory of each ECMO centre is due (Paris time; issue 11)
+    ecmo_inventory_due: str = "monday 12:00"
     sweep_interval: float = 5.0  # seconds between two sweeps (> 0)
     sweep_batch: int = 200  # deadline rows per transaction (1 to 10,000)
     notices: bool = True  # queue MARS/MINSANTE notices with transitions
@@ -274,6 +276,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "ppe_due": _text,
     "ppe_escalate_after": _text,
     "ppe_alert_rules": _text,
+    "ecmo_inventory_due": _text,
     "sweep_interval": _bounded(_number, gt=0),
     "sweep_batch": _bounded(_integer, gt=0, le=10000),
     "notices": _flag,

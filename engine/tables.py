@@ -27,6 +27,7 @@ __all__ = [
     "DEADLINE",
     "DEPARTMENT",
     "DESK_DRAFT",
+    "ECMO_CONSOLE",
     "IDEMPOTENCY",
     "LOGIN_ATTEMPT",
     "MOVEMENT",
@@ -136,6 +137,9 @@ def _data(name: str) -> sa.Column[Any]:
 
 def _id() -> sa.Column[Any]:
     return sa.Column("id", sa.Integer(), primary_key=True, nullable=False)
+
+
+_AVAILABLE = "bucket = 'available' AND quantity > 0"
 
 
 class PartialIndex(sa.Index):
@@ -395,6 +399,8 @@ STOCK_BALANCE = sa.Table(
     _int("quantity"),
     _at("updated_at"),
     sa.CheckConstraint("quantity >= 0", name="quantity_not_negative"),
+    # what is available, found without walking the emptied rows (0010, the ECMO fleet)
+    PartialIndex("ix_stock_balance_available", "holder", "item", where=_AVAILABLE),
 )  # fmt: skip
 
 MOVEMENT = sa.Table(
@@ -445,4 +451,14 @@ OBLIGATION = sa.Table(
     _int("report_id", nullable=True),
     sa.UniqueConstraint("kind", "holder", "period", name="uq_obligation_period"),
     PartialIndex("ix_obligation_open_next", "next_at", where=OPEN_ONLY),
+)  # fmt: skip
+
+# -- the ECMO fleet (0010) --------------------------------------------------------------------
+
+ECMO_CONSOLE = sa.Table(
+    "ecmo_console", metadata,
+    _str("serial", primary_key=True),
+    _str("model"),
+    _str("owner", sa.ForeignKey("organisation.id"), index=True),
+    _at("registered_at"),
 )  # fmt: skip

@@ -168,6 +168,62 @@ FRENCH: dict[str, str] = {
     ),
     **PPE_FRENCH,
 }
+# The ECMO fleet (issue 11): consoles, circuits, the weekly inventory and its import.
+FRENCH.update(
+    {
+        "no_console_named": (
+            "Indiquez les consoles attribuées (leurs numéros de série) : la liste des consoles "
+            "disponibles de votre périmètre figure sur la page du parc ECMO. Rien n'a été "
+            "enregistré."
+        ),
+        "unknown_console": (
+            "La console {serial} n'est pas dans le parc ECMO : vérifiez son numéro de série. "
+            "Rien n'a été enregistré."
+        ),
+        "console_not_at_lender": (
+            "La console {serial} appartient à {owner}, pas au prêteur {lender} : choisissez une "
+            "console du prêteur. Rien n'a été enregistré."
+        ),
+        "console_not_available": (
+            "La console {serial} n'est pas disponible (elle est {status}) : choisissez-en une "
+            "autre. Rien n'a été enregistré."
+        ),
+        "bad_serial": (
+            "Le numéro de série « {serial} » n'est pas valide : lettres, chiffres, « . », « _ », "
+            "« / » ou « - », 40 caractères au plus."
+        ),
+        "console_exists": "La console {serial} figure déjà au parc (chez {owner}).",
+        "bad_console": "Une console a un numéro de série et un modèle (80 caractères au plus).",
+        "bad_console_owner": (
+            "{holder} n'est pas un établissement de santé : une console appartient à un "
+            "établissement ou au stock national (CCS)."
+        ),
+        "bad_console_status": (
+            "Ce statut ne se choisit pas à la main : disponible, en service ou en maintenance."
+        ),
+        "console_on_loan": (
+            "La console {serial} est {status} : elle suit son dossier ECMO (restitution). Rien "
+            "n'a été enregistré."
+        ),
+        "bad_circuits": (
+            "Indiquez un nombre de circuits reçus (par exemple 10) ou retirés (par exemple -2)."
+        ),
+        "unknown_holder": "{holder} n'est pas dans l'annuaire : vérifiez le numéro FINESS.",
+        "fleet_not_yours": (
+            "Action non permise : le parc ECMO de {name} ne relève pas de votre périmètre. Rien "
+            "n'a été enregistré."
+        ),
+        "unknown_figure": "Rubrique « {figure} » inconnue : l'inventaire donne {expected}.",
+        "bad_figure": (
+            "La rubrique « {figure} » de l'inventaire est un nombre entier positif ou nul (reçu "
+            "« {value} »)."
+        ),
+        "import_errors": (
+            "Import refusé : {count} ligne(s) en erreur, rien n'a été enregistré. {details}"
+        ),
+        "bad_import_file": "Fichier illisible : {detail}. Rien n'a été enregistré.",
+    }
+)
 # The request data and resolutions of the doctrine (issue 10): patient references, PPE lines,
 # reserved stocks, receiving establishments and means of transfer.
 FRENCH.update(

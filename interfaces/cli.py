@@ -52,6 +52,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(notices_app, name="notices")
 app.add_typer(users_app, name="users")
 app.add_typer(ppe_app, name="ppe")
+app.add_typer(__import__("interfaces.ecmo_cli").ecmo_cli.ecmo_app, name="ecmo")  # issue 11
 app.command("serve")(serve)
 
 Json = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]

@@ -39,6 +39,7 @@ from engine.workflow import WorkflowSpec
 from interfaces.app import build_app
 from notifications.channels import EmlChannel
 from notifications.dispatcher import dispatch
+from resources import ecmo_demo
 from workflows import default_registry
 from workflows.directory import load_directory
 
@@ -141,6 +142,7 @@ class _Cast:
                 .order_by(_ORG.c.id)
             ).all()
         self.by_org = {(u.role, u.org): u.login for u in users}
+        self.fleet: Any = None  # the ECMO fleet (resources.ecmo_demo), set by run_demo
 
     def who(self, role: str, case: CaseView) -> str:
         org = {
@@ -201,13 +203,12 @@ _PPE_SOURCE = {"ght": "ght", "ars": "region", "spf": "national"}
 def _resolve_fields(
     kind: str, today: date, rng: random.Random, cast: _Cast, case: CaseView, level: str
 ) -> dict[str, object]:
-    if kind == "ecmo":
-        back = str(today + timedelta(days=21))
-        if case.state == "national_regulation":  # the national stock, only the CCS's
-            return {"source": "national", "return_by": back}
-        # a console lent by another hospital of the region (inside the UMAC's zone too)
-        lenders = [h.id for h in cast.hospitals if h.region == case.region and h.id != case.org]
-        return {"source": "hospital", "lender": rng.choice(lenders), "return_by": back}
+    if kind == "ecmo":  # a real console: the national stock (the CCS's), else another centre's
+        from resources.ecmo_demo import resolve_fields
+
+        national = case.state == "national_regulation"
+        back = today + timedelta(days=21)
+        return resolve_fields(cast.fleet, case, back, national=national, level=level, rng=rng)
     if kind == "ppe":
         return {
             "quantity": 5000,
@@ -498,6 +499,7 @@ def run_demo(
     with db.write() as conn:
         load_directory(conn)
     cast, rng = _Cast(db), random.Random(seed)
+    cast.fleet = ecmo_demo.seed_fleet(app, clock, cast.hospitals, cast.by_org)  # issue 11
     summary = DemoSummary(database=str(path))
     from resources.ppe.demo import play_ppe  # eight weeks of PPE stock reports (issue 12)
 
@@ -512,6 +514,7 @@ def run_demo(
     clock.set(end)  # the worker catches up with the present: overdue cases climb by themselves
     summary.swept = sweep(runner).counts()
     _leave_waiting(runner, cast, rng, summary)  # fresh: their deadlines run from now
+    ecmo_demo.finish(cast.fleet, runner, cast.hospitals, cast.by_org)  # a region at zero
     folder = Path(f"{path}.outbox")
     shutil.rmtree(folder, ignore_errors=True)
     summary.notices = _deliver_all(db, clock, EmlChannel(folder))

@@ -56,6 +56,9 @@ QUEUE_LIMIT = 500  # the most urgent first; the page says when there are more
 AUDIT_PAGE = 50  # events per page of the auditor's page
 router = APIRouter(include_in_schema=False)
 SCOPES = {k: v for k, v in LABEL_SCOPES.items() if k != "national"}
+# Choices a resource module offers for a case's fields, by workflow: (services, caller, case)
+# -> {field: [(value, label)]}, shown as suggestions (issue 11: the consoles of my scope).
+FIELD_OPTIONS: dict[str, Callable[[Services, Caller, Any], dict[str, list[tuple[str, str]]]]] = {}
 
 
 def is_desk(request: Request) -> bool:
@@ -334,6 +337,11 @@ def _case_page(
         names=svc.runner.names({case.org}),
         notices=notices,
         transitions=[t for t in spec.allowed(case.state) if t.trigger in allowed],
+        options=(
+            FIELD_OPTIONS[case.kind](svc, caller, case)
+            if case.kind in FIELD_OPTIONS and "resolve" in allowed
+            else {}
+        ),
         now=now,
         notice=notice,
         error=error,

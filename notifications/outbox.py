@@ -92,6 +92,7 @@ OBJETS = {
     "loan_started": "ECMO {ref} : CONSOLE PRÊTÉE MISE EN SERVICE",
     "loan_returned": "ECMO {ref} : CONSOLE PRÊTÉE RESTITUÉE",
     "loan_extended": "ECMO {ref} : PRÊT DE LA CONSOLE PROLONGÉ",
+    "return_declared": "ECMO {ref} : RETOUR DE LA CONSOLE DÉCLARÉ",
     "closed": "{title} {ref} : DOSSIER CLÔTURÉ",
 }
 # The OBJET of a notice about a holder (``{holder}``: its name, upper case, and any value of
@@ -104,6 +105,9 @@ HOLDER_OBJETS: dict[str, str] = {
     "ppe_stock_recovered": "STOCK EPI AU-DESSUS DU SEUIL : CONFIRMER OU ANNULER {case} — {holder}",
     "ppe_shortfall": "MANQUANT À LA RÉCEPTION D'EPI — {holder}",
     "ppe_national_low": "STOCK STRATÉGIQUE NATIONAL DE MASQUES SOUS 10 SEMAINES ({weeks})",
+    # the ECMO fleet's alerts (resources.ecmo)
+    "ecmo_region_empty": "ALERTE : AUCUNE CONSOLE ECMO DISPONIBLE EN RÉGION {region} — {holder}",
+    "ecmo_national_empty": "ALERTE : STOCK NATIONAL DE CONSOLES ECMO ÉPUISÉ",
 }
 _HOLDER_NOTES = {
     "report_missing": "Rappel automatique : compte rendu attendu",
@@ -112,6 +116,8 @@ _HOLDER_NOTES = {
     "ppe_stock_recovered": "Message automatique : stock d'EPI revenu au-dessus du seuil",
     "ppe_shortfall": "Message automatique : manquant à la réception",
     "ppe_national_low": "Alerte automatique : stock stratégique national",
+    "ecmo_region_empty": "Alerte automatique : parc ECMO régional épuisé",
+    "ecmo_national_empty": "Alerte automatique : stock national ECMO épuisé",
 }
 
 

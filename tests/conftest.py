@@ -34,6 +34,7 @@ PG_REQUIRED = (
     os.environ.get("CI", "").lower() == "true" or os.environ.get("REGUL_REQUIRE_POSTGRES") == "1"
 )
 CASE_TABLES = (
+    "ecmo_console",
     "movement",
     "stock_balance",
     "resource_report",

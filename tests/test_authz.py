@@ -81,7 +81,7 @@ MANTES = "789900002"
 # and the states in which an ECMO case has a lender: the lender reads it and fires the
 # triggers flagged ``lender`` (extend_loan, return), and nobody else does.
 LENDERS = {TOULOUSE: LENDER, POISSY: MANTES}
-LOANED = ("dispatched", "in_service", "returned", "closed")
+LOANED = ("dispatched", "in_service", "return_declared", "returned", "closed")
 # Where each hospital lies: its own FINESS, GHT, region and zone.
 PLACES: dict[str, dict[str, str]] = {
     TOULOUSE: {"hospital": TOULOUSE, "ght": "GHT-OCC-06", "region": "OCC", "zone": "SUD"},

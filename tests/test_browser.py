@@ -139,9 +139,21 @@ def _lent(env: dict[str, str]) -> str:
         env, "case", "advance", reference, "resolve", "--as", "ars-occ",
         "--reason", "console d'un établissement de la région", "--expect-version", "3",
         "--field", "source=hospital", "--field", f"lender={LENDER}",
+        "--field", "console_serials=SG-2",
         "--field", f"return_by={date.today() + timedelta(days=30)}", "--json",
     )  # fmt: skip
     return reference
+
+
+def _fleet(env: dict[str, str]) -> None:
+    """The ECMO fleet the scenarios lend from (issue 11): three consoles at the lender, two in
+    the national stock."""
+    for serial in ("SG-1", "SG-2", "SG-3"):
+        _regul(env, "ecmo", "register", serial, "--model", "Cardiohelp", "--owner", LENDER,
+               "--as", f"etab-{LENDER}")  # fmt: skip
+    for serial in ("NAT-1", "NAT-2"):
+        _regul(env, "ecmo", "register", serial, "--model", "CentriMag", "--owner", "CCS",
+               "--as", "ccs")  # fmt: skip
 
 
 def _free_port() -> int:
@@ -179,8 +191,9 @@ def desk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desk]:
         **FAST_HASH,
     }
     _regul(env, "init", "--demo", "--json")
-    for login in ("umac-sud", "ars-occ", "ars-idf"):
+    for login in ("umac-sud", "ars-occ", "ars-idf", "ccs"):
         _regul({**env, "REGUL_PASSWORD": PASSWORD}, "users", "password", login)
+    _fleet(env)
     # Opened first, so due sooner than the target: only the "your level first" rule puts the
     # target above them in the ARS's queue.
     decoys = (
@@ -330,6 +343,7 @@ def test_umac_escalates_ars_of_the_region_resolves_other_region_sees_nothing(
     resolve = page.get_by_role("group", name=RESOLVE)
     resolve.get_by_label("Origine").select_option("hospital")  # the ARS lends within its region
     resolve.get_by_label("Établissement prêteur").fill(LENDER)
+    resolve.get_by_label("Consoles attribuées").fill("SG-1")
     return_by = (date.today() + timedelta(days=30)).isoformat()
     resolve.get_by_label("Date de retour du prêt").fill(return_by)
     resolve.get_by_label("Motif").fill("Console prêtée par le CH de Saint-Gaudens")

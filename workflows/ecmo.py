@@ -33,6 +33,14 @@ _RESOLVE = (
     # from the national stock; cases resolved before it carry a free-text ``provider`` instead
     FieldSpec("lender", "hospital", required=False, label="Établissement prêteur"),
     FieldSpec("return_by", "date", label="Date de retour du prêt"),
+    # the equipment itself (issue 11): the consoles' serial numbers and the circuits, taken
+    # from the lender's (or the national stock's) available equipment and reserved in the same
+    # transaction (resources.ecmo); optional here so that the ladder stays usable on its own,
+    # required by the fleet's effects wherever the resources are plugged in (interfaces.app)
+    FieldSpec(
+        "console_serials", "text", required=False, label="Consoles attribuées (numéros de série)"
+    ),
+    FieldSpec("circuits_lent", "int", required=False, label="Circuits attribués"),
 )
 _EXTEND_LOAN = (FieldSpec("return_by", "date", label="Nouvelle date de retour du prêt"),)
 
@@ -45,6 +53,7 @@ _STATES = [
     ("national_regulation", "Régulation nationale (CCS)", "ccs",           "4h",                                        "incident", "waiting"),
     ("dispatched",          "Console attribuée",          "establishment", "12h",                                       "incident", ""),
     ("in_service",          "Console en service",         "establishment", "@extend_loan.return_by resolve.return_by", "overdue",  ""),
+    ("return_declared",     "Retour de la console déclaré", "establishment", "",                                          "",         ""),
     ("returned",            "Console restituée",          "ars",           "",                                          "",         ""),
     ("closed",              "Clôturé",                    "",              "",                                          "",         "final"),
     ("cancelled",           "Annulé",                     "",              "",                                          "",         "final"),
@@ -71,6 +80,9 @@ _TRANSITIONS = [
     # extends the loan and confirms the console's return (engine.policy.is_lender)
     ("extend_loan", "in_service",          "in_service",          "establishment ccs", "lender"),
     ("return",      "in_service",          "returned",            "establishment ccs", "lender"),
+    # the borrower declares the console sent back; the lender confirms it received it
+    ("declare_return", "in_service",       "return_declared",     "establishment",     ""),
+    ("return",      "return_declared",     "returned",            "establishment ccs", "lender"),
     ("close",       "returned",            "closed",              "ars",               ""),
 ]
 # fmt: on
@@ -99,6 +111,7 @@ _NOTICES = [
     ("extend_loan", "loan_extended", "requester",      "lender ars"),
     ("return",   "loan_returned", "ars",               "lender requester"),
     ("close",    "closed",        "lender requester",  "ars passed"),
+    ("declare_return", "return_declared", "lender",    "ars requester"),
     ("reminder", "reminder",      "holder",            "requester"),
     ("incident", "incident",      "ccs",               "ars sfctcv requester"),
     ("overdue",  "loan_overdue",  "requester",         "lender ars"),

@@ -41,6 +41,7 @@ TRIGGERS = {
     "start": "Mise en service",
     "return": "Restitution",
     "extend_loan": "Prolonger le prêt",
+    "declare_return": "Déclarer le retour de la console",
     "deliver": "Livraison reçue",
     "transferred": "Patient transféré",
     "accept": "Accepter le patient",
