@@ -10,6 +10,7 @@ and nothing depends on a geometry file. Every text goes through ``markupsafe.esc
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 
 from markupsafe import Markup, escape
@@ -24,6 +25,7 @@ __all__ = [
     "france",
     "line",
     "number",
+    "shade",
 ]
 
 # Five steps of one hue (ColorBrewer "Blues", readable in greyscale); light = low.
@@ -63,22 +65,35 @@ def number(value: float | int | None) -> str:
 
 
 def classes(values: Sequence[float], steps: int = len(PALETTE)) -> list[float]:
-    """Upper bounds of ``steps`` equal-width classes from 0 (or the minimum) to the maximum."""
+    """Upper bounds of ``steps`` equal-width classes from 0 (or the minimum) to the maximum;
+    whole numbers when every value is one (counts: no class « 0,6 à 1,2 »)."""
     if not values:
         return []
     low, high = min(0.0, *values), max(values)
     if high <= low:
         return [high]
     width = (high - low) / steps
-    return [low + width * (i + 1) for i in range(steps)]
+    bounds = [low + width * (i + 1) for i in range(steps)]
+    if all(float(v).is_integer() for v in values):
+        bounds = sorted({float(math.ceil(b - 1e-9)) for b in bounds})
+    return bounds
+
+
+def shade(index: int, count: int) -> str:
+    """The colour of class ``index`` of ``count``: spread over the palette, darkest last."""
+    if count <= 1:
+        return PALETTE[-1] if count == 1 else MISSING
+    return PALETTE[round(index * (len(PALETTE) - 1) / (count - 1))]
 
 
 def colour(value: float | None, bounds: Sequence[float]) -> str:
     if value is None or not bounds:
         return MISSING
+    if len(bounds) == 1:  # every region the same: light for nothing, mid-tone otherwise
+        return PALETTE[0] if value <= 0 else PALETTE[2]
     for index, bound in enumerate(bounds):
         if value <= bound:
-            return PALETTE[min(index, len(PALETTE) - 1)]
+            return shade(index, len(bounds))
     return PALETTE[-1]
 
 
@@ -212,15 +227,21 @@ def france(
             )
     lx = cols * (TILE + GAP) + 10
     body.append(f'<text x="{lx}" y="14" font-weight="bold" fill="{DARK_TEXT}">Légende</text>')
-    low = min(0.0, min((float(v) for v in measure.values()), default=0.0))
+    values = [float(v) for v in measure.values()]
+    low = min(0.0, *values) if values else 0.0
+    whole = all(v.is_integer() for v in values)
     for index, bound in enumerate(bounds):
         y = 24 + index * 24
-        start = low if index == 0 else bounds[index - 1]
+        start = low if index == 0 else bounds[index - 1] + (1 if whole else 0)
+        span = (
+            number(bound)
+            if whole and start >= bound
+            else f"{number(round(start, 1))} à {number(round(bound, 1))}"
+        )
         body.append(
-            f'<rect x="{lx}" y="{y}" width="18" height="18" fill="{PALETTE[index]}" '
+            f'<rect x="{lx}" y="{y}" width="18" height="18" fill="{colour(bound, bounds)}" '
             f'stroke="#555555" stroke-width="1"/>'
-            f'<text x="{lx + 24}" y="{y + 14}" fill="{DARK_TEXT}">'
-            f"{number(round(start, 1))} à {number(round(bound, 1))}</text>"
+            f'<text x="{lx + 24}" y="{y + 14}" fill="{DARK_TEXT}">{span}</text>'
         )
     y = 24 + len(bounds) * 24
     body.append(
