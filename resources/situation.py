@@ -282,25 +282,44 @@ def cases_panel(conn: Connection, view: View, now: datetime) -> PanelData:
     )
 
 
-def _weekly_openings(conn: Connection, view: View, now: datetime, weeks: int = 8) -> list[Any]:
-    """Cases opened in each of the last ``weeks`` ISO weeks (Paris time), oldest first."""
-    from datetime import timedelta
+def week_starts(now: datetime, weeks: int = 8) -> list[datetime]:
+    """The starts (Monday 00:00, Paris time, as UTC instants) of the last ``weeks`` ISO weeks,
+    oldest first, the current one last."""
+    from datetime import UTC, timedelta
 
+    from resources.periods import PARIS
+
+    local = now.astimezone(PARIS)
+    monday = (local - timedelta(days=local.weekday())).date()
+    return [
+        datetime(day.year, day.month, day.day, tzinfo=PARIS).astimezone(UTC)
+        for day in (monday - timedelta(weeks=k) for k in range(weeks - 1, -1, -1))
+    ]
+
+
+def _weekly_openings(conn: Connection, view: View, now: datetime, weeks: int = 8) -> list[Any]:
+    """Cases opened in each of the last ``weeks`` ISO weeks (Paris time), oldest first: one
+    row of conditional sums, whatever the number of cases."""
     from resources.periods import week_of
 
-    start_week = now - timedelta(weeks=weeks - 1)
-    labels = [week_of(start_week + timedelta(weeks=i)) for i in range(weeks)]
+    starts = week_starts(now, weeks)
+    ends = [*starts[1:], None]
     c = _CASE.c
-    query = sa.select(c.opened_at).where(c.opened_at >= now - timedelta(weeks=weeks + 1))
+    sums = [
+        sa.func.sum(
+            sa.case(
+                (c.opened_at >= a if b is None else sa.and_(c.opened_at >= a, c.opened_at < b), 1),
+                else_=0,
+            )
+        ).label(f"w{i}")
+        for i, (a, b) in enumerate(zip(starts, ends, strict=True))
+    ]
+    query = sa.select(*sums).where(c.opened_at >= starts[0])
     where = view.cases()
     if where is not None:
         query = query.where(where)
-    tally = dict.fromkeys(labels, 0)
-    for (opened,) in conn.execute(query):
-        week = week_of(opened)
-        if week in tally:
-            tally[week] += 1
-    return [(label, float(n)) for label, n in tally.items()]
+    row = conn.execute(query).one()
+    return [(week_of(a), float(row[i] or 0)) for i, a in enumerate(starts)]
 
 
 # -- « Comptes rendus attendus »: reports due and not received ---------------------------------
