@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 from starlette.responses import JSONResponse, Response
 
 from engine.actors import Actor
@@ -226,20 +226,42 @@ def pdf_response(found: Situation) -> Response:
     )
 
 
-@router.get("/api/v1/situation", tags=["situation"])
+def _documented(media: str, what: str) -> dict[int | str, dict[str, Any]]:
+    from interfaces.api import ERRORS
+
+    return {**ERRORS, 200: {"content": {media: {}}, "description": what}}
+
+
+@router.get(
+    "/api/v1/situation",
+    tags=["situation"],
+    responses=_documented("application/json", "the counts and every panel of the scope"),
+)
 def api_situation(who: Who, svc: Svc, region: Region = None) -> Response:
     """Every panel of the caller's scope (counts first), as on the desk's /situation."""
     return JSONResponse(build(svc, who.actor, region=region).json())
 
 
-@router.get("/api/v1/situation.pdf", tags=["situation"])
+@router.get(
+    "/api/v1/situation.pdf",
+    tags=["situation"],
+    responses=_documented("application/pdf", "the situation report"),
+    response_class=Response,
+)
 def api_situation_pdf(who: Who, svc: Svc, region: Region = None) -> Response:
     """The « point de situation » of the caller's scope, as a PDF."""
     return pdf_response(build(svc, who.actor, region=region))
 
 
-@router.get("/api/v1/situation/{panel}.csv", tags=["situation"])
-def api_panel_csv(panel: str, who: Who, svc: Svc, region: Region = None) -> Response:
+@router.get(
+    "/api/v1/situation/{panel}.csv",
+    tags=["situation"],
+    responses=_documented("text/csv", "the panel's rows (UTF-8 with BOM, ';')"),
+    response_class=Response,
+)
+def api_panel_csv(
+    panel: Annotated[str, Path(max_length=40)], who: Who, svc: Svc, region: Region = None
+) -> Response:
     """One panel's rows as CSV (UTF-8 with BOM, ';'), in the caller's scope."""
     found = build(svc, who.actor, region=region, only=panel[:40])
     return csv_response(found.panels[0][1], found.panels[0][0].name)

@@ -62,7 +62,11 @@ class Column:
 
 @dataclass(frozen=True)
 class PanelData:
-    """What one panel shows for one scope."""
+    """What one panel shows for one scope.
+
+    ``rows`` may carry keys beyond ``columns`` (codes for the JSON); the CSV, the tables and
+    the PDF show the columns only. ``measure`` keys are region codes (``regions.csv``).
+    """
 
     columns: tuple[Column, ...]
     rows: list[dict[str, Any]]
@@ -262,6 +266,8 @@ def cases_panel(conn: Connection, view: View, now: datetime) -> PanelData:
                 "region_name": names.get(r.region, r.region),
                 "workflow": spec.title,
                 "state": spec.state(r.state).label or r.state,
+                "workflow_kind": r.kind,  # the codes, for the JSON (the CSV has the columns)
+                "state_code": r.state,
                 "open": int(r.open or 0),
                 "total": int(r.total),
             }
@@ -390,6 +396,7 @@ def missing_reports(
                 "region": region,
                 "region_name": names.get(region, region),
                 "kind": labels[r.kind],
+                "kind_code": r.kind,
                 "expected": int(r.expected),
                 "received": int(r.received or 0),
                 "missing": missing,

@@ -8,6 +8,7 @@ computed here from the tables, on SQLite and PostgreSQL; the scope is checked fo
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 from datetime import timedelta
@@ -184,7 +185,8 @@ def test_scopes_show_nothing_outside(web: Web) -> None:
 def test_bad_region_and_unknown_panel_are_refused(web: Web) -> None:
     headers = web.token("ccs")
     bad = web.client.get("/api/v1/situation?region=ZZZ", headers=headers)
-    assert bad.status_code in {400, 422}
+    assert bad.status_code == 422
+    assert bad.json()["detail"].startswith("'ZZZ' is not a region code")
     assert web.client.get("/api/v1/situation?region=<b>", headers=headers).status_code == 422
     missing = web.client.get("/api/v1/situation/nothing.csv", headers=headers)
     assert missing.status_code == 404
@@ -297,3 +299,68 @@ def test_json_is_what_the_desk_csv_says(web: Web) -> None:
     rows = list(csv.reader(io.StringIO(lines.decode("utf-8-sig")), delimiter=";"))[1:]
     assert [int(r[5]) for r in rows] == [r["total"] for r in body["panels"]["cases"]["rows"]]
     json.dumps(body)  # plain JSON
+
+
+def test_a_registered_panel_plugs_into_the_page_the_api_the_csv_and_the_pdf(web: Web) -> None:
+    """What a resource module does: ``register_panel`` at import, nothing else."""
+    from pypdf import PdfReader
+
+    from resources import situation
+
+    def consoles(conn: Any, view: situation.View, now: Any) -> PanelData:
+        where = view.holders()
+        query = sa.select(sa.func.count()).select_from(situation._ORG)
+        query = query.where(situation._ORG.c.kind == "hospital")
+        if where is not None:
+            query = query.where(where)
+        n = int(conn.execute(query).scalar_one())
+        region = view.actor.region or "OCC"
+        return PanelData(
+            columns=(Column("region", "Région"), Column("consoles", "Consoles", numeric=True)),
+            rows=[{"region": region, "consoles": n}],
+            measure={region: n},
+            measure_label="consoles disponibles",
+            figures=[("Consoles disponibles", n)],
+        )
+
+    situation.register_panel("widgets", "Consoles de test", consoles, order=50)
+    try:
+        headers = web.token("ars-occ")
+        body = web.client.get("/api/v1/situation", headers=headers).json()
+        assert list(body["panels"]) == ["cases", "widgets", "reports"]  # by order
+        with web.ctx.db.read() as conn:
+            hospitals = conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM organisation WHERE kind = 'hospital' AND region = 'OCC'"
+                )
+            ).scalar_one()
+        assert body["panels"]["widgets"]["measure"]["by_region"] == {"OCC": hospitals}
+        lines = web.client.get("/api/v1/situation/widgets.csv", headers=headers).content
+        assert lines.decode("utf-8-sig").splitlines() == ["Région;Consoles", f"OCC;{hospitals}"]
+        pdf = web.client.get("/api/v1/situation.pdf", headers=headers).content
+        text = " ".join(
+            " ".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf)).pages).split()
+        )
+        assert f"Consoles disponibles {hospitals}" in text
+        web.login("ars-occ")
+        assert "Consoles de test" in web.client.get("/situation").text
+    finally:
+        situation.PANELS.pop("widgets")
+
+
+def test_register_panel_refuses_names_unfit_for_a_url() -> None:
+    from resources.situation import register_panel
+
+    for name in ("Ecmo", "ppe/stock", "", "é"):
+        with pytest.raises(ValueError, match="lowercase"):
+            register_panel(name, "x", lambda *_: PanelData((), []))
+
+
+def test_desk_bad_region_is_a_french_page(web: Web) -> None:
+    web.login("ccs")
+    answer = web.client.get("/situation?region=ZZZ")
+    assert answer.status_code == 422
+    assert "ZZZ n'est pas un code de région" in html.unescape(answer.text)
+    missing = web.client.get("/situation/nothing.csv")
+    assert missing.status_code == 404
+    assert "Aucun tableau" in missing.text
