@@ -148,7 +148,7 @@ def line(
     height: int = 200,
 ) -> Markup:
     """A line through (period, value) points, each point's value written above it."""
-    left, right, top, bottom = 40, 20, 24, 36
+    left, right, top, bottom = 40, 36, 24, 36
     body = [
         f'<line x1="{left}" y1="{height - bottom}" x2="{width - right}" y2="{height - bottom}" '
         f'stroke="{DARK_TEXT}" stroke-width="1"/>'

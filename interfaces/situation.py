@@ -44,11 +44,12 @@ class Situation:
     panels: list[tuple[Panel, PanelData]]
     names: dict[str, str]  # region code -> French name
     linkable: frozenset[str]  # the regions whose own page the caller may open
+    title: str  # the scope in words
 
     def json(self) -> dict[str, Any]:
         return {
             "at": self.now.isoformat(),
-            "scope": self.view.label,
+            "scope": self.title,
             "region": self.view.region,
             "counts": self.counts.json(),
             "panels": {p.name: {"title": p.title, **d.json()} for p, d in self.panels},
@@ -77,9 +78,10 @@ def build(svc: Services, actor: Actor, *, region: str | None = None, only: str =
                 )
         view = View(actor, registry, region)
         linkable = _linkable(conn, actor)
+        title = figures.scope_title(conn, view, names)
         counted = figures.counts(conn, view, now)
         data = [(p, p.compute(conn, view, now)) for p in chosen]
-    return Situation(view, now, counted, data, names, linkable)
+    return Situation(view, now, counted, data, names, linkable, title)
 
 
 def _linkable(conn: Any, actor: Actor) -> frozenset[str]:
@@ -131,7 +133,7 @@ def pdf_bytes(found: Situation) -> bytes:
     from fpdf import FPDF
 
     pdf = FPDF(orientation="portrait", unit="mm", format="A4")
-    pdf.set_title(_latin(f"Point de situation - {found.view.label}"))
+    pdf.set_title(_latin(f"Point de situation - {found.title}"))
     pdf.set_creator("Régul")
     pdf.set_auto_page_break(auto=True, margin=15)
     pdf.add_page()
@@ -139,7 +141,7 @@ def pdf_bytes(found: Situation) -> bytes:
     pdf.cell(0, 10, _latin("Point de situation"), new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("Helvetica", "", 11)
     when = found.now.astimezone(PARIS).strftime("%d/%m/%Y à %H h %M")
-    pdf.cell(0, 7, _latin(f"Périmètre : {found.view.label}"), new_x="LMARGIN", new_y="NEXT")
+    pdf.cell(0, 7, _latin(f"Périmètre : {found.title}"), new_x="LMARGIN", new_y="NEXT")
     pdf.cell(0, 7, _latin(f"Établi le {when} (heure de Paris)"), new_x="LMARGIN", new_y="NEXT")
     pdf.ln(3)
     _pdf_heading(pdf, "Dossiers en cours")

@@ -47,6 +47,7 @@ __all__ = [
     "panels",
     "region_names",
     "register_panel",
+    "scope_title",
 ]
 
 _CASE, _DEADLINE, _ORG = tables.CASE, tables.DEADLINE, tables.ORGANISATION
@@ -131,6 +132,26 @@ class View:
             else f"{SCOPES.get(scope.kind, scope.kind)} {scope.code}"
         )
         return f"{text}, région {self.region}" if self.region else text
+
+
+def scope_title(conn: Connection, view: View, names: dict[str, str]) -> str:
+    """The scope in words: « national », « région Occitanie », « Zone de défense Sud »,
+    « CHU de Toulouse », and the region it is narrowed to."""
+    scope = view.actor.scope
+    if scope.kind == ScopeKind.NATIONAL:
+        text = "national"
+    elif scope.kind == ScopeKind.REGION:
+        text = f"région {names.get(scope.code or '', scope.code)}"
+    elif scope.kind == ScopeKind.ZONE:
+        z = tables.ZONE.c
+        found = conn.execute(sa.select(z.name).where(z.code == scope.code)).scalar()
+        text = str(found or f"zone {scope.code}")
+    else:  # an establishment or a GHT: its name in the directory
+        found = conn.execute(sa.select(_ORG.c.name).where(_ORG.c.id == scope.code)).scalar()
+        text = str(found or view.label)
+    if view.region:
+        text += f", région {names.get(view.region, view.region)}"
+    return text
 
 
 Compute = Callable[[Connection, View, datetime], PanelData]

@@ -189,7 +189,9 @@ def test_ccs_sees_the_country_and_narrows_to_a_region(page: Page, room: Room) ->
 
     the_map.get_by_role("link", name="Occitanie : 3").click()
     expect(page).to_have_url(f"{room.url}/situation?region=OCC")
-    expect(page.get_by_role("heading", level=1)).to_contain_text("région OCC")
+    expect(page.get_by_role("heading", level=1)).to_have_text(
+        "Situation — national, région Occitanie"
+    )
     assert region_table(page, BY_REGION) == {"OCC": str(want["OCC"])}
     shoot(page, "02-ccs-occitanie")
 
@@ -199,6 +201,7 @@ def test_ars_occitanie_sees_its_region_only(page: Page, room: Room) -> None:
 
     log_in(page, "ars-occ")
     expect(page).to_have_url(f"{room.url}/situation")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Situation — région Occitanie")
     want = open_by_region(room.db, "region = 'OCC'")
     assert region_table(page, BY_REGION) == {"OCC": str(want["OCC"])}
     assert region_table(page, REPORTS_BY_REGION) == {"OCC": "2"}
@@ -220,6 +223,7 @@ def test_establishment_sees_itself_only(page: Page, room: Room) -> None:
     expect(page.get_by_role("heading", level=1)).to_have_text("File d'attente")  # its queue
     page.get_by_role("link", name="Situation").click()
     expect(page).to_have_url(f"{room.url}/situation")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Situation — CHU de Toulouse")
     want = open_by_region(room.db, f"org = '{TOULOUSE}'")
     assert region_table(page, BY_REGION) == {"OCC": str(want["OCC"])}
     assert want["OCC"] == 2  # its two requests, not Montpellier's

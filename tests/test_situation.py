@@ -235,7 +235,7 @@ def test_pdf_opens_and_holds_the_figures(web: Web) -> None:
     reader = PdfReader(io.BytesIO(answer.content))
     text = "\n".join(page.extract_text() for page in reader.pages)
     assert "Point de situation" in text
-    assert "Région Occitanie" in text or "région OCC" in text
+    assert "Périmètre : région Occitanie" in text
     assert "22/11/2026" in text  # the date, Paris time
     counts = expected_counts(web.ctx, "region = 'OCC'", "ars")
     assert f"Dossiers en cours {counts['open']}" in " ".join(text.split())
@@ -286,7 +286,7 @@ def test_establishment_lands_on_its_queue_and_sees_itself_only(web: Web) -> None
     )
     assert answer.headers["location"] == "/"
     html = web.client.get("/situation").text
-    assert "Établissement" in html or TOULOUSE in html
+    assert "<h1>Situation — CHU de Toulouse</h1>" in html
     assert 'href="/situation?region=' not in html  # nothing wider to open
     assert "Île-de-France" not in html
 
