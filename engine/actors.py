@@ -16,7 +16,7 @@ from engine.errors import NotFound, NotPermitted
 from engine.policy import land_of
 from engine.values import SYSTEM, Actor, Place, Scope
 
-__all__ = ["SYSTEM", "Actor", "Scope", "load_actor", "load_org", "load_places"]
+__all__ = ["SYSTEM", "Actor", "Scope", "load_actor", "load_org", "load_places", "org_names"]
 
 _USER = tables.USER
 _ORG = tables.ORGANISATION
@@ -96,3 +96,12 @@ def load_places(conn: Connection, ids: set[str]) -> dict[str, Place | None]:
                 land=land_of(row.region, row.insee, row.name) if row.region else None,
             )  # fmt: skip
     return found
+
+
+def org_names(conn: Connection, ids: set[str]) -> dict[str, str]:
+    """The directory's names of the organisations ``ids`` (an unknown id is left out)."""
+    wanted = sorted(i for i in ids if i and "\x00" not in i)
+    if not wanted:
+        return {}
+    query = sa.select(_ORG.c.id, _ORG.c.name).where(_ORG.c.id.in_(wanted))
+    return {row.id: row.name for row in conn.execute(query) if row.name}

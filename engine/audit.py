@@ -541,15 +541,23 @@ def iter_events(
     org: str | None = None,
     scope_where: Any = None,
     batch: int = 5000,
+    offset: int = 0,
+    limit: int | None = None,
 ) -> Iterator[Any]:
     """Events in id order, fetched in keyset pages so memory stays flat on a large log.
 
     ``scope_where`` is a condition on the case table (a regional auditor's region): events
-    of cases outside it, and the ``security`` stream, are left out.
+    of cases outside it, and the ``security`` stream, are left out. ``offset`` and ``limit``
+    cut one page of the filtered events (the desk's pages).
     """
-    last = 0
+    last, skip = 0, max(offset, 0)
     while True:
-        query = sa.select(_T).where(_T.c.id > last).order_by(_T.c.id).limit(batch)
+        size = batch if limit is None else min(batch, limit)
+        if size <= 0:
+            return
+        query = sa.select(_T).where(_T.c.id > last).order_by(_T.c.id).limit(size)
+        if skip:
+            query, skip = query.offset(skip), 0
         if scope_where is not None:
             query = query.where(
                 _T.c.case_id.in_(sa.select(_CASE.c.id).where(scope_where).scalar_subquery())
@@ -568,7 +576,11 @@ def iter_events(
         if not rows:
             return
         yield from rows
+        if len(rows) < size:
+            return
         last = rows[-1].id
+        if limit is not None:
+            limit -= len(rows)
 
 
 def export_record(row: Any) -> dict[str, Any]:

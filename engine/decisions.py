@@ -171,6 +171,16 @@ def _security(actor: Actor, data: dict[str, Any], reason: str = "") -> Draft:
     return Draft(actor.login, actor.role, actor.org, Action.REFUSED, None, None, 0, reason, data)
 
 
+def _refusal(decision: Decision) -> dict[str, Any]:
+    """What a refused event records of its decision besides the English reason: the
+    catalogue key (``refusal``) and its parameters, so that the auditor's page says in French
+    why it was refused (``interfaces.catalogue``)."""
+    out: dict[str, Any] = {"refusal": decision.why or "not_permitted"}
+    if decision.params:
+        out["params"] = dict(decision.params)
+    return out
+
+
 def _duration(seconds: float) -> str:
     seconds = max(int(seconds), 0)
     if seconds < 60:
@@ -217,7 +227,7 @@ class Decider:
         not be able to write into another scope's evidence); the security stream keeps what
         they typed, bounded, when they typed something.
         """
-        data = {**data, "why": decision.reason, "scope": "outside"}
+        data = {**data, "why": decision.reason, "scope": "outside", **_refusal(decision)}
         seen = {**data, "case": case.reference}
         kept = (_security(actor, seen, text[:MAX_REFUSED_TEXT]),) if text else ()
         return Outcome(
@@ -231,6 +241,7 @@ class Decider:
         self, case: CaseView, actor: Actor, decision: Decision, what: str, text: str,
         data: dict[str, Any],
     ) -> Outcome:  # fmt: skip
+        data = {**data, **_refusal(decision)}
         return Outcome(
             case,
             (_draft(actor, Action.REFUSED, case, case.version, text, data),),
@@ -265,6 +276,7 @@ class Decider:
         decision = can_open(actor, spec, place)
         if not decision:
             data = {"op": "open", "kind": kind, "org": place.org, "why": decision.reason}
+            data.update(_refusal(decision))
             return Outcome(
                 None,
                 security=(_security(actor, data),),
@@ -634,6 +646,8 @@ class Decider:
     ) -> Outcome:  # fmt: skip
         """A refusal that concerns no case, for the security stream."""
         why = decision.reason if decision else str(data.get("why", ""))
+        if decision is not None:
+            data = {**data, **_refusal(decision)}
         return Outcome(
             None,
             security=(_security(actor, data),),
@@ -671,8 +685,9 @@ class Decider:
         context = {"deadline": row.id, "due_at": row.due_at.isoformat(), "late_s": round(late, 3)}
         if row.action in (INCIDENT, OVERDUE, REMIND):
             return self._raise(case, row, now, context)
+        what = _LAPSED.get(row.action, f"Délai dépassé au niveau {case.level}")
         reason = (
-            f"Délai dépassé au niveau {case.level} : échéance {row.due_at:%d/%m/%Y %H:%M:%S} "
+            f"{what} : échéance {row.due_at:%d/%m/%Y %H:%M:%S} "
             f"UTC, déclenché avec {_duration(late)} de retard"
         )
         command = Command(row.action, reason, {}, context=context)
@@ -739,13 +754,13 @@ class Decider:
             reason = f"Incident : aucune suite dans le délai à l'état « {label} »"
         elif incident:
             outcome, action = SweepOutcome.INCIDENT, Action.INCIDENT
-            reason = (
-                f"Incident : aucune décision au niveau {case.level}, dernier niveau de l'échelle"
-            )
+            level = _LEVEL_NAMES.get(str(case.level), case.level)
+            reason = f"Incident : aucune décision au niveau {level}, dernier niveau de l'échelle"
         else:
             outcome, action = SweepOutcome.OVERDUE, Action.OVERDUE
+            label = self.registry[case.kind].state(case.state).label
             reason = (
-                f"Échéance dépassée ({case.state}) : retour ou livraison attendu le "
+                f"Échéance dépassée ({label}) : retour ou livraison attendu le "
                 f"{row.due_at:%d/%m/%Y}"
             )
         data = {
@@ -778,6 +793,9 @@ _SKIP_WHY = {
     "turned_off": "étape désactivée dans ce déploiement",
     "opened_by_regulator": "demande ouverte par le régulateur pour l'établissement",
 }
+# What a deadline fired by the sweep says, when its trigger is no escalation: a transfer
+# proposed to an establishment that did not answer returns to the level that proposed it.
+_LAPSED = {"withdraw": "Sans réponse de l'établissement d'accueil"}
 _RESOURCE_RULES: dict[
     tuple[str, str],
     Callable[[Decider, CaseView, Actor, dict[str, Any], datetime], Decision],

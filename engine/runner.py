@@ -19,8 +19,17 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from engine import audit, idempotency
-from engine.actors import load_actor, load_places
-from engine.cases import CASE_TABLE, CaseFilter, get_case, history, list_cases
+from engine.actors import load_actor, load_places, org_names
+from engine.cases import (
+    CASE_TABLE,
+    CaseCount,
+    CaseFilter,
+    count_cases,
+    get_case,
+    history,
+    kinds_of,
+    list_cases,
+)
 from engine.clock import Clock
 from engine.db import Database
 from engine.decisions import OWN_RULE, Decider, Rules
@@ -268,6 +277,25 @@ class Runner:
                 where = scope_where(actor)
             return list_cases(conn, self.registry, filters=filters, scope_where=where)
 
+    def counts(self, *, login: Actor, open_only: bool = True) -> list[CaseCount]:
+        """The cases of ``login``'s scope counted by workflow, state and the queue's flags
+        (at its level, overdue, incident): the counts a queue's filters show."""
+        with self.db.read() as conn:
+            return count_cases(
+                conn, role=login.role, now=self.clock.now(), open_only=open_only,
+                scope_where=scope_where(login),
+            )  # fmt: skip
+
+    def names(self, orgs: set[str]) -> dict[str, str]:
+        """The directory's names of organisations (an unknown id is left out)."""
+        with self.db.read() as conn:
+            return org_names(conn, orgs)
+
+    def kinds(self, case_ids: set[int]) -> dict[int, str]:
+        """The workflow of each case id (audit events carry the id only)."""
+        with self.db.read() as conn:
+            return kinds_of(conn, case_ids)
+
     def history(
         self, reference: str, *, login: str | Actor | Token | None = None, via: str = "cli"
     ) -> tuple[CaseView, list[Any]]:
@@ -345,11 +373,14 @@ class Runner:
         since: datetime | None = None,
         until: datetime | None = None,
         via: str = "cli",
+        offset: int = 0,
+        limit: int | None = None,
     ) -> Iterator[Any]:
         """The events an auditor may read, filtered; streamed in id order.
 
         The checks run now (a refusal raises here, recorded); the events stream as the
         iterator is consumed. Naming a case reads it: the read is recorded in its chain first.
+        ``offset`` and ``limit``: one page of them (the desk's).
         """
         if any(t is not None and "\x00" in t for t in (user, org, case)):
             raise InputError(
@@ -358,7 +389,7 @@ class Runner:
         actor = self.auditor(login, "read the audit log")
         case_id = self._audited_case(actor, case, "export", via) if case else None
         filters = {"case_id": case_id, "since": since, "until": until, "actor": user, "org": org}
-        return self._events(filters, scope_where(actor))
+        return self._events({**filters, "offset": offset, "limit": limit}, scope_where(actor))
 
     def _events(self, filters: dict[str, Any], where: Any) -> Iterator[Any]:
         with self.db.read() as conn:
@@ -375,7 +406,9 @@ class Runner:
             if actor.scope.kind == ScopeKind.NATIONAL:
                 return audit.verify(conn, registry=self.registry)
         why = "a regional auditor verifies one case at a time: give a case reference"
-        refusal = self.decider.refuse(actor, {"op": "verify the whole audit log", "why": why})
+        data = {"op": "verify the whole audit log", "why": why}
+        data["refusal"] = "regional_auditor_whole_log"
+        refusal = self.decider.refuse(actor, data)
         self.uow.run(self.clock.now(), lambda tx: tx.apply(refusal))
         raise NotPermitted(why, why="regional_auditor_whole_log")
 
@@ -399,9 +432,13 @@ def scope_where(actor: Actor) -> Any:
     scope, c = actor.scope, CASE_TABLE.c
     column = {"hospital": c.org, "ght": c.ght, "zone": c.zone, "region": c.region}.get(scope.kind)
     where = None if column is None else column == scope.code
-    if actor.role == Role.ESTABLISHMENT and where is not None:  # and the consoles it lent
+    # and the consoles it lent, the transfers proposed to it
+    if actor.role == Role.ESTABLISHMENT and where is not None:
         lent = c.fields["resolve"]["lender"].as_string() == actor.org
-        where = sa.or_(where, sa.and_(c.kind == "ecmo", lent))
+        receiving = c.fields["resolve"]["receiving_hospital"].as_string() == actor.org
+        where = sa.or_(
+            where, sa.and_(c.kind == "ecmo", lent), sa.and_(c.kind == "transfer", receiving)
+        )
     if actor.kinds is not None:
         of_kinds = c.kind.in_(sorted(actor.kinds))
         return of_kinds if where is None else sa.and_(where, of_kinds)

@@ -1,10 +1,13 @@
-"""Régul's settings: one validated pydantic object, built by whoever starts the application.
+"""Régul's settings: one validated object, built by whoever starts the application.
 
 Sources, strongest first: keyword arguments, ``REGUL_*`` environment variables (names in any
 case; the dictionaries and lists as JSON), then a TOML file (``REGUL_CONFIG``, else
 ``./regul.toml`` when it exists); dictionaries merge key by key across the sources. Nothing is
-read at import. (The sources are read here rather than by pydantic-settings, whose import cost
-a CLI command a fifth of its start-up: bench/startup.py.)
+read at import. (The sources are read and the values checked here rather than by
+pydantic-settings and a pydantic model, whose imports cost a CLI command a fifth and a quarter
+of ``import sqlalchemy``: bench/startup.py.) Values are taken as pydantic's lax mode took them:
+text for text, ``true``/``1``/``yes``/``on`` (and their opposites) for a flag, a number's
+text for a number; a bad one is one clear line naming the setting.
 
     database_url = "postgresql://127.0.0.1/test"
     [deadlines.ecmo]
@@ -18,12 +21,10 @@ import json
 import os
 import sys
 import tomllib
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from engine.deadlines import ReminderPolicy
 from engine.errors import InputError
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
+    "SecretStr",
     "Settings",
     "load_settings",
     "reminder_policy",
@@ -42,101 +44,268 @@ __all__ = [
 
 DEFAULT_DATABASE_URL = "sqlite:///regul.db"
 
-
-@contextmanager
-def _no_pydantic_plugins() -> Iterator[None]:
-    """Build a model without looking for pydantic plugins (as Typer does for its options).
-
-    The first model that pydantic builds with plugins allowed reads the entry points of every
-    installed distribution: a sixth of ``import sqlalchemy``'s time on a CLI command's start.
-    """
-    before = os.environ.get("PYDANTIC_DISABLE_PLUGINS")
-    os.environ["PYDANTIC_DISABLE_PLUGINS"] = "1"
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ["PYDANTIC_DISABLE_PLUGINS"]
-        else:
-            os.environ["PYDANTIC_DISABLE_PLUGINS"] = before
+Channel = Literal["eml", "smtp", "webhook"]
 
 
-class Settings(BaseModel):
-    """Everything a deployment may change without touching code (built by ``load_settings``)."""
+class SecretStr:
+    """A secret setting: shown as ``**********``, read with ``get_secret_value()``."""
 
-    # built at the first load_settings, without the plugin scan (_no_pydantic_plugins)
-    model_config = ConfigDict(extra="forbid", validate_default=True, defer_build=True)
+    __slots__ = ("_value",)
 
-    database_url: str = Field(
-        DEFAULT_DATABASE_URL,
-        description="SQLAlchemy URL; sqlite:///path (WAL) or postgresql://host/db",
-    )
-    deadlines: dict[str, dict[str, str]] = Field(
-        default_factory=dict,
-        description="per workflow, per waiting state: a duration such as 45m, 2h, 1d or PT90M",
-    )
-    reminder_fractions: list[float] = Field(
-        default_factory=lambda: [0.5, 0.8],
-        description="reminders before a deadline passes, as fractions of it",
-    )
-    ppe_ght_step: bool = Field(
-        True,
-        description="keep the GHT rung of the PPE ladder (an establishment without a GHT goes "
-        "straight to its ARS either way)",
-    )
-    incident_reminder_period: str = Field("1h", description="reminder period of an incident")
-    overdue_reminder_period: str = Field("1d", description="reminder period of a late return")
-    extend_max: str = Field("24h", description="the most one extension of a deadline may add")
-    hold_max: str = Field(
-        "24h", description="how long a hold lasts before the deadline resumes by itself"
-    )
-    hospital_confirms_request: bool = Field(
-        False,
-        description="a new case waits for its hospital's escalate (else it goes straight to "
-        "the first regulating level)",
-    )
-    sweep_interval: float = Field(5.0, gt=0, description="seconds between two sweeps")
-    sweep_batch: int = Field(200, gt=0, le=10000, description="deadline rows per transaction")
-    notices: bool = Field(True, description="queue MARS/MINSANTE notices with transitions")
-    notice_channel: Literal["eml", "smtp", "webhook"] = Field(
-        "eml", description="delivery channel of notices by default"
-    )
-    notice_channels: dict[str, Literal["eml", "smtp", "webhook"]] = Field(
-        default_factory=dict,
-        description='per organisation (the \'Pour action\' one), e.g. {"CCS": "webhook"}',
-    )
-    eml_dir: str = Field("outbox", description="folder of the .eml channel")
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get_secret_value(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "SecretStr('**********')" if self._value else "SecretStr('')"
+
+    def __str__(self) -> str:
+        return "**********" if self._value else ""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SecretStr) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(kw_only=True)
+class Settings:
+    """Everything a deployment may change without touching code (built by ``load_settings``,
+    which checks each value against ``_CHECKS``)."""
+
+    # SQLAlchemy URL; sqlite:///path (WAL) or postgresql://host/db
+    database_url: str = DEFAULT_DATABASE_URL
+    # per workflow, per waiting state: a duration such as 45m, 2h, 1d or PT90M
+    deadlines: dict[str, dict[str, str]] = field(default_factory=dict)
+    # reminders before a deadline passes, as fractions of it
+    reminder_fractions: list[float] = field(default_factory=lambda: [0.5, 0.8])
+    # keep the GHT rung of the PPE ladder (an establishment without a GHT goes straight to its
+    # ARS either way)
+    ppe_ght_step: bool = True
+    incident_reminder_period: str = "1h"  # reminder period of an incident
+    overdue_reminder_period: str = "1d"  # reminder period of a late return
+    extend_max: str = "24h"  # the most one extension of a deadline may add
+    hold_max: str = "24h"  # how long a hold lasts before the deadline resumes by itself
+    # a new case waits for its hospital's escalate (else it goes straight to the first
+    # regulating level)
+    hospital_confirms_request: bool = False
+    sweep_interval: float = 5.0  # seconds between two sweeps (> 0)
+    sweep_batch: int = 200  # deadline rows per transaction (1 to 10,000)
+    notices: bool = True  # queue MARS/MINSANTE notices with transitions
+    notice_channel: Channel = "eml"  # delivery channel of notices by default
+    # per organisation (the 'Pour action' one), e.g. {"CCS": "webhook"}
+    notice_channels: dict[str, Channel] = field(default_factory=dict)
+    eml_dir: str = "outbox"  # folder of the .eml channel
     smtp_host: str = "localhost"
-    smtp_port: int = Field(25, gt=0, lt=65536)
+    smtp_port: int = 25
     smtp_starttls: bool = False
     smtp_username: str = ""
     smtp_password: str = ""
     smtp_sender: str = "regul@localhost"
-    smtp_timeout: float = Field(10.0, gt=0)
+    smtp_timeout: float = 10.0
     webhook_url: str = ""
     webhook_secret: str = ""
-    notice_max_attempts: int = Field(5, gt=0, le=100)
-    notice_backoff: str = Field("30s", description="wait after a first failed delivery, doubled")
-    session_idle: str = Field("30m", description="a desk session ends after this long unused")
-    session_max: str = Field("12h", description="a desk session ends this long after login")
-    cookie_secure: bool = Field(
-        True, description="mark the desk's cookies Secure (browsers keep them on localhost too)"
-    )
-    password_memory_kib: int = Field(
-        65536, ge=8, le=4194304, description="argon2id memory cost of a password hash, in KiB"
-    )
-    password_time_cost: int = Field(3, ge=1, le=20, description="argon2id passes")
-    max_body_bytes: int = Field(65536, gt=0, description="largest request body the API accepts")
-    checkpoint_key: SecretStr = Field(
-        SecretStr(""), description="HMAC key of signed audit checkpoints (prefer the _file form)"
-    )
-    checkpoint_key_file: str = Field(
-        "", description="file holding the HMAC key of audit checkpoints, outside the database"
-    )
-    sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
-        "FULL",
-        description="FULL survives a power cut with every committed transition; NORMAL is faster",
-    )
+    notice_max_attempts: int = 5
+    notice_backoff: str = "30s"  # wait after a first failed delivery, doubled
+    session_idle: str = "30m"  # a desk session ends after this long unused
+    session_max: str = "12h"  # a desk session ends this long after login
+    # mark the desk's cookies Secure (browsers keep them on localhost too)
+    cookie_secure: bool = True
+    password_memory_kib: int = 65536  # argon2id memory cost of a password hash, in KiB
+    password_time_cost: int = 3  # argon2id passes
+    max_body_bytes: int = 65536  # largest request body the API accepts
+    # HMAC key of signed audit checkpoints (prefer the _file form)
+    checkpoint_key: SecretStr = field(default_factory=lambda: SecretStr(""))
+    # file holding the HMAC key of audit checkpoints, outside the database
+    checkpoint_key_file: str = ""
+    # FULL survives a power cut with every committed transition; NORMAL is faster
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+
+
+SETTINGS = tuple(f.name for f in fields(Settings))
+
+
+# -- checking the values (pydantic's lax mode, its wording) ---------------------------------
+
+
+class _Bad(Exception):
+    """A value refused: where under the setting (keys, indexes), and why."""
+
+    def __init__(self, msg: str, *where: str | int) -> None:
+        super().__init__(msg)
+        self.msg = msg
+        self.where = where
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    raise _Bad("Input should be a valid string")
+
+
+_TRUE = frozenset({"1", "on", "t", "true", "y", "yes"})
+_FALSE = frozenset({"0", "off", "f", "false", "n", "no"})
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in _TRUE or word in _FALSE:
+            return word in _TRUE
+    raise _Bad("Input should be a valid boolean, unable to interpret input")
+
+
+def _integer(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+        raise _Bad("Input should be a valid integer, unable to parse string as an integer")
+    raise _Bad("Input should be a valid integer")
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            pass
+        raise _Bad("Input should be a valid number, unable to parse string as a number")
+    raise _Bad("Input should be a valid number")
+
+
+def _bounded(parse: Callable[[Any], Any], **limits: float) -> Callable[[Any], Any]:
+    """``parse``, then pydantic's gt/ge/lt/le limits with its wording."""
+    wording = {"gt": "greater than", "ge": "greater than or equal to", "lt": "less than",
+               "le": "less than or equal to"}  # fmt: skip
+    test = {"gt": float.__gt__, "ge": float.__ge__, "lt": float.__lt__, "le": float.__le__}
+
+    def check(value: Any) -> Any:
+        found = parse(value)
+        for name, limit in limits.items():
+            if not test[name](float(found), float(limit)):
+                raise _Bad(f"Input should be {wording[name]} {limit}")
+        return found
+
+    return check
+
+
+def _one_of(*choices: str) -> Callable[[Any], str]:
+    listed = ", ".join(repr(c) for c in choices[:-1]) + f" or {choices[-1]!r}"
+
+    def check(value: Any) -> str:
+        if isinstance(value, str) and value in choices:
+            return value
+        raise _Bad(f"Input should be {listed}")
+
+    return check
+
+
+def _table_of(item: Callable[[Any], Any]) -> Callable[[Any], dict[str, Any]]:
+    """A dictionary with text keys, each value checked by ``item``."""
+
+    def check(value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise _Bad("Input should be a valid dictionary")
+        checked = {}
+        for key, each in value.items():
+            if not isinstance(key, str):
+                raise _Bad("Input should be a valid string", key)
+            try:
+                checked[key] = item(each)
+            except _Bad as bad:
+                raise _Bad(bad.msg, key, *bad.where) from None
+        return checked
+
+    return check
+
+
+def _list_of(item: Callable[[Any], Any]) -> Callable[[Any], list[Any]]:
+    def check(value: Any) -> list[Any]:
+        if not isinstance(value, list | tuple):
+            raise _Bad("Input should be a valid list")
+        checked = []
+        for index, each in enumerate(value):
+            try:
+                checked.append(item(each))
+            except _Bad as bad:
+                raise _Bad(bad.msg, index, *bad.where) from None
+        return checked
+
+    return check
+
+
+def _secret(value: Any) -> SecretStr:
+    return value if isinstance(value, SecretStr) else SecretStr(_text(value))
+
+
+_CHANNEL = _one_of("eml", "smtp", "webhook")
+_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "database_url": _text,
+    "deadlines": _table_of(_table_of(_text)),
+    "reminder_fractions": _list_of(_number),
+    "ppe_ght_step": _flag,
+    "incident_reminder_period": _text,
+    "overdue_reminder_period": _text,
+    "extend_max": _text,
+    "hold_max": _text,
+    "hospital_confirms_request": _flag,
+    "sweep_interval": _bounded(_number, gt=0),
+    "sweep_batch": _bounded(_integer, gt=0, le=10000),
+    "notices": _flag,
+    "notice_channel": _CHANNEL,
+    "notice_channels": _table_of(_CHANNEL),
+    "eml_dir": _text,
+    "smtp_host": _text,
+    "smtp_port": _bounded(_integer, gt=0, lt=65536),
+    "smtp_starttls": _flag,
+    "smtp_username": _text,
+    "smtp_password": _text,
+    "smtp_sender": _text,
+    "smtp_timeout": _bounded(_number, gt=0),
+    "webhook_url": _text,
+    "webhook_secret": _text,
+    "notice_max_attempts": _bounded(_integer, gt=0, le=100),
+    "notice_backoff": _text,
+    "session_idle": _text,
+    "session_max": _text,
+    "cookie_secure": _flag,
+    "password_memory_kib": _bounded(_integer, ge=8, le=4194304),
+    "password_time_cost": _bounded(_integer, ge=1, le=20),
+    "max_body_bytes": _bounded(_integer, gt=0),
+    "checkpoint_key": _secret,
+    "checkpoint_key_file": _text,
+    "sqlite_synchronous": _one_of("FULL", "NORMAL"),
+}
+
+
+def _checked(values: Mapping[str, Any]) -> Settings:
+    """``Settings`` from ``values``, each checked; the first bad one raises ``_Bad``."""
+    clean = {}
+    for name in SETTINGS:
+        if name in values:
+            try:
+                clean[name] = _CHECKS[name](values[name])
+            except _Bad as bad:
+                raise _Bad(bad.msg, name, *bad.where) from None
+    for name in values:
+        if name not in _CHECKS:
+            raise _Bad("Extra inputs are not permitted", name)
+    return Settings(**clean)
 
 
 # Settings given in the environment as JSON (a dictionary or a list), as pydantic-settings did.
@@ -164,20 +333,20 @@ def _environment(environ: Mapping[str, str]) -> dict[str, Any]:
     """The ``REGUL_<SETTING>`` variables (any case), JSON decoded for dictionaries and lists."""
     named = {name.lower(): value for name, value in environ.items()}
     values: dict[str, Any] = {}
-    for field in Settings.model_fields:
-        value = named.get(f"regul_{field}")
+    for name in SETTINGS:
+        value = named.get(f"regul_{name}")
         if value is None:
             continue
-        if field in _JSON_SETTINGS:
+        if name in _JSON_SETTINGS:
             try:
-                values[field] = json.loads(value)
+                values[name] = json.loads(value)
             except ValueError as exc:
                 raise InputError(
-                    f"unreadable setting REGUL_{field.upper()}: it is not JSON ({exc}); "
-                    f"REGUL_{field.upper()} takes JSON, e.g. " + _JSON_EXAMPLES[field]
+                    f"unreadable setting REGUL_{name.upper()}: it is not JSON ({exc}); "
+                    f"REGUL_{name.upper()} takes JSON, e.g. " + _JSON_EXAMPLES[name]
                 ) from None
         else:
-            values[field] = value
+            values[name] = value
     return values
 
 
@@ -215,7 +384,7 @@ OTHER_VARIABLES = frozenset(
 
 def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     """One warning per ``REGUL_*`` variable that no setting reads, naming the nearest one."""
-    known = {f"REGUL_{name.upper()}" for name in Settings.model_fields} | OTHER_VARIABLES
+    known = {f"REGUL_{name.upper()}" for name in SETTINGS} | OTHER_VARIABLES
     warnings = []
     for name in sorted(environ):
         if name.upper().startswith("REGUL_") and name.upper() not in known:
@@ -233,17 +402,12 @@ def load_settings(**overrides: Any) -> Settings:
     for line in unknown_variables(os.environ):
         print(line, file=sys.stderr)
     values = _merged(_merged(_config_file(), _environment(os.environ)), overrides)
-    if not Settings.__pydantic_complete__:
-        with _no_pydantic_plugins():
-            Settings.model_rebuild(force=True)
     try:
-        return Settings(**values)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "settings"
-        top = str(first["loc"][0]) if first["loc"] else "settings"
+        return _checked(values)
+    except _Bad as bad:
+        where = ".".join(str(part) for part in bad.where)
         raise InputError(
-            f"bad setting {where}: {first['msg']}; fix REGUL_{top.upper()} or regul.toml"
+            f"bad setting {where}: {bad.msg}; fix REGUL_{str(bad.where[0]).upper()} or regul.toml"
         ) from None
 
 

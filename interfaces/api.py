@@ -323,14 +323,20 @@ def list_cases(
     open_only: Annotated[bool, Query(alias="open")] = False,
     incidents: bool = False,
     overdue: bool = False,
+    mine: bool = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> list[CaseSummary]:
-    """The cases in the caller's scope, newest first, each with its open deadline.
+    """The cases in the caller's scope, newest first, each with its open deadline;
+    ``mine``: those waiting for the caller's level (the desk queue's « À mon niveau »).
 
     Summaries: the clinical facts come with GET /cases/{ref}, whose read is recorded.
     """
     now = svc.runner.clock.now()
+    if mine:
+        if level is not None and level != who.actor.role:
+            return []
+        level = who.actor.role
     filters = CaseFilter(
         kind=kind,
         state=state,

@@ -9,9 +9,9 @@ not here is shown by its class's French title, then the engine's detail.
 from __future__ import annotations
 
 from engine.errors import RegulError
-from workflows.labels import LINE_COLUMNS, ROLES, value_label
+from workflows.labels import LINE_COLUMNS, ROLES, SCOPES, TRIGGERS, value_label
 
-__all__ = ["FRENCH", "SESSION_ENDS", "TITLES", "french"]
+__all__ = ["FRENCH", "SESSION_ENDS", "TITLES", "french", "french_why"]
 
 FRENCH: dict[str, str] = {
     "no_case": (
@@ -103,6 +103,10 @@ FRENCH: dict[str, str] = {
         "(l'établissement prêteur, ou le centre de crise sanitaire pour le stock national) peut "
         "prolonger le prêt ou confirmer la restitution."
     ),
+    "not_the_receiver": (
+        "Action non permise (refus consigné au journal) : seul l'établissement d'accueil auquel "
+        "le patient est proposé peut accepter ou décliner la proposition."
+    ),
     "extension_too_long": (
         "Action non permise (refus consigné au journal) : une prolongation ne dépasse pas "
         "{limit} h à la fois."
@@ -178,6 +182,29 @@ FRENCH.update(
         ),
     }
 )
+# Refusals the desk's users do not meet as a message of their own (an outsider gets 'no case',
+# a regulator on the audit pages a 403) but that the auditor's page explains.
+FRENCH.update(
+    {
+        "outside_scope": (
+            "Action non permise (refus consigné au journal) : le dossier est hors du périmètre "
+            "de {login} ({scope})."
+        ),
+        "not_an_auditor": (
+            "Action non permise (refus consigné au journal) : seuls les auditeurs consultent le "
+            "journal d'audit."
+        ),
+        "regional_auditor_whole_log": (
+            "Action non permise (refus consigné au journal) : un auditeur régional vérifie un "
+            "dossier à la fois ; indiquez une référence de dossier."
+        ),
+        "system_fires_deadlines": (
+            "Action non permise (refus consigné au journal) : l'échéancier ne déclenche que les "
+            "échéances."
+        ),
+        "not_permitted": "Action non permise (refus consigné au journal).",
+    }
+)
 SESSION_ENDS: dict[str, str] = {  # an Unauthenticated error's key → the login page's message code
     "wrong_login": "wrong_login",
     "session_idle": "inactivity",
@@ -194,13 +221,22 @@ TITLES: dict[str, str] = {
 
 def french(exc: RegulError) -> str:
     """The desk's French wording of ``exc``, from its key and parameters."""
-    template = FRENCH.get(exc.why) or FRENCH.get(exc.code)
-    if template is not None:
-        try:
-            return template.format(**_in_french(exc.data))
-        except (KeyError, IndexError, ValueError):
-            return template
+    found = french_why(exc.why, exc.data) or french_why(exc.code, exc.data)
+    if found is not None:
+        return found
     return f"{TITLES.get(exc.code, 'Erreur')} : {exc.message}"
+
+
+def french_why(why: str, data: dict[str, object]) -> str | None:
+    """The French wording of the key ``why`` with its parameters; None for an unknown key
+    (a refused event of the audit log carries the same key and parameters as its error)."""
+    template = FRENCH.get(why)
+    if template is None:
+        return None
+    try:
+        return template.format(**_in_french(data))
+    except (KeyError, IndexError, ValueError):
+        return template
 
 
 def _in_french(data: dict[str, object]) -> dict[str, object]:
@@ -214,6 +250,12 @@ def _in_french(data: dict[str, object]) -> dict[str, object]:
             out[name] = value_label(name, out[name])
     if "value" in out and "field" in out:
         out["value"] = value_label(str(out["field"]), out["value"])
-    if "role" in out:
-        out["role"] = ROLES.get(str(out["role"]), out["role"])
+    for name in ("role", "level"):
+        if name in out:
+            out[name] = ROLES.get(str(out[name]), out[name])
+    if "trigger" in out:
+        out["trigger"] = TRIGGERS.get(str(out["trigger"]), out["trigger"])
+    if "scope" in out:  # "region OCC" → "région OCC"
+        kind, _, code = str(out["scope"]).partition(" ")
+        out["scope"] = f"{SCOPES.get(kind, kind)} {code}".strip()
     return out

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from engine.errors import InputError
+from interfaces import cli_params
 from interfaces.notices_cli import notices_app
 from interfaces.output import (
     console,
@@ -36,7 +37,9 @@ if TYPE_CHECKING:
 __all__ = ["app", "main"]
 
 # Start-up: declaring the commands imports no database library (``regul --help`` stays fast);
-# each command imports the engine when it runs. tests/test_imports.py pins it.
+# each command imports the engine when it runs; plain options are read without pydantic
+# (interfaces/cli_params.py). tests/test_imports.py pins it.
+cli_params.install()
 
 app = typer.Typer(help="Régul: the case engine for health-crisis regulation.", no_args_is_help=True)
 workflows_app = typer.Typer(help="The declared workflows.", no_args_is_help=True)

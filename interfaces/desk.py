@@ -33,6 +33,7 @@ from engine.runner import scope_where
 from engine.workflow import WorkflowSpec, parse_duration
 from interfaces.auth import SESSION_COOKIE, Caller, Services, services
 from interfaces.catalogue import SESSION_ENDS, french
+from interfaces.desk_views import QueueFilters, describe, facets, fold_reads, left
 from interfaces.problems import Problem, regul_status, validation_detail
 from notifications.queries import STATUSES
 from workflows.labels import (
@@ -52,6 +53,7 @@ log = logging.getLogger("regul.http")
 PARIS = ZoneInfo("Europe/Paris")
 LOGIN_COOKIE = "regul_login_csrf"
 QUEUE_LIMIT = 500  # the most urgent first; the page says when there are more
+AUDIT_PAGE = 50  # events per page of the auditor's page
 router = APIRouter(include_in_schema=False)
 SCOPES = {k: v for k, v in LABEL_SCOPES.items() if k != "national"}
 
@@ -70,16 +72,6 @@ def _paris(value: datetime | None) -> str:
     return value.astimezone(PARIS).strftime("%d/%m/%Y %H:%M")
 
 
-def _left(due: datetime | None, now: datetime) -> str:
-    if due is None:
-        return "—"
-    seconds = int((due - now).total_seconds())
-    late, seconds = seconds < 0, abs(seconds)
-    hours, rest = divmod(seconds, 3600)
-    text = f"{hours} h {rest // 60:02d} min" if hours else f"{rest // 60} min"
-    return f"en retard de {text}" if late else text
-
-
 _ENV = Environment(
     loader=PackageLoader("templates", "desk"),
     autoescape=select_autoescape(default=True, default_for_string=True),
@@ -87,7 +79,7 @@ _ENV = Environment(
     auto_reload=False,
 )
 _ENV.filters.update(paris=_paris)
-_ENV.globals.update(TRIGGERS=TRIGGERS, ACTIONS=ACTIONS, ROLES=ROLES, left=_left)
+_ENV.globals.update(TRIGGERS=TRIGGERS, ACTIONS=ACTIONS, ROLES=ROLES, left=left)
 _ENV.globals.update(CONTROLS=CONTROLS)
 _ENV.filters.update(
     scope=lambda scope: (
@@ -244,24 +236,56 @@ async def logout(request: Request, caller: Desk) -> Response:
     return response
 
 
+Flag = Annotated[bool, Query()]
+Text = Annotated[str, Query(max_length=80)]
+
+
 @router.get("/")
-def queue(caller: Desk, svc: Svc, everything: bool = False) -> Response:
+def queue(
+    caller: Desk,
+    svc: Svc,
+    everything: Flag = False,
+    kind: Text = "",
+    state: Text = "",
+    mine: Flag = False,
+    overdue: Flag = False,
+    incidents: Flag = False,
+) -> Response:
+    """The caller's queue, most urgent first, narrowed by the filters of the query string
+    (workflow, state, at my level, overdue, incidents; closed cases too), each filter with
+    its count: a reload or the « Actualiser » link keeps them."""
+    registry, actor = svc.runner.registry, caller.actor
+    chosen = QueueFilters.read(
+        registry, kind=kind, state=state, mine=mine, overdue=overdue,
+        incidents=incidents, everything=everything,
+    )  # fmt: skip
     now = svc.runner.clock.now()
     filters = CaseFilter(
-        open_only=not everything, limit=QUEUE_LIMIT + 1, urgent_for=caller.actor.role
+        kind=chosen.kind or chosen.state_kind,
+        state=chosen.state_name,
+        level=actor.role if chosen.mine else None,
+        overdue_at=now if chosen.overdue else None,
+        incidents=chosen.incidents,
+        open_only=not chosen.everything,
+        limit=QUEUE_LIMIT + 1,
+        urgent_for=actor.role,
     )
-    cases = svc.runner.search(filters, login=caller.actor)
+    cases = svc.runner.search(filters, login=actor)
     cut = len(cases) > QUEUE_LIMIT
     cases = cases[:QUEUE_LIMIT]
+    counts = facets(chosen, svc.runner.counts(login=actor, open_only=not chosen.everything))
     return render(
         "queue.html.j2",
         caller=caller,
         cases=cases,
         now=now,
-        everything=everything,
+        everything=chosen.everything,
+        filters=chosen,
+        counts=counts,
+        names=svc.runner.names({c.org for c in cases}),
         cut=cut,
-        specs={s.kind: s for s in svc.runner.registry},
-        openable=[s for s in svc.runner.registry if caller.actor.role in s.open_roles],
+        specs={s.kind: s for s in registry},
+        openable=[s for s in registry if actor.role in s.open_roles],
     )
 
 
@@ -314,6 +338,8 @@ def _case_page(
         ladder=ladder(spec, case.state, {e.to_state for e in events if e.to_state}),
         facts=facts(spec, case.fields),
         events=events,
+        timeline=fold_reads(events),
+        names=svc.runner.names({case.org}),
         notices=notices,
         transitions=[t for t in spec.allowed(case.state) if t.trigger in allowed],
         now=now,
@@ -323,13 +349,32 @@ def _case_page(
     )
 
 
+def _reachable(spec: WorkflowSpec, current: str) -> set[str]:
+    """The states ``current`` may still lead to, itself included."""
+    seen, frontier = {current}, [current]
+    while frontier:
+        for t in spec.allowed(frontier.pop()):
+            if t.dest not in seen:
+                seen.add(t.dest)
+                frontier.append(t.dest)
+    return seen
+
+
 def ladder(spec: WorkflowSpec, current: str, entered: set[str]) -> list[dict[str, Any]]:
     """The workflow's states in declared order: passed, current, skipped, ahead, or a side exit.
 
     ``entered`` are the states the case has been in (from its history): a level the case
     jumped over (a console lent by the ARS never reached the CCS) shows as skipped.
     """
-    main = [s for s in spec.states if s.name not in {"cancelled", "rejected"}]
+    # a state the case did not take is left out: never entered, no longer reachable, and no
+    # rung of the ladder (a transfer proposed by another level; the loan of a refused case)
+    ahead = _reachable(spec, current)
+    main = [
+        s
+        for s in spec.states
+        if s.name not in {"cancelled", "rejected"}
+        and (s.waiting or s.final or s.name in entered or s.name in ahead)
+    ]
     names = [s.name for s in main]
     at = names.index(current) if current in names else len(names)
     steps = []
@@ -344,7 +389,7 @@ def ladder(spec: WorkflowSpec, current: str, entered: set[str]) -> list[dict[str
             {"name": state.name, "label": state.label, "level": state.level, "where": where}
         )
     for state in spec.states:
-        if state.name not in names:
+        if state.name not in names and (state.final or state.name == current):
             where = "current" if state.name == current else "exit"
             steps.append(
                 {"name": state.name, "label": state.label, "level": state.level, "where": where}
@@ -543,18 +588,15 @@ def audit_page(
     since: Annotated[str, Query(max_length=40)] = "",
     until: Annotated[str, Query(max_length=40)] = "",
     verify: bool = False,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
 ) -> Response:
+    """The auditor's page: one page of AUDIT_PAGE events (filters kept in the page links),
+    each in French with its case reference, and each refusal's attempt and reason."""
     filters = {"case": case, "user": user, "org": org, "since": since, "until": until}
-    error, events, report = "", [], None
+    error, rows, report = "", [], None
     try:
-        rows = _audit_rows(svc, caller, filters)
-        for row in rows:
-            events.append(row)
-            if len(events) >= 500:
-                break
-        close = getattr(rows, "close", None)
-        if close is not None:
-            close()  # the generator holds a database connection
+        found = _audit_rows(svc, caller, filters, page=page)
+        rows = list(found)
         if verify:
             try:
                 report = svc.runner.audit_verify(
@@ -567,6 +609,12 @@ def audit_page(
             raise
         error = _french(exc)
     export = "&".join(f"{k}={quote(v)}" for k, v in filters.items() if v)
+    more = len(rows) > AUDIT_PAGE
+    rows = rows[:AUDIT_PAGE]
+    kinds = svc.runner.kinds({r.case_id for r in rows if r.case_id is not None})
+    names = svc.runner.names({r.org for r in rows if r.org})
+    events = [describe(r, svc.runner.registry, kinds, names) for r in rows]
+    first = (page - 1) * AUDIT_PAGE + 1
     return render(
         "audit.html.j2",
         code=422 if error else 200,
@@ -576,6 +624,11 @@ def audit_page(
         report=report,
         error=error,
         export=export,
+        page=page,
+        first=first,
+        last=first + len(events) - 1,
+        previous=f"{export}&page={page - 1}".lstrip("&") if page > 1 else "",
+        next=f"{export}&page={page + 1}".lstrip("&") if more else "",
     )
 
 
@@ -615,10 +668,17 @@ def audit_export(
     )
 
 
-def _audit_rows(svc: Services, caller: Caller, filters: dict[str, str]) -> Iterator[Any]:
-    """The audit events the desk's auditor asked for (a case named there is read, audited)."""
+def _audit_rows(
+    svc: Services, caller: Caller, filters: dict[str, str], *, page: int | None = None
+) -> Iterator[Any]:
+    """The audit events the desk's auditor asked for (a case named there is read, audited):
+    all of them (the export), or one page and the first event of the next (the page)."""
     since, until = _window(filters["since"], filters["until"])
+    paged: dict[str, int] = {}
+    if page is not None:
+        paged = {"offset": (page - 1) * AUDIT_PAGE, "limit": AUDIT_PAGE + 1}
     return svc.runner.audit_events(
+        **paged,
         login=caller.actor,
         case=filters["case"].strip() or None,
         user=filters["user"].strip() or None,

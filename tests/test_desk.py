@@ -741,7 +741,9 @@ def test_viewing_a_case_records_a_read_event(web: Web) -> None:
     assert [(e.actor, e.org, e.data) for e in reads] == [
         ("ars-occ", "ARS-OCC", {"read": "history", "via": "desk"})
     ] * 2
-    assert page.count('<tr class="ev-read">') == 2  # this view is in its own timeline
+    # this view is in its own timeline, folded with the first: one line for both reads
+    assert page.count('<tr class="ev-read') == 1
+    assert "consulté 2 fois, du " in page
 
 
 def test_case_outside_scope_is_the_404_of_a_missing_case(web: Web) -> None:
@@ -770,10 +772,13 @@ def test_case_outside_scope_is_the_404_of_a_missing_case(web: Web) -> None:
 
 
 def audit_rows(page: str) -> list[tuple[str, str, str]]:
-    """(case id or 'sécurité', action label, actor) of each event the audit page lists."""
+    """(case reference or 'sécurité', action label, actor) of each event the audit page
+    lists."""
     body = page.split("<tbody>", 1)[1].split("</tbody>", 1)[0]
     cells = re.findall(
-        r"<tr><td>\d+</td><td>([^<]*)</td><td>[^<]*</td><td>([^<]*)</td><td>([^<]*)</td>", body
+        r"<tr(?: class=\"refused\")?><td>\d+</td><td>([^<]*)</td><td>[^<]*</td><td>([^<]*)</td>"
+        r"<td>([^<]*)</td>",
+        body,
     )
     return [(case, html.unescape(action), actor) for case, action, actor in cells]
 
@@ -789,10 +794,10 @@ def test_auditor_searches_by_case_user_org_and_period(web: Web) -> None:
     assert 'role="alert"' not in page
     assert "4 événement(s)" in page
     assert audit_rows(page) == [
-        ("1", "Ouverture", "etab-319900001"),
-        ("2", "Ouverture", "etab-319900001"),
-        ("2", "Transition", "etab-319900001"),
-        ("2", "Transition", "umac-sud"),
+        ("ECMO-000001", "Ouverture", "etab-319900001"),
+        ("ECMO-000002", "Ouverture", "etab-319900001"),
+        ("ECMO-000002", "Transition", "etab-319900001"),
+        ("ECMO-000002", "Transition", "umac-sud"),
     ]
 
     def search(**params: str) -> list[tuple[str, str, str]]:
@@ -801,14 +806,14 @@ def test_auditor_searches_by_case_user_org_and_period(web: Web) -> None:
         assert answer.status_code == 200, answer.text
         return [r for r in audit_rows(answer.text) if r[1:] != ("Consultation", "auditeur")]
 
-    assert search(case=first) == [("1", "Ouverture", "etab-319900001")]
-    assert ("1", "Consultation", "auditeur") in audit_rows(web.client.get("/audit").text)
-    assert [r[0] for r in search(case=second)] == ["2", "2", "2"]
+    assert search(case=first) == [("ECMO-000001", "Ouverture", "etab-319900001")]
+    assert ("ECMO-000001", "Consultation", "auditeur") in audit_rows(web.client.get("/audit").text)
+    assert [r[0] for r in search(case=second)] == ["ECMO-000002"] * 3
     assert len(search(user="etab-319900001")) == 3
-    assert search(org="UMAC-SUD") == [("2", "Transition", "umac-sud")]
-    assert search(case=second, user="umac-sud") == [("2", "Transition", "umac-sud")]
-    assert [r[0] for r in search(since="2026-11-22T10:30")] == ["2", "2", "2"]
-    assert search(until="2026-11-22T10:30") == [("1", "Ouverture", "etab-319900001")]
+    assert search(org="UMAC-SUD") == [("ECMO-000002", "Transition", "umac-sud")]
+    assert search(case=second, user="umac-sud") == [("ECMO-000002", "Transition", "umac-sud")]
+    assert [r[0] for r in search(since="2026-11-22T10:30")] == ["ECMO-000002"] * 3
+    assert search(until="2026-11-22T10:30") == [("ECMO-000001", "Ouverture", "etab-319900001")]
     assert search(since="2026-11-22T12:00") == []
     assert 'value="UMAC-SUD"' in web.client.get("/audit", params={"org": "UMAC-SUD"}).text
 
@@ -820,7 +825,9 @@ def test_regional_auditor_sees_only_its_region(web: Web) -> None:
     csrf = hidden(web.client.get("/login").text, "csrf")
     web.client.post("/login", data={"login": "ars-idf", "password": "x" * 12, "csrf": csrf})
     web.login("auditeur-occ")
-    assert audit_rows(web.client.get("/audit").text) == [("1", "Ouverture", "etab-319900001")]
+    assert audit_rows(web.client.get("/audit").text) == [
+        ("ECMO-000001", "Ouverture", "etab-319900001")
+    ]
     assert (
         "Chaîne intègre"
         in web.client.get("/audit", params={"verify": "true", "case": toulouse}).text

@@ -43,7 +43,8 @@ def loaded(code: str, *args: str, env: dict[str, str] | None = None) -> set[str]
     )
     assert result.returncode == 0, result.stderr
     names: list[str] = json.loads(result.stderr.rsplit("MODULES ", 1)[1])
-    return {n.split(".")[0] for n in names} | {n for n in names if n == "sqlalchemy.orm"}
+    kept = ("sqlalchemy.orm", "sqlalchemy.dialects.postgresql")
+    return {n.split(".")[0] for n in names} | {n for n in names if n in kept}
 
 
 def test_engine_errors_loads_no_database_library() -> None:
@@ -103,6 +104,24 @@ def test_reads_and_users_load_no_orm_alembic_or_web(database_url: str) -> None:
         assert not found & heavy, (args, found & heavy)
 
 
+def test_case_show_loads_no_pydantic_nor_another_dialect(ctx: Any, database_url: str) -> None:
+    """``regul case show REF --as USER`` reads its options and settings without pydantic
+    (interfaces/cli_params.py, engine/settings.py), and on SQLite without the PostgreSQL
+    dialect (engine/tables.py declares JSONB and partial indexes without loading it)."""
+    from tests.conftest import TOULOUSE
+
+    case = ctx.runner.open_case(
+        kind="ecmo", login="etab-319900001", org=TOULOUSE,
+        fields={"patient_ref": "PAT-1", "mode": "VV"},
+    )  # fmt: skip
+    args = ("case", "show", case.reference, "--as", "etab-319900001")
+    found = loaded(CLI, *args, env={"REGUL_DATABASE_URL": database_url})
+    assert "sqlalchemy" in found
+    assert not found & {"pydantic", "pydantic_core", "annotated_types"}, found
+    if database_url.startswith("sqlite"):
+        assert "sqlalchemy.dialects.postgresql" not in found
+
+
 # -- engine/tables.py against engine/models.py -------------------------------------------------
 
 
@@ -117,7 +136,7 @@ def _column(column: sa.Column[Any]) -> dict[str, Any]:
         "type": [kind.compile(dialect=d) for d in DIALECTS],
         "base": repr(base),
         "decorator": type(kind).__name__ if type(kind).__name__ == "UTCDateTime" else None,
-        "variants": sorted(getattr(kind, "_variant_mapping", {})),
+        "stored": [_stored(kind, d) for d in DIALECTS],
         "nullable": column.nullable,
         "primary_key": column.primary_key,
         "autoincrement": column.autoincrement,
@@ -128,6 +147,15 @@ def _column(column: sa.Column[Any]) -> dict[str, Any]:
         "unique": bool(column.unique),
         "foreign_keys": keys,
     }
+
+
+def _stored(kind: sa.types.TypeEngine[Any], dialect: sa.engine.Dialect) -> str:
+    """The type ``dialect`` stores and binds under any decorator (a variant's, e.g. JSONB, or
+    what a decorator's ``load_dialect_impl`` picks), and whether a bind casts to it."""
+    found = kind.dialect_impl(dialect)
+    while isinstance(found, sa.TypeDecorator):
+        found = found.impl_instance
+    return f"{type(found).__name__}: {found!r}, cast {found.render_bind_cast}"
 
 
 def _default(default: Any) -> Any:
@@ -147,9 +175,9 @@ def _table(table: sa.Table) -> dict[str, Any]:
     constraints = [
         (type(k).__name__, str(k.name), tuple(c.name for c in k.columns)) for k in table.constraints
     ]
-    indexes = [
+    indexes = [  # each dialect's options, defaults included (a partial index's where)
         (str(i.name), tuple(c.name for c in i.columns), i.unique,
-         sorted((k, str(v)) for k, v in i.dialect_kwargs.items()))
+         sorted((d.name, k, str(v)) for d in DIALECTS for k, v in i.dialect_options[d.name].items()))
         for i in table.indexes
     ]  # fmt: skip
     return {
@@ -188,6 +216,42 @@ def test_core_tables_differ_when_a_column_does() -> None:
         for column in tables.DEADLINE.columns:
             other.append_column(change if column.name == "status" else column._copy())
         assert _table(other)["columns"] != model["columns"]
+
+
+OPEN = "status = 'open'"
+
+
+def test_core_tables_differ_when_an_index_or_a_json_type_does() -> None:
+    """The comparison sees a partial index's condition on either dialect, and JSON not stored
+    as JSONB on PostgreSQL (tables.py declares both without loading the PostgreSQL dialect)."""
+    model = _table(sqlmodel_metadata.tables["deadline"])
+
+    def indexes(next_index: sa.Index) -> tuple[Any, Any]:
+        other = sa.Table(
+            "deadline", sa.MetaData(naming_convention=tables.metadata.naming_convention)
+        )
+        for column in tables.DEADLINE.columns:
+            other.append_column(column._copy())
+        for index in (tables.PartialIndex("uq_deadline_open_case", "case_id", unique=True,
+                                          where="status = 'open'"), next_index):  # fmt: skip
+            other.append_constraint(index)
+        found = _table(other)
+        return found["indexes"], {dialect: ddl[1:] for dialect, ddl in found["ddl"].items()}
+
+    expected = (model["indexes"], {dialect: ddl[1:] for dialect, ddl in model["ddl"].items()})
+    assert indexes(tables.PartialIndex("ix_deadline_open_next", "next_at", where=OPEN)) == expected
+    for index in (
+        tables.PartialIndex("ix_deadline_open_next", "next_at", where="status = 'held'"),
+        sa.Index("ix_deadline_open_next", "next_at", sqlite_where=sa.text(OPEN)),
+        sa.Index("ix_deadline_open_next", "next_at", postgresql_where=sa.text(OPEN)),
+    ):
+        found = indexes(index)
+        assert found[0] != expected[0]
+        assert found[1] != expected[1]
+    events = sqlmodel_metadata.tables["audit_event"]
+    ours = _column(sa.Column("data", sa.JSON(), nullable=False, default=dict))
+    assert ours != _column(events.c.data)
+    assert _column(tables.AUDIT_EVENT.c.data) == _column(events.c.data)
 
 
 def test_utc_datetime_behaves_as_sqlmodels() -> None:

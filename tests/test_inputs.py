@@ -542,3 +542,65 @@ def test_deadlock_and_lock_timeout_say_what_happened(tmp_path: Path) -> None:
     timeout = sa.exc.OperationalError("SELECT", {}, DriverError("lock timeout", "55P03"))
     assert "not granted in time" in db._explain(timeout)
     db.dispose()
+
+
+@pytest.mark.parametrize(
+    ("given", "value"),
+    [
+        ({"notices": "false"}, ("notices", False)),
+        ({"notices": " Yes "}, ("notices", True)),
+        ({"cookie_secure": "0"}, ("cookie_secure", False)),
+        ({"smtp_port": "2525"}, ("smtp_port", 2525)),
+        ({"smtp_port": 2525.0}, ("smtp_port", 2525)),
+        ({"sweep_interval": "0.5"}, ("sweep_interval", 0.5)),
+        ({"reminder_fractions": [0.3, "0.6"]}, ("reminder_fractions", [0.3, 0.6])),
+        ({"notice_channels": {"CCS": "webhook"}}, ("notice_channels", {"CCS": "webhook"})),
+        ({"sqlite_synchronous": "NORMAL"}, ("sqlite_synchronous", "NORMAL")),
+    ],
+)
+def test_settings_take_values_as_given_in_text(
+    no_config: Path, given: dict[str, Any], value: tuple[str, Any]
+) -> None:
+    """Flags, numbers and choices are read from their text (as the environment gives them)."""
+    assert getattr(settings.load_settings(**given), value[0]) == value[1]
+
+
+@pytest.mark.parametrize(
+    ("given", "says"),
+    [
+        ({"notices": "maybe"}, "bad setting notices: Input should be a valid boolean"),
+        ({"smtp_port": "25x"}, "bad setting smtp_port: Input should be a valid integer"),
+        ({"smtp_port": "0"}, "bad setting smtp_port: Input should be greater than 0"),
+        ({"smtp_port": 70000}, "bad setting smtp_port: Input should be less than 65536"),
+        (
+            {"password_time_cost": 0},
+            "password_time_cost: Input should be greater than or equal to 1",
+        ),
+        ({"sweep_batch": 10001}, "sweep_batch: Input should be less than or equal to 10000"),
+        ({"sweep_interval": "soon"}, "sweep_interval: Input should be a valid number"),
+        ({"notice_channel": "fax"}, "notice_channel: Input should be 'eml', 'smtp' or 'webhook'"),
+        ({"notice_channels": {"CCS": "fax"}}, "bad setting notice_channels.CCS: Input should be"),
+        ({"reminder_fractions": [0.5, "x"]}, "bad setting reminder_fractions.1: Input should be"),
+        ({"reminder_fractions": 0.5}, "reminder_fractions: Input should be a valid list"),
+        ({"deadlines": {"ppe": "2h"}}, "bad setting deadlines.ppe: Input should be a valid dict"),
+        ({"database_url": 5}, "bad setting database_url: Input should be a valid string"),
+        ({"smtp_prot": 25}, "bad setting smtp_prot: Extra inputs are not permitted"),
+    ],
+)
+def test_a_bad_setting_is_one_line_naming_it(
+    no_config: Path, given: dict[str, Any], says: str
+) -> None:
+    """A bad value names the setting (and the key or index within it), why, and what to fix."""
+    with pytest.raises(InputError) as info:
+        settings.load_settings(**given)
+    assert says in str(info.value)
+    top = next(iter(given)).upper()
+    assert str(info.value).endswith(f"fix REGUL_{top} or regul.toml")
+
+
+def test_secret_settings_do_not_show(no_config: Path) -> None:
+    """The checkpoint key reads back with get_secret_value() and prints as stars."""
+    key = settings.load_settings(checkpoint_key="k3y").checkpoint_key
+    assert key.get_secret_value() == "k3y"
+    assert "k3y" not in repr(key) + str(key)
+    assert settings.load_settings().checkpoint_key.get_secret_value() == ""

@@ -20,11 +20,14 @@ __all__ = [
     "LINE_COLUMNS",
     "NOTICE_FIELDS",
     "NOTICE_UNITS",
+    "OPERATIONS",
     "OUTCOMES",
+    "READS",
     "ROLES",
     "SCOPES",
     "TRIGGERS",
     "VALUES",
+    "VIAS",
     "lines_label",
     "value_label",
 ]
@@ -40,6 +43,9 @@ TRIGGERS = {
     "extend_loan": "Prolonger le prêt",
     "deliver": "Livraison reçue",
     "transferred": "Patient transféré",
+    "accept": "Accepter le patient",
+    "decline": "Décliner la proposition",
+    "withdraw": "Retirer la proposition",
 }
 ACTIONS: dict[str, str] = {
     Action.OPENED: "Ouverture",
@@ -60,6 +66,9 @@ ACTIONS: dict[str, str] = {
     "login_ceiling": "Plafond d'échecs de connexion atteint",
     "login_unlocked": "Déblocage de connexion",
     "login_csrf": "Formulaire de connexion refusé",
+    "user_disabled": "Compte désactivé",
+    "token_issued": "Jeton d'API émis",
+    "token_revoked": "Jeton d'API révoqué",
 }
 ROLES: dict[str, str] = {
     Role.ESTABLISHMENT: "Établissement",
@@ -122,6 +131,34 @@ VALUES: dict[str, dict[str, str]] = {
     "mode": {"VV": "veino-veineuse (VV)", "VA": "veino-artérielle (VA)"},
 }
 
+# -- the auditor's page: what a recorded event was about ----------------------------------
+# ``data.op`` of a refused attempt, a probe of a missing case or the operator's command.
+OPERATIONS: dict[str, str] = {
+    "open": "ouvrir une demande",
+    "advance": "faire avancer un dossier",
+    "read": "consulter un dossier",
+    "command": "agir sur un dossier",
+    Control.HOLD: "suspendre l'échéance d'un dossier",
+    Control.RESUME: "reprendre l'échéance d'un dossier",
+    Control.EXTEND: "prolonger l'échéance d'un dossier",
+    "read the audit log": "consulter le journal d'audit",
+    "verify the audit log": "vérifier le journal d'audit",
+    "verify the whole audit log": "vérifier tout le journal d'audit",
+    "verify": "vérification du journal d'audit (exploitant)",
+    "export": "export du journal d'audit (exploitant)",
+    "checkpoint": "point de contrôle signé du journal (exploitant)",
+}
+# ``data.read`` of a read event: what the person read.
+READS: dict[str, str] = {
+    "case": "le dossier",
+    "history": "le dossier et sa chronologie",
+    "notices": "les messages du dossier",
+    "audit export": "le journal d'audit du dossier (recherche ou export)",
+    "audit verify": "le journal d'audit du dossier (vérification)",
+}
+# ``data.via``: the interface a read or a command came through.
+VIAS: dict[str, str] = {"desk": "bureau", "api": "API", "cli": "ligne de commande"}
+
 # -- notices ------------------------------------------------------------------------------
 # What a notice calls a field when the workflow gives it no label of its own, and the unit
 # its quantity is counted in (``notifications.outbox`` prints "5 000 masques FFP2").
@@ -145,6 +182,7 @@ NOTICE_FIELDS: dict[str, str] = {
     "receiving_hospital": "Établissement d'accueil",
     "means": "Vecteur",
     "date": "Date du transfert",
+    "bed_override_reason": "Motif de proposition sans lit disponible déclaré",
     "item": "Article",
     "quantity": "Quantité",
     "quantity_received": "Quantité reçue",
