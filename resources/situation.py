@@ -373,7 +373,7 @@ def report_label(kind: str) -> str:
     try:
         from engine.settings import Settings
 
-        return make(Settings.model_construct()).report
+        return make(Settings()).report  # the defaults: the name does not depend on them
     except Exception:  # a kind that needs settings we do not have: its code
         return kind
 

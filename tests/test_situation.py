@@ -364,3 +364,20 @@ def test_desk_bad_region_is_a_french_page(web: Web) -> None:
     missing = web.client.get("/situation/nothing.csv")
     assert missing.status_code == 404
     assert "Aucun tableau" in missing.text
+
+
+def test_a_registered_kind_of_report_is_named_in_french(monkeypatch: pytest.MonkeyPatch) -> None:
+    from resources import catalogue
+    from resources.obligations import ObligationKind
+    from resources.periods import Due
+    from resources.situation import report_label
+
+    kind = ObligationKind(
+        name="widget_count",
+        report="L'inventaire hebdomadaire des widgets",
+        due=Due.parse("monday 12:00", weekly=True),
+        escalate_after=timedelta(hours=24),
+    )
+    monkeypatch.setitem(catalogue.KINDS, "widget_count", lambda _settings: kind)
+    assert report_label("widget_count") == "L'inventaire hebdomadaire des widgets"
+    assert report_label("nothing_registered") == "nothing_registered"
