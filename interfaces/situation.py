@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
+from markupsafe import Markup, escape
 from starlette.responses import JSONResponse, Response
 
 from engine.actors import Actor
@@ -303,6 +304,9 @@ def _page(found: Situation, caller: Caller, template: str) -> Response:
                 if data.series
                 else None,
                 "regions": sorted(measure.items()),
+                # the detail table's rows, escaped here once (a template loop per cell cost
+                # a third of the national page's rendering)
+                "cells": [_row_html(data, row) for row in data.rows],
             }
         )
     query = f"?region={found.view.region}" if found.view.region else ""
@@ -315,6 +319,17 @@ def _page(found: Situation, caller: Caller, template: str) -> Response:
         number=charts.number,
         region_link=lambda code: _region_link(found, code),
     )
+
+
+def _row_html(data: PanelData, row: dict[str, Any]) -> Markup:
+    cells = []
+    for c in data.columns:
+        if c.numeric:
+            cells.append(f'<td class="num">{charts.number(row.get(c.key))}</td>')
+        else:
+            value = row.get(c.key)
+            cells.append(f"<td>{escape('' if value is None else value)}</td>")
+    return Markup("<tr>" + "".join(cells) + "</tr>")
 
 
 def _region_link(found: Situation, code: str) -> str | None:

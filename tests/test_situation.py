@@ -381,3 +381,15 @@ def test_a_registered_kind_of_report_is_named_in_french(monkeypatch: pytest.Monk
     monkeypatch.setitem(catalogue.KINDS, "widget_count", lambda _settings: kind)
     assert report_label("widget_count") == "L'inventaire hebdomadaire des widgets"
     assert report_label("nothing_registered") == "nothing_registered"
+
+
+def test_detail_rows_are_escaped_and_numbers_written_the_french_way() -> None:
+    from interfaces.situation import _row_html
+
+    data = PanelData(
+        columns=(Column("name", "Nom"), Column("n", "Nombre", numeric=True)),
+        rows=[{"name": "<b>CH</b> & co", "n": 1234}],
+    )
+    assert str(_row_html(data, data.rows[0])) == (
+        '<tr><td>&lt;b&gt;CH&lt;/b&gt; &amp; co</td><td class="num">1\u202f234</td></tr>'
+    )
