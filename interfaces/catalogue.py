@@ -269,6 +269,8 @@ FRENCH.update(
             "Action non permise (refus consigné au journal) : « {value} » ne relève pas de "
             "votre niveau ({role})."
         ),
+        "unknown_region": "{region} n'est pas un code de région (par exemple OCC, IDF, GUA).",
+        "unknown_panel": "Aucun tableau « {panel} » dans la situation.",
         "receiving_outside_scope": (
             "Action non permise (refus consigné au journal) : l'établissement d'accueil {org} "
             "est hors de votre périmètre ; escaladez pour qu'un niveau supérieur cherche un lit "

@@ -215,10 +215,18 @@ async def login(request: Request) -> Response:
             login=values.get("login", "")[:64],
             next=after,
         )
-    redirect = RedirectResponse(after or "/", status_code=303)
+    redirect = RedirectResponse(after or _home(opened.actor), status_code=303)
     _cookie(request, redirect, SESSION_COOKIE, opened.secret)
     redirect.delete_cookie(LOGIN_COOKIE, path="/")
     return redirect
+
+
+# The regulators land on their situation page; establishments and GHTs on their queue.
+SITUATION_FIRST = frozenset({"ccs", "spf", "ars", "ars_zone", "umac", "sfctcv"})
+
+
+def _home(actor: Any) -> str:
+    return "/situation" if actor.role in SITUATION_FIRST else "/"
 
 
 @router.post("/logout")

@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engine.accounts import Accounts
 from engine.errors import RegulError
-from interfaces import api, desk, ecmo_api, ecmo_desk, problems
+from interfaces import api, desk, ecmo_api, ecmo_desk, problems, situation
 from interfaces.app import App
 from interfaces.auth import SESSION_COOKIE, Services, api_caller
 
@@ -87,6 +87,8 @@ def create_web(app: App, accounts: Accounts | None = None) -> FastAPI:
     ppe_web.install(web, PpeService(app))
     web.include_router(ecmo_api.router)  # issue 11: the ECMO fleet (API, then desk pages)
     web.include_router(ecmo_desk.router)
+    web.include_router(situation.router)  # the situation room: API and desk (issue 14)
+    web.include_router(situation.desk_router)
     web.add_exception_handler(RegulError, _choose(problems.regul_error, desk.regul_error))
     web.add_exception_handler(
         problems.Problem, _choose(problems.interface_problem, desk.interface_problem)

@@ -199,7 +199,8 @@ def test_login_page_sets_a_pre_login_csrf_cookie_and_labels_its_fields(web: Web)
 
 
 def test_good_password_opens_a_strict_session_cookie(web: Web) -> None:
-    """Right password: 303 to /, a session cookie HttpOnly, Secure, SameSite=Strict, Path=/."""
+    """Right password: 303 to the regulator's situation page, a session cookie HttpOnly,
+    Secure, SameSite=Strict, Path=/."""
     web.accounts.set_password("umac-sud", PASSWORD)
     csrf = hidden(web.client.get("/login").text, "csrf")
     answer = web.client.post(
@@ -208,7 +209,7 @@ def test_good_password_opens_a_strict_session_cookie(web: Web) -> None:
         follow_redirects=False,
     )
     assert answer.status_code == 303
-    assert answer.headers["location"] == "/"
+    assert answer.headers["location"] == "/situation"  # a regulator lands on its situation
     session = cookie(answer, "regul_session")
     assert len(session["value"]) >= 40
     assert "httponly" in session
@@ -1197,8 +1198,9 @@ def test_a_kept_form_goes_only_to_its_author(web: Web) -> None:
 
 def test_login_next_goes_only_to_desk_pages(web: Web) -> None:
     """After login, ``next`` leads to a case or new-case page, never elsewhere."""
-    for given, expected in (("https://evil.example/", "/"), ("//evil.example", "/"),
-                            ("/audit/export", "/"), ("/new/ecmo", "/new/ecmo")):  # fmt: skip
+    home = "/situation"  # where a regulator lands by default
+    for given, expected in (("https://evil.example/", home), ("//evil.example", home),
+                            ("/audit/export", home), ("/new/ecmo", "/new/ecmo")):  # fmt: skip
         web.client.cookies.clear()
         web.accounts.set_password("ars-occ", PASSWORD)
         page = web.client.get("/login", params={"next": given})
