@@ -133,6 +133,12 @@ class Settings(BaseModel):
     checkpoint_key_file: str = Field(
         "", description="file holding the HMAC key of audit checkpoints, outside the database"
     )
+    beds_capacity_due: str = Field(
+        "14:00", description="daily critical-care capacity snapshot due at (Paris time)"
+    )
+    beds_alert_threshold: float = Field(
+        0.9, gt=0, le=1, description="réanimation + surveillance continue occupancy alert"
+    )
     sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
         "FULL",
         description="FULL survives a power cut with every committed transition; NORMAL is faster",

@@ -47,4 +47,6 @@ def case_effects(settings: Settings) -> Effects | None:
 
 def _load() -> Any:
     """Import the resource modules, which register themselves (added by each module)."""
+    import resources.beds  # noqa: F401  (issue 13: capacity, transfer effects)
+
     return None
