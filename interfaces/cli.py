@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from engine.errors import InputError
+from interfaces.beds_cli import beds_app
 from interfaces.notices_cli import notices_app
 from interfaces.output import (
     console,
@@ -47,6 +48,7 @@ app.add_typer(case_app, name="case")
 app.add_typer(audit_app, name="audit")
 app.add_typer(notices_app, name="notices")
 app.add_typer(users_app, name="users")
+app.add_typer(beds_app, name="beds")  # issue 13: critical-care capacity
 app.command("serve")(serve)
 
 Json = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]

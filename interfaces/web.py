@@ -81,6 +81,11 @@ def create_web(app: App, accounts: Accounts | None = None) -> FastAPI:
     web.state.services = Services(app.runner, accounts or app.accounts, app.settings, app.notices)
     web.include_router(api.router)
     web.include_router(desk.router)
+    from interfaces import beds_web  # issue 13: critical-care capacity (API and desk)
+
+    web.state.beds = app.beds
+    web.include_router(beds_web.api_router)
+    web.include_router(beds_web.desk_router)
     web.add_exception_handler(RegulError, _choose(problems.regul_error, desk.regul_error))
     web.add_exception_handler(
         problems.Problem, _choose(problems.interface_problem, desk.interface_problem)
