@@ -671,8 +671,9 @@ class Decider:
         context = {"deadline": row.id, "due_at": row.due_at.isoformat(), "late_s": round(late, 3)}
         if row.action in (INCIDENT, OVERDUE, REMIND):
             return self._raise(case, row, now, context)
+        what = _LAPSED.get(row.action, f"Délai dépassé au niveau {case.level}")
         reason = (
-            f"Délai dépassé au niveau {case.level} : échéance {row.due_at:%d/%m/%Y %H:%M:%S} "
+            f"{what} : échéance {row.due_at:%d/%m/%Y %H:%M:%S} "
             f"UTC, déclenché avec {_duration(late)} de retard"
         )
         command = Command(row.action, reason, {}, context=context)
@@ -778,6 +779,9 @@ _SKIP_WHY = {
     "turned_off": "étape désactivée dans ce déploiement",
     "opened_by_regulator": "demande ouverte par le régulateur pour l'établissement",
 }
+# What a deadline fired by the sweep says, when its trigger is no escalation: a transfer
+# proposed to an establishment that did not answer returns to the level that proposed it.
+_LAPSED = {"withdraw": "Sans réponse de l'établissement d'accueil"}
 _RESOURCE_RULES: dict[
     tuple[str, str],
     Callable[[Decider, CaseView, Actor, dict[str, Any], datetime], Decision],

@@ -38,6 +38,7 @@ __all__ = [
     "ecmo_resolve",
     "in_scope",
     "is_lender",
+    "is_receiver",
     "land_of",
     "lender_of",
     "means_fit",
@@ -101,11 +102,12 @@ def in_scope(actor: Actor, item: Located) -> bool:
 def can_read(actor: Actor, item: LocatedCase) -> Decision:
     """Reading follows scope; a role that reads some workflows only (the SFCTCV referent reads
     ECMO cases) finds the others outside its scope, as if they did not exist. The lender of a
-    case's console reads it too (``is_lender``)."""
+    case's console reads it too (``is_lender``), and so does the establishment a transfer is
+    proposed to (``is_receiver``)."""
     kinds = actor.kinds
     if in_scope(actor, item) and (kinds is None or item.kind in kinds):
         return ALLOW
-    if is_lender(actor, item):
+    if is_lender(actor, item) or is_receiver(actor, item):
         return ALLOW
     return _outside(actor)
 
@@ -161,6 +163,8 @@ def can_fire(  # noqa: PLR0911 - one return per rule reads as the doctrine does
         )
     if transition.lender:  # the relation replaces the level and the scope (see lender_of)
         return ALLOW if is_lender(actor, item) else _not_lender(actor, trigger)
+    if transition.receiver:  # likewise: the establishment the patient is proposed to
+        return ALLOW if is_receiver(actor, item) else _not_receiver(actor, trigger)
     level = spec.state(state).level
     if not transition.any_level and level != actor.role:
         return _wrong_level(level, actor)
@@ -442,3 +446,34 @@ def means_fit(means: str, origin: str | None, destination: str | None) -> bool:
     if means not in LAND_MEANS:
         return True
     return origin is not None and origin == destination
+
+
+# -- transfer: the receiving establishment --------------------------------------------------
+
+
+def receiver_of(item: Any) -> str | None:
+    """The FINESS of the establishment a transfer case is proposed to (its ``resolve`` field
+    ``receiving_hospital``), None before any proposal or for another workflow."""
+    fields = getattr(item, "fields", None)
+    resolved = fields.get("resolve") if isinstance(fields, Mapping) else None
+    if not isinstance(resolved, Mapping) or getattr(item, "kind", None) != "transfer":
+        return None
+    receiving = resolved.get("receiving_hospital")
+    return str(receiving) if receiving else None
+
+
+def is_receiver(actor: Actor, item: Any) -> bool:
+    """Is ``actor`` a user of the establishment the transfer is (or was last) proposed to?"""
+    if actor.role != Role.ESTABLISHMENT:
+        return False
+    receiving = receiver_of(item)
+    return receiving is not None and actor.org == receiving
+
+
+def _not_receiver(actor: Actor, trigger: str) -> Decision:
+    return _no(
+        "not_the_receiver",
+        f"only the receiving establishment may {trigger} this transfer ({actor.login} is not)",
+        login=actor.login,
+        trigger=trigger,
+    )

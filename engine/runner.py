@@ -399,9 +399,13 @@ def scope_where(actor: Actor) -> Any:
     scope, c = actor.scope, CASE_TABLE.c
     column = {"hospital": c.org, "ght": c.ght, "zone": c.zone, "region": c.region}.get(scope.kind)
     where = None if column is None else column == scope.code
-    if actor.role == Role.ESTABLISHMENT and where is not None:  # and the consoles it lent
+    # and the consoles it lent, the transfers proposed to it
+    if actor.role == Role.ESTABLISHMENT and where is not None:
         lent = c.fields["resolve"]["lender"].as_string() == actor.org
-        where = sa.or_(where, sa.and_(c.kind == "ecmo", lent))
+        receiving = c.fields["resolve"]["receiving_hospital"].as_string() == actor.org
+        where = sa.or_(
+            where, sa.and_(c.kind == "ecmo", lent), sa.and_(c.kind == "transfer", receiving)
+        )
     if actor.kinds is not None:
         of_kinds = c.kind.in_(sorted(actor.kinds))
         return of_kinds if where is None else sa.and_(where, of_kinds)

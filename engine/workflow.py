@@ -361,6 +361,7 @@ class TransitionSpec:
     fields: tuple[FieldSpec, ...] = ()
     any_level: bool = False  # e.g. the requester may cancel whoever holds the case
     lender: bool = False  # only the case's lender fires it (policy.is_lender), at any level
+    receiver: bool = False  # only the transfer's receiving establishment (policy.is_receiver)
 
 
 @dataclass(frozen=True)
@@ -572,7 +573,7 @@ def _transition_row(
 ) -> TransitionSpec:
     trigger, source, dest, roles, flags = row
     words = set(flags.split())
-    if words - {"any_level", "lender"}:
+    if words - {"any_level", "lender", "receiver"}:
         raise WorkflowError(f"workflow {kind}, trigger {trigger}: unknown flag(s) {sorted(words)}")
     return TransitionSpec(
         trigger=trigger,
@@ -582,6 +583,7 @@ def _transition_row(
         fields=fields.get(trigger, ()),
         any_level="any_level" in words,
         lender="lender" in words,
+        receiver="receiver" in words,
     )
 
 

@@ -103,6 +103,10 @@ FRENCH: dict[str, str] = {
         "(l'établissement prêteur, ou le centre de crise sanitaire pour le stock national) peut "
         "prolonger le prêt ou confirmer la restitution."
     ),
+    "not_the_receiver": (
+        "Action non permise (refus consigné au journal) : seul l'établissement d'accueil auquel "
+        "le patient est proposé peut accepter ou décliner la proposition."
+    ),
     "extension_too_long": (
         "Action non permise (refus consigné au journal) : une prolongation ne dépasse pas "
         "{limit} h à la fois."

@@ -346,6 +346,21 @@ def _play(
             )
         except Conflict:
             summary.conflicts += 1
+    _follow_up(runner, cast, rng, clock, end, case, n, summary)
+
+
+def _follow_up(
+    runner: Runner, cast: _Cast, rng: random.Random, clock: FixedClock, end: datetime,
+    case: CaseView, n: int, summary: DemoSummary,
+) -> None:  # fmt: skip
+    """After the resolve: a transfer's proposal answered, then what follows a dispatch (a
+    console started and returned, a delivery, a transfer done), as far as the present."""
+    spec = runner.registry[case.kind]
+    if spec.kind == "transfer":  # proposed: the receiving establishment answers
+        answered = _answer_proposal(runner, cast, rng, clock, end, case, n, summary)
+        if answered is None:
+            return  # the present: the proposal waits for its answer
+        case = answered
     for trigger in _AFTER_DISPATCH[spec.kind][: rng.randrange(len(_AFTER_DISPATCH[spec.kind]) + 1)]:
         if not _later(clock, timedelta(hours=rng.randrange(1, 12)), end):
             return  # not yet: the present comes first
@@ -364,6 +379,44 @@ def _play(
             data=data,
         )
         summary.transitions += 1
+
+
+def _answer_proposal(
+    runner: Runner, cast: _Cast, rng: random.Random, clock: FixedClock, end: datetime,
+    case: CaseView, n: int, summary: DemoSummary,
+) -> CaseView | None:  # fmt: skip
+    """A transfer proposed to an establishment: it accepts within the hour; one case in three
+    is first declined (no bed after all), proposed again by the same level, then accepted.
+    None when the present comes first (the proposal is left waiting)."""
+    spec = runner.registry[case.kind]
+    for attempt in range(2):
+        if not _later(clock, timedelta(minutes=rng.randrange(5, 45)), end):
+            return None
+        receiver = cast.by_org[("establishment", case.fields["resolve"]["receiving_hospital"])]
+        decline = attempt == 0 and n % 3 == 2
+        case = runner.advance(
+            reference=case.reference,
+            trigger="decline" if decline else "accept",
+            login=receiver,
+            reason="plus de lit de réanimation disponible" if decline else "lit réservé",
+            expect_version=case.version,
+        )
+        summary.transitions += 1
+        if not decline:
+            return case
+        if not _later(clock, timedelta(minutes=rng.randrange(5, 40)), end):
+            return None  # back at the proposing level: it waits for a new proposal
+        level = spec.state(case.state).level or "establishment"
+        case = runner.advance(
+            reference=case.reference,
+            trigger="resolve",
+            login=cast.who(level, case),
+            reason="nouvelle proposition",
+            data=_resolve_fields(case.kind, clock.now().date(), rng, cast, case, level),
+            expect_version=case.version,
+        )
+        summary.transitions += 1
+    return case
 
 
 def _leave_waiting(runner: Runner, cast: _Cast, rng: random.Random, summary: DemoSummary) -> None:

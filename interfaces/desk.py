@@ -315,13 +315,32 @@ def _case_page(
     )
 
 
+def _reachable(spec: WorkflowSpec, current: str) -> set[str]:
+    """The states ``current`` may still lead to, itself included."""
+    seen, frontier = {current}, [current]
+    while frontier:
+        for t in spec.allowed(frontier.pop()):
+            if t.dest not in seen:
+                seen.add(t.dest)
+                frontier.append(t.dest)
+    return seen
+
+
 def ladder(spec: WorkflowSpec, current: str, entered: set[str]) -> list[dict[str, Any]]:
     """The workflow's states in declared order: passed, current, skipped, ahead, or a side exit.
 
     ``entered`` are the states the case has been in (from its history): a level the case
     jumped over (a console lent by the ARS never reached the CCS) shows as skipped.
     """
-    main = [s for s in spec.states if s.name not in {"cancelled", "rejected"}]
+    # a state the case did not take is left out: never entered, no longer reachable, and no
+    # rung of the ladder (a transfer proposed by another level; the loan of a refused case)
+    ahead = _reachable(spec, current)
+    main = [
+        s
+        for s in spec.states
+        if s.name not in {"cancelled", "rejected"}
+        and (s.waiting or s.final or s.name in entered or s.name in ahead)
+    ]
     names = [s.name for s in main]
     at = names.index(current) if current in names else len(names)
     steps = []
@@ -336,7 +355,7 @@ def ladder(spec: WorkflowSpec, current: str, entered: set[str]) -> list[dict[str
             {"name": state.name, "label": state.label, "level": state.level, "where": where}
         )
     for state in spec.states:
-        if state.name not in names:
+        if state.name not in names and (state.final or state.name == current):
             where = "current" if state.name == current else "exit"
             steps.append(
                 {"name": state.name, "label": state.label, "level": state.level, "where": where}

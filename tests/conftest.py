@@ -270,6 +270,8 @@ def actor_for(spec: WorkflowSpec, state: str, trigger: str) -> str:
     assert transition is not None
     if transition.lender:  # the lender of TRIGGER_FIELDS' loan
         return f"etab-{LENDER}"
+    if transition.receiver:  # the receiving establishment of TRIGGER_FIELDS' transfer
+        return f"etab-{RECEIVING['OCC']}"
     level = spec.state(state).level
     role = level if level in transition.roles else transition.roles[0]
     return ACTORS_OCC[role]

@@ -749,7 +749,7 @@ def test_replay_of_a_moving_case(ctx: Ctx) -> None:
     """Replay matches at every step of a case, from its opening on."""
     spec = REGISTRY["transfer"]
     case = ctx.open("transfer")
-    for trigger in [*path_to(spec, "national_regulation"), "resolve", "transferred"]:
+    for trigger in [*path_to(spec, "national_regulation"), "resolve", "accept", "transferred"]:
         with ctx.db.read() as conn:
             replayed = audit.replay(conn, ctx.registry, case.id)
         assert replayed.matches

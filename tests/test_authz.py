@@ -25,6 +25,7 @@ from tests.conftest import (
     DEFAULT_FIELDS,
     LENDER,
     OUTSIDERS,
+    RECEIVING,
     TOULOUSE,
     Ctx,
     Web,
@@ -51,6 +52,9 @@ USERS: dict[str, Who] = {
     "etab-319900002": Who("establishment", "hospital", "319900002"),  # same GHT
     "etab-789900001": Who("establishment", "hospital", "789900001"),  # Poissy, IDF
     "etab-789900002": Who("establishment", "hospital", "789900002"),  # Mantes: lends to Poissy
+    # the receiving establishments of the transfers (conftest.RECEIVING, per region)
+    "etab-349900001": Who("establishment", "hospital", "349900001"),  # Montpellier, OCC
+    "etab-939900001": Who("establishment", "hospital", "939900001"),  # IDF
     "ght-occ-06": Who("ght", "ght", "GHT-OCC-06"),
     "ght-occ-01": Who("ght", "ght", "GHT-OCC-01"),  # same region, other GHT
     "ght-idf-01": Who("ght", "ght", "GHT-IDF-01"),
@@ -86,6 +90,8 @@ PLACES: dict[str, dict[str, str]] = {
     MANTES: {"hospital": MANTES, "ght": "GHT-IDF-01", "region": "IDF", "zone": "PARIS"},
     "819900001": {"hospital": "819900001", "ght": "GHT-OCC-01", "region": "OCC", "zone": "SUD"},
     "139900001": {"hospital": "139900001", "ght": "GHT-PAC-01", "region": "PAC", "zone": "SUD"},
+    "349900001": {"hospital": "349900001", "ght": "GHT-OCC-04", "region": "OCC", "zone": "SUD"},
+    "939900001": {"hospital": "939900001", "ght": "GHT-IDF-02", "region": "IDF", "zone": "PARIS"},
 }
 MATRIX_HOSPITALS = (TOULOUSE, POISSY)
 
@@ -111,9 +117,24 @@ def lends(login: str, hospital: str, kind: str, state: str) -> bool:
     return kind == "ecmo" and state in LOANED and login == f"etab-{LENDERS.get(hospital)}"
 
 
+# the states in which a transfer names its receiving establishment (proposed, then accepted)
+RECEIVED = ("proposed_ars", "proposed_zone", "proposed_national", "dispatched", "transferred",
+            "closed")  # fmt: skip
+
+
+def receives(login: str, hospital: str, kind: str, state: str) -> bool:
+    """Is ``login`` the establishment ``hospital``'s transfer in ``state`` is proposed to?"""
+    receiving = RECEIVING.get(PLACES[hospital]["region"])
+    return kind == "transfer" and state in RECEIVED and login == f"etab-{receiving}"
+
+
 def sees_case(login: str, hospital: str, kind: str, state: str) -> bool:
-    """Scope, or the lender of the case's console."""
-    return sees(login, hospital) or lends(login, hospital, kind, state)
+    """Scope, or the lender of the case's console, or the receiver of the transfer."""
+    return (
+        sees(login, hospital)
+        or lends(login, hospital, kind, state)
+        or receives(login, hospital, kind, state)
+    )
 
 
 def trigger_data(kind: str, trigger: str, hospital: str) -> dict[str, object]:
@@ -133,6 +154,8 @@ def may_fire(spec: WorkflowSpec, state: str, trigger: str, login: str, hospital:
         if t.source == state and t.trigger == trigger:
             if t.lender:
                 return lends(login, hospital, spec.kind, state)
+            if t.receiver:
+                return receives(login, hospital, spec.kind, state)
             at_level = t.any_level or spec.state(state).level == role
             return role in t.roles and at_level and sees(login, hospital)
     return False
@@ -172,10 +195,14 @@ def open_at(ctx: Ctx, kind: str, hospital: str, state: str | None = None) -> Cas
         if case.state == state:  # arrived early: a level of its ladder was skipped
             break
         transition = spec.transition(case.state, trigger)
+        if transition is None and trigger == "escalate":  # a rung skipped: one escalate less
+            continue
         assert transition is not None
         level = spec.state(case.state).level
         role = level if level in transition.roles else transition.roles[0]
         login = f"etab-{LENDERS[hospital]}" if transition.lender else users[role]
+        if transition.receiver:
+            login = f"etab-{RECEIVING[PLACES[hospital]['region']]}"
         case = ctx.runner.advance(
             reference=case.reference,
             trigger=trigger,
@@ -418,8 +445,8 @@ def test_list_hospitals_tell_every_scope_apart() -> None:
     views: dict[frozenset[str], set[tuple[str, str | None]]] = {}
     for login, who in USERS.items():
         seen = frozenset(h for h in LISTED if sees(login, h))
-        if login == f"etab-{MANTES}":  # a lender of the matrix, with no listed case
-            continue
+        if login in {f"etab-{MANTES}", *(f"etab-{r}" for r in RECEIVING.values())}:
+            continue  # a lender or receiver of the matrix, with no listed case
         assert seen, login
         if who.code not in {POISSY, "GHT-IDF-01", "IDF", "PARIS"}:  # one IDF hospital only
             views.setdefault(seen, set()).add((who.scope, who.code))
@@ -571,7 +598,7 @@ class Matrix:
 @pytest.mark.parametrize(("kind", "state"), LIVE_STATES, ids=LIVE_IDS)
 def test_case_matrix(web: Web, kind: str, state: str, hospital: str) -> None:
     """Read, fire, hold/resume/extend × every user: allowed exactly by role, level and scope."""
-    if (kind, state, hospital) == ("transfer", "zone_regulation", POISSY):
+    if kind == "transfer" and state in ("zone_regulation", "proposed_zone") and hospital == POISSY:
         pytest.skip(
             "the zone of Paris is one region: its zone level is skipped (test_doctrine_ecmo)"
         )

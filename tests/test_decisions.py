@@ -73,14 +73,15 @@ def expected_allowed(kind: str, state: str, trigger: str, role: str) -> bool:
     spec = REGISTRY[kind]
     t = spec.transition(state, trigger)
     assert t is not None
-    if t.lender:
+    if t.lender or t.receiver:
         return False
     return role in t.roles and (t.any_level or spec.state(state).level == role)
 
 
 def loan_fields(kind: str, state: str) -> dict[str, Any]:
     """A case past its resolve carries the loan it was resolved with (its lender)."""
-    after = {"dispatched", "in_service", "returned", "delivered", "transferred", "proposed"}
+    after = {"dispatched", "in_service", "returned", "delivered", "transferred"}
+    after |= {"proposed_ars", "proposed_zone", "proposed_national"}
     fields = TRIGGER_FIELDS.get((kind, "resolve"))
     return {"resolve": dict(fields)} if fields and state in after else {}
 
@@ -114,7 +115,12 @@ def test_every_trigger_by_every_role_in_every_state(
         assert outcome.values["state"] == target
     else:
         assert isinstance(outcome.refusal, NotPermitted)
-        assert outcome.refusal.why in {"wrong_level", "role_may_not_fire", "not_the_lender"}
+        assert outcome.refusal.why in {
+            "wrong_level",
+            "role_may_not_fire",
+            "not_the_lender",
+            "not_the_receiver",
+        }
         assert outcome.case == case  # unchanged
         assert [e.action for e in outcome.events] == [Action.REFUSED]
         assert outcome.values == {}

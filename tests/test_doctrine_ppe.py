@@ -422,8 +422,10 @@ def test_the_receiving_establishment_lies_inside_the_resolver_scope(
     assert case.state == state
     if allowed:
         after = resolve_to(ctx, case, login, receiving)()
+        # proposed to the receiving establishment, which accepts or declines (issue 13)
+        proposed = {"ars_regulation": "proposed_ars", "zone_regulation": "proposed_zone"}
         assert (after.state, after.fields["resolve"]["receiving_hospital"]) == (
-            "dispatched",
+            proposed.get(state, "proposed_national"),
             receiving,
         )
         return
@@ -475,7 +477,7 @@ def test_road_inside_one_overseas_region(ctx: Ctx) -> None:
         reference=case.reference, trigger="escalate", login=f"etab-{GUADELOUPE}", reason="x"
     )
     ok = resolve_to(ctx, case, "ars-gua", BASSE_TERRE, "road")()
-    assert ok.state == "dispatched"
+    assert ok.state == "proposed_ars"
 
 
 # -- request data -----------------------------------------------------------------------------

@@ -576,7 +576,7 @@ def test_ccs_act_addressed_to_an_ars_is_a_minsante_numbered_without_year(ctx: Ct
     with ctx.db.read() as conn:
         outbox = Outbox(ctx.registry, BOOKS)
         series, facts, recipients = outbox.facts(conn, case, draft, rule, ctx.clock.now())
-        resolved_rule = book.rules["resolve"]
+        resolved_rule = book.rules["reject"]  # Pour action the requesting hospital
         to_hospital, _, _ = outbox.facts(conn, case, draft, resolved_rule, ctx.clock.now())
     # the CCS acting, Pour action the CCS itself and the ARS: to the ARS, a MINSANTE
     assert series == "MINSANTE", recipients["action"]

@@ -88,6 +88,9 @@ def test_every_state_is_held_and_every_wait_has_a_deadline(kind: str) -> None:
             assert state.on_deadline, state.name
             expected = "incident" if state.name == LADDER_TOP[kind] else "escalate"
             assert state.on_deadline == expected, state.name
+        elif kind == "transfer" and state.name.startswith("proposed_"):
+            # the receiving establishment answers within the hour, else back to the proposer
+            assert (state.deadline, state.on_deadline) == (timedelta(hours=1), "withdraw")
         elif (kind, state.name) == ("ecmo", "dispatched"):  # the borrower confirms the start
             assert (state.deadline, state.on_deadline) == (timedelta(hours=12), "incident")
         else:
@@ -341,7 +344,11 @@ def test_mermaid_draws_every_state_and_transition(kind: str) -> None:
     assert spec.title in text
     for state in spec.states:
         assert re.search(rf"^\s*state \S*\b{state.name}\b", text, re.MULTILINE), state.name
-    arrows = [line for line in lines if "-->" in line and not line.startswith("[*]")]
+    arrows = []  # two triggers between the same states share one arrow: "a --> b: x | y"
+    for line in lines:
+        if "-->" in line and not line.startswith("[*]"):
+            head, _, triggers = line.partition(": ")
+            arrows += [f"{head}: {t}" for t in triggers.split(" | ")]
     expected = [f"{t.source} --> {t.dest}: {t.trigger}" for t in spec.transitions]
     assert sorted(arrows) == sorted(expected)
     assert f"[*] --> {spec.initial}" in lines

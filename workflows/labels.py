@@ -40,6 +40,9 @@ TRIGGERS = {
     "extend_loan": "Prolonger le prêt",
     "deliver": "Livraison reçue",
     "transferred": "Patient transféré",
+    "accept": "Accepter le patient",
+    "decline": "Décliner la proposition",
+    "withdraw": "Retirer la proposition",
 }
 ACTIONS: dict[str, str] = {
     Action.OPENED: "Ouverture",
@@ -145,6 +148,7 @@ NOTICE_FIELDS: dict[str, str] = {
     "receiving_hospital": "Établissement d'accueil",
     "means": "Vecteur",
     "date": "Date du transfert",
+    "bed_override_reason": "Motif de proposition sans lit disponible déclaré",
     "item": "Article",
     "quantity": "Quantité",
     "quantity_received": "Quantité reçue",

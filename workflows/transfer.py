@@ -47,6 +47,14 @@ _RESOLVE = (
     FieldSpec("receiving_hospital", "hospital", label="Établissement d'accueil (FINESS)"),
     FieldSpec("means", "choice", choices=("road", "rail", "air", "sea"), label="Vecteur"),
     FieldSpec("date", "date", label="Date du transfert"),
+    # why the patient is proposed to an establishment with no free bed of the category in the
+    # capacity ledger (declared now; the bed ledger will require it then)
+    FieldSpec(
+        "bed_override_reason",
+        "text",
+        required=False,
+        label="Motif de proposition sans lit disponible déclaré",
+    ),
 )
 
 # fmt: off
@@ -56,6 +64,12 @@ _STATES = [
     ("ars_regulation",      "Régulation régionale (ARS)", "ars",           "2h",  "escalate", "waiting"),
     ("zone_regulation",     "Régulation zonale",          "ars_zone",      "4h",  "escalate", "waiting"),
     ("national_regulation", "Régulation nationale (CCS)", "ccs",           "6h",  "incident", "waiting"),
+    # proposed to the receiving establishment, one state per proposing level (the static
+    # machine then knows where a decline returns); held by that level, which may withdraw;
+    # unanswered, the proposal lapses back to it (« sans réponse de l'établissement d'accueil »)
+    ("proposed_ars",        "Proposé à l'établissement d'accueil (ARS)",      "ars",      "1h", "withdraw", ""),
+    ("proposed_zone",       "Proposé à l'établissement d'accueil (zone)",     "ars_zone", "1h", "withdraw", ""),
+    ("proposed_national",   "Proposé à l'établissement d'accueil (national)", "ccs",      "1h", "withdraw", ""),
     ("dispatched",          "Transfert organisé",         "establishment", "",    "",         ""),
     ("transferred",         "Patient transféré",          "establishment", "",    "",         ""),
     ("closed",              "Clôturé",                    "",              "",    "",         "final"),
@@ -68,9 +82,19 @@ _TRANSITIONS = [
     ("escalate",    "requested",           "ars_regulation",      "establishment", ""),
     ("escalate",    "ars_regulation",      "zone_regulation",     "ars",           ""),
     ("escalate",    "zone_regulation",     "national_regulation", "ars_zone",      ""),
-    ("resolve",     "ars_regulation",      "dispatched",          "ars",           ""),
-    ("resolve",     "zone_regulation",     "dispatched",          "ars_zone",      ""),
-    ("resolve",     "national_regulation", "dispatched",          "ccs",           ""),
+    ("resolve",     "ars_regulation",      "proposed_ars",        "ars",           ""),
+    ("resolve",     "zone_regulation",     "proposed_zone",       "ars_zone",      ""),
+    ("resolve",     "national_regulation", "proposed_national",   "ccs",           ""),
+    # only the receiving establishment answers (engine.policy.is_receiver), at any level
+    ("accept",      "proposed_ars",        "dispatched",          "establishment", "receiver"),
+    ("accept",      "proposed_zone",       "dispatched",          "establishment", "receiver"),
+    ("accept",      "proposed_national",   "dispatched",          "establishment", "receiver"),
+    ("decline",     "proposed_ars",        "ars_regulation",      "establishment", "receiver"),
+    ("decline",     "proposed_zone",       "zone_regulation",     "establishment", "receiver"),
+    ("decline",     "proposed_national",   "national_regulation", "establishment", "receiver"),
+    ("withdraw",    "proposed_ars",        "ars_regulation",      "ars",           ""),
+    ("withdraw",    "proposed_zone",       "zone_regulation",     "ars_zone",      ""),
+    ("withdraw",    "proposed_national",   "national_regulation", "ccs",           ""),
     ("reject",      "ars_regulation",      "rejected",            "ars",           ""),
     ("reject",      "zone_regulation",     "rejected",            "ars_zone",      ""),
     ("reject",      "national_regulation", "rejected",            "ccs",           ""),
@@ -78,6 +102,9 @@ _TRANSITIONS = [
     ("cancel",      "ars_regulation",      "cancelled",           "establishment", "any_level"),
     ("cancel",      "zone_regulation",     "cancelled",           "establishment", "any_level"),
     ("cancel",      "national_regulation", "cancelled",           "establishment", "any_level"),
+    ("cancel",      "proposed_ars",        "cancelled",           "establishment", "any_level"),
+    ("cancel",      "proposed_zone",       "cancelled",           "establishment", "any_level"),
+    ("cancel",      "proposed_national",   "cancelled",           "establishment", "any_level"),
     ("transferred", "dispatched",          "transferred",         "establishment", ""),
     ("close",       "transferred",         "closed",              "establishment", ""),
 ]
@@ -100,7 +127,10 @@ _NOTICES = [
     # event         kind           pour action           pour information
     ("open",        "opened",      "regulator",          "requester"),
     ("escalate",    "escalated",   "holder",             "requester passed"),
-    ("resolve",     "resolved",    "requester receiver", "passed"),
+    ("resolve",     "proposed",    "receiver",           "requester holder"),
+    ("accept",      "accepted",    "previous",           "requester receiver"),
+    ("decline",     "declined",    "holder",             "requester"),
+    ("withdraw",    "withdrawn",   "holder",             "requester receiver"),
     ("transferred", "transferred", "receiver",           "requester passed"),
     ("reject",      "rejected",    "requester",          "passed"),
     ("cancel",      "cancelled",   "previous regulator", "passed"),
