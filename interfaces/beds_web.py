@@ -11,7 +11,7 @@ import json
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, Query, Request
 from jinja2 import ChoiceLoader, Environment, PackageLoader, StrictUndefined, select_autoescape
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
@@ -19,6 +19,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 
 from engine.errors import InputError, RegulError, Unauthenticated
 from interfaces import desk
+from interfaces.api import ERRORS
 from interfaces.auth import Caller, api_caller
 from interfaces.problems import problem, regul_status
 from resources.beds.core import CATEGORIES, CATEGORY_LABELS, PLAN_BLANC
@@ -28,7 +29,7 @@ from workflows.transfer import PROTECTED
 
 __all__ = ["api_router", "desk_router"]
 
-api_router = APIRouter(prefix="/api/v1/beds", tags=["beds"])
+api_router = APIRouter(prefix="/api/v1/beds", tags=["beds"], responses=ERRORS)
 desk_router = APIRouter(include_in_schema=False)
 Who = Annotated[Caller, Depends(api_caller)]
 MAX_FILE = 2_000_000
@@ -111,19 +112,58 @@ def api_report(body: Report, who: Who, beds: BedsSvc) -> dict[str, Any]:
     return {"reported": body.holder}
 
 
-@api_router.post("/reports/file", status_code=201, response_model=None)
-async def api_report_file(
-    file: UploadFile, who: Who, beds: BedsSvc
-) -> dict[str, Any] | JSONResponse:
-    """A CSV or XLSX capacity file: every line checked first; errors listed in French."""
-    from resources.beds.importer import read_capacity_bytes
+_UPLOAD = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "required": ["file"],
+                }
+            }
+        },
+    }
+}
 
-    raw = await file.read(MAX_FILE + 1)
+
+def _no_file(detail: str) -> InputError:
+    return InputError(detail, why="bad_capacity_file",
+                      errors=["envoyez un fichier CSV ou XLSX dans le champ « file »"])  # fmt: skip
+
+
+async def _upload(request: Request) -> tuple[bytes, str]:
+    """The file of a multipart body (field ``file``), read after the caller is known (no
+    credentials, no parsing), its temporary file closed."""
+    try:
+        async with request.form() as form:
+            upload = form.get("file")
+            if upload is None or isinstance(upload, str):
+                raise _no_file("no file in the multipart field 'file'")
+            raw = await upload.read(MAX_FILE + 1)
+            name = upload.filename or "import.csv"
+    except InputError:
+        raise
+    except Exception:  # any malformed body is the same answer
+        raise _no_file("the body is not multipart/form-data with a file") from None
     if len(raw) > MAX_FILE:
         raise InputError("file too large", why="bad_capacity_file",
                          errors=[f"le fichier dépasse {MAX_FILE} octets"])  # fmt: skip
+    return raw, name
+
+
+@api_router.post("/reports/file", status_code=201, response_model=None, openapi_extra=_UPLOAD)
+async def api_report_file(
+    request: Request, who: Who, beds: BedsSvc
+) -> dict[str, Any] | JSONResponse:
+    """A CSV or XLSX capacity file (multipart field ``file``): every line checked first; the
+    errors listed in French, line by line (``errors``), nothing written."""
+    from resources.beds.importer import read_capacity_bytes
+
+    raw, name = await _upload(request)
     try:
-        lines = read_capacity_bytes(raw, name=file.filename or "import.csv")
+        lines = read_capacity_bytes(raw, name=name)
     except InputError as exc:  # every line's error, in French, as a member of the problem
         answer = problem(422, exc.code, exc.message, "/api/v1/beds/reports/file")
         body = json.loads(bytes(answer.body))
@@ -322,6 +362,7 @@ async def beds_import(request: Request, caller: desk.Desk) -> Response:
     beds = beds_of(request)
     raw = await upload.read(MAX_FILE + 1) if upload is not None and hasattr(upload, "read") else b""
     name = getattr(upload, "filename", None) or "import.csv"
+    await form.close()
 
     def work() -> None:
         from resources.beds.importer import read_capacity_bytes

@@ -39,6 +39,7 @@ from engine.workflow import WorkflowSpec
 from interfaces.app import build_app
 from notifications.channels import EmlChannel
 from notifications.dispatcher import dispatch
+from resources.beds import demo as beds_demo
 from workflows import default_registry
 from workflows.directory import load_directory
 
@@ -131,6 +132,8 @@ class _Cast:
                 .order_by(_ORG.c.id)
             ).all()
         self.by_org = {(u.role, u.org): u.login for u in users}
+        # a receiving establishment with a free bed (set by run_demo: resources.beds.demo)
+        self.free_bed: Callable[[CaseView, str, random.Random], str | None] | None = None
 
     def who(self, role: str, case: CaseView) -> str:
         org = {
@@ -212,12 +215,21 @@ def _resolve_fields(
         if h.id != case.org and (where is None or getattr(h, where) == getattr(case, where))
     ]
     target = rng.choice(beds or cast.hospitals)
+    # where the beds are (issue 13): an establishment with a free bed in the resolver's scope,
+    # else one without, the override's reason recorded
+    free = cast.free_bed(case, cast.who(level, case), rng) if cast.free_bed else None
+    target = next((h for h in cast.hospitals if h.id == free), target)
     by_land = target.region == case.region or not ({target.region, case.region} & _ISLANDS)
-    return {
+    fields: dict[str, object] = {
         "receiving_hospital": target.id,
         "means": rng.choice(("road", "air", "rail") if by_land else ("air", "sea")),
         "date": str(today),
     }
+    if free is None:
+        fields["bed_override_reason"] = (
+            "accord direct du réanimateur de garde, lit en cours de libération"
+        )
+    return fields
 
 
 _ISLANDS = frozenset({"GUA", "MTQ", "GUF", "REU", "MYT", "COR"})  # the demo's own region codes
@@ -489,6 +501,10 @@ def run_demo(
         load_directory(conn)
     cast, rng = _Cast(db), random.Random(seed)
     summary = DemoSummary(database=str(path))
+    clock.set(end - timedelta(hours=60))  # critical-care capacity first (issue 13)
+    beds_demo.play_capacity(app, clock, list(cast.hospitals), seed)
+    cast.free_bed = lambda case, login, r: beds_demo.free_bed_for(app, case, login, r)
+    clock.set(end - timedelta(hours=6))
     step = timedelta(hours=6) / (cases_per_kind * 3)
     for n in range(cases_per_kind):
         for spec in registry:
@@ -496,6 +512,8 @@ def run_demo(
             _play(runner, clock, spec, cast, rng, n, summary, end)
             clock.set(start + step)  # cases interleave on one simulated morning
             on_case(1)
+    clock.set(end - timedelta(hours=4))  # one EVASAN mission, a proposal declined (issue 13)
+    beds_demo.play_evasan(app, clock, summary)
     clock.set(end)  # the worker catches up with the present: overdue cases climb by themselves
     summary.swept = sweep(runner).counts()
     _leave_waiting(runner, cast, rng, summary)  # fresh: their deadlines run from now

@@ -89,3 +89,20 @@ def test_desk_page_report_form_and_deprogramming(web: Web) -> None:
     assert "CHU de Toulouse" in page
     feed = web.client.get("/api/v1/beds/deprogramming", headers=web.token("ars-occ")).json()
     assert feed[0]["data"]["activities"] == [{"activity": "chirurgie ambulatoire", "extent": 30}]
+
+
+def test_desk_import_lists_french_errors_line_by_line(web: Web) -> None:
+    csrf = web.login("ars-occ")
+    before = web.ctx.snapshot()
+    text = ("finess;categorie;installes;armes;occupes_covid;occupes_non_covid\n"
+            f"{TOULOUSE};reanimation;10;12;1;1\n{MONTPELLIER};lits;10;8;1;1\n")  # fmt: skip
+    answer = web.client.post("/beds/import", data={"csrf": csrf},
+                             files={"file": ("c.csv", BytesIO(text.encode()), "text/csv")})  # fmt: skip
+    assert answer.status_code == 422
+    assert "ligne 2 : 12 lits armés pour 10 lits installés" in answer.text
+    assert "ligne 3 : catégorie inconnue « lits »" in answer.text
+    assert web.ctx.snapshot() == before
+    good = f"finess;categorie;installes;armes;occupes_covid;occupes_non_covid\n{TOULOUSE};reanimation;10;8;1;1\n"
+    done = web.client.post("/beds/import", data={"csrf": csrf}, follow_redirects=False,
+                           files={"file": ("c.csv", BytesIO(good.encode()), "text/csv")})  # fmt: skip
+    assert done.status_code == 303

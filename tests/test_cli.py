@@ -296,7 +296,7 @@ def test_demo_plays_and_verifies(tmp_path: Path) -> None:
     assert {k: sum(v.values()) for k, v in summary["cases"].items()} == {
         "ecmo": 12 + 9,  # + the cases left waiting for the printed demo accounts (2 lent)
         "ppe": 12 + 3,
-        "transfer": 12 + 2,
+        "transfer": 12 + 2 + 3,  # + the EVASAN mission's three patients (resources.beds.demo)
     }
     assert summary["refusals"] > 0
     code, out, _ = regul(f"sqlite:///{db}", "audit", "verify", "--operator", "--json")

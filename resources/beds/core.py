@@ -597,10 +597,20 @@ def deprogram_outcome(
     return Outcome(None, ledger=(entry,))
 
 
-def _protected_label(code: str) -> str:
-    from workflows.labels import value_label
+# The protected patients (MARS N°2021_18) as a deprogramming notice lists them
+PROTECTED_LABELS = {
+    "cancer": "patients atteints d'un cancer",
+    "greffe": "patients en attente de transplantation",
+    "maladie_chronique": "patients suivis pour une maladie chronique",
+    "soins_urgents": "patients requérant des soins urgents",
+    "mineur": "patients de moins de 18 ans",
+    "sante_mentale": "prises en charge en santé mentale",
+    "depistage_diagnostic": "activités de dépistage et de diagnostic",
+}
 
-    return value_label("protected_category", code) or code
+
+def _protected_label(code: str) -> str:
+    return PROTECTED_LABELS.get(code, code)
 
 
 def _deprogramming_values(data: Mapping[str, Any]) -> dict[str, Any]:
