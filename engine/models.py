@@ -346,7 +346,10 @@ class StockBalance(SQLModel, table=True):
     """A holder's balance of one item in one bucket, kept by its movements; never negative."""
 
     __tablename__ = "stock_balance"
-    __table_args__ = (sa.CheckConstraint("quantity >= 0", name="quantity_not_negative"),)
+    __table_args__ = (
+        sa.CheckConstraint("quantity >= 0", name="quantity_not_negative"),
+        sa.Index("ix_stock_balance_item_bucket", "item", "bucket", "holder", "quantity"),
+    )
 
     holder: str = Field(foreign_key="organisation.id", primary_key=True)
     item: str = Field(primary_key=True)

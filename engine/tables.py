@@ -357,6 +357,8 @@ STOCK_BALANCE = sa.Table(
     _int("quantity"),
     _at("updated_at"),
     sa.CheckConstraint("quantity >= 0", name="quantity_not_negative"),
+    # 0012: who holds an item in a bucket (transfer candidates: free beds of a category)
+    sa.Index("ix_stock_balance_item_bucket", "item", "bucket", "holder", "quantity"),
 )  # fmt: skip
 
 MOVEMENT = sa.Table(

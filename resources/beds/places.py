@@ -8,6 +8,7 @@ tens of kilometres wide) that is enough to rank neighbours before regions furthe
 
 from __future__ import annotations
 
+from functools import lru_cache
 from math import asin, cos, radians, sin, sqrt
 
 __all__ = ["CENTRES", "distance_km"]
@@ -43,6 +44,7 @@ CENTRES: dict[str, tuple[float, float]] = {
 }  # fmt: skip
 
 
+@lru_cache(maxsize=16384)  # 101 departments: every pair fits
 def distance_km(a: str | None, b: str | None) -> int | None:
     """The great-circle distance between two departments' prefectures (None if unknown)."""
     if a is None or b is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,7 +21,7 @@ from engine.policy import land_of, means_fit
 from engine.values import Actor, Scope
 from engine.vocab import ScopeKind
 from resources.beds.core import BUCKETS, CATEGORIES, OCCUPIED, PLAN, REPORT, item_of
-from resources.beds.places import distance_km
+from resources.beds.places import CENTRES, distance_km
 
 __all__ = [
     "Candidate",
@@ -163,44 +164,50 @@ class Candidate:
         return dict(self.__dict__)
 
 
-def _candidate_query(item: str, scope: Scope | None, exclude: str | None) -> Any:
-    o, b, g = _ORG, _BALANCE, _REGION
+FAR = 1 << 30  # a department without coordinates: listed last
+
+
+@lru_cache(maxsize=256)
+def distance_case(department: str | None) -> Any:
+    """The distance (km) from ``department`` to a row's department, as one SQL CASE on the
+    departments' coordinates (resources.beds.places): the database ranks, and only the
+    listed candidates come back."""
+    if department is None or department not in CENTRES:
+        return sa.literal(FAR)
+    whens = {code: distance_km(department, code) for code in CENTRES}
+    return sa.case(whens, value=_ORG.c.department, else_=FAR)
+
+
+def _candidate_query(
+    item: str, scope: Scope | None, origin: Any, exclude: str | None, regions: Any, limit: int
+) -> Any:
+    o, b = _ORG, _BALANCE
+    km = distance_case(origin.department if origin is not None else None).label("km")
     query = (
-        sa.select(
-            o.c.id,
-            o.c.name,
-            o.c.region,
-            o.c.department,
-            g.c.insee,
-            g.c.name.label("rn"),
-            b.c.quantity,
-        )
-        .select_from(b.join(o, o.c.id == b.c.holder).outerjoin(g, g.c.code == o.c.region))
+        sa.select(o.c.id, o.c.name, o.c.region, o.c.department, b.c.quantity, km)
+        .select_from(b.join(o, o.c.id == b.c.holder))
         .where(
             b.c.item == item, b.c.bucket == "available", b.c.quantity > 0, o.c.kind == "hospital"
         )
+        .order_by(km, b.c.quantity.desc(), o.c.name, o.c.id)
+        .limit(limit)
     )
     if exclude is not None:
         query = query.where(o.c.id != exclude)
+    if regions is not None:
+        query = query.where(o.c.region.in_(regions))
     return _scope_filter(query, scope)
 
 
-def _ranked(rows: Sequence[Any], origin: Any, means: str | None, limit: int) -> list[Candidate]:
-    department = origin.department if origin is not None else None
-    land = land_of(origin.region, origin.insee, origin.rn) if origin is not None else None
-    out = []
-    for row in rows:
-        if (
-            means
-            and origin is not None
-            and not means_fit(means, land, land_of(row.region, row.insee, row.rn))
-        ):
-            continue
-        out.append(Candidate(row.id, row.name, row.region, row.department, int(row.quantity),
-                             distance_km(department, row.department)))  # fmt: skip
-    far = 1 << 30
-    out.sort(key=lambda c: (far if c.distance_km is None else c.distance_km, -c.free, c.name))
-    return out[:limit]
+def _lands(conn: Connection, origin: Any, means: str | None) -> list[str] | None:
+    """The regions a ``means`` reaches from the origin (road and rail stay on one land mass),
+    None when any region does."""
+    if not means or origin is None or means_fit(means, None, None):
+        return None
+    g = _REGION
+    land = land_of(origin.region, origin.insee, origin.rn)
+    rows = conn.execute(sa.select(g.c.code, g.c.insee, g.c.name)).all()
+    return [r.code for r in rows if means_fit(means, land, land_of(r.code, r.insee, r.name))]
 
 
 def _origin(conn: Connection, org: str | None) -> Any:
@@ -230,23 +237,25 @@ def candidates(
 ) -> list[Candidate]:
     """Establishments of ``scope`` with an available bed of ``category`` (``origin``, the
     requesting establishment, left out), nearest first (by department), then most free beds."""
-    rows = conn.execute(_candidate_query(item_of(category), scope, origin)).all()
-    return _ranked(rows, _origin(conn, origin), means, limit)
+    place = _origin(conn, origin)
+    regions = _lands(conn, place, means)
+    query = _candidate_query(item_of(category), scope, place, origin, regions, limit)
+    return [
+        Candidate(r[0], r[1], r[2], r[3], int(r[4]), None if int(r[5]) >= FAR else int(r[5]))
+        for r in conn.execute(query)
+    ]
 
 
-# The same listing as one plain SQL statement (the benchmark's floor): scope by region.
-CANDIDATES_SQL = (
-    "SELECT o.id, o.name, o.region, o.department, g.insee, g.name AS rn, b.quantity "
-    "FROM stock_balance b JOIN organisation o ON o.id = b.holder "
-    "LEFT JOIN region g ON g.code = o.region "
-    "WHERE b.item = :item AND b.bucket = 'available' AND b.quantity > 0 "
-    "AND o.kind = 'hospital' AND o.id <> :origin"
-)
-
-
-def candidates_sql(conn: Connection, *, category: str, origin: str) -> Sequence[Any]:
-    return list(
-        conn.execute(sa.text(CANDIDATES_SQL), {"item": item_of(category), "origin": origin})
+def candidates_sql(department: str) -> str:
+    """The same listing as one plain SQL text (the benchmark's floor, national scope)."""
+    whens = " ".join(f"WHEN '{code}' THEN {distance_km(department, code)}" for code in CENTRES)
+    return (
+        f"SELECT o.id, o.name, o.region, o.department, b.quantity, "
+        f"CASE o.department {whens} ELSE {FAR} END AS km "
+        "FROM stock_balance b JOIN organisation o ON o.id = b.holder "
+        "WHERE b.item = :item AND b.bucket = 'available' AND b.quantity > 0 "
+        "AND o.kind = 'hospital' AND o.id <> :origin "
+        "ORDER BY km, b.quantity DESC, o.name, o.id LIMIT :limit"
     )
 
 
