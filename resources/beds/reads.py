@@ -171,11 +171,16 @@ FAR = 1 << 30  # a department without coordinates: listed last
 def distance_case(department: str | None) -> Any:
     """The distance (km) from ``department`` to a row's department, as one SQL CASE on the
     departments' coordinates (resources.beds.places): the database ranks, and only the
-    listed candidates come back."""
+    listed candidates come back. Literal SQL (codes and integers of our own table, no input),
+    kept per department: no bound parameters to key and bind at each call."""
     if department is None or department not in CENTRES:
-        return sa.literal(FAR)
-    whens = {code: distance_km(department, code) for code in CENTRES}
-    return sa.case(whens, value=_ORG.c.department, else_=FAR)
+        return sa.literal_column(str(FAR), sa.Integer)
+    return sa.literal_column(_case_sql(department), sa.Integer)
+
+
+def _case_sql(department: str) -> str:
+    whens = " ".join(f"WHEN '{code}' THEN {distance_km(department, code)}" for code in CENTRES)
+    return f"CASE organisation.department {whens} ELSE {FAR} END"
 
 
 def _candidate_query(
@@ -248,14 +253,13 @@ def candidates(
 
 def candidates_sql(department: str) -> str:
     """The same listing as one plain SQL text (the benchmark's floor, national scope)."""
-    whens = " ".join(f"WHEN '{code}' THEN {distance_km(department, code)}" for code in CENTRES)
     return (
-        f"SELECT o.id, o.name, o.region, o.department, b.quantity, "
-        f"CASE o.department {whens} ELSE {FAR} END AS km "
-        "FROM stock_balance b JOIN organisation o ON o.id = b.holder "
+        "SELECT organisation.id, organisation.name, organisation.region, "
+        f"organisation.department, b.quantity, {_case_sql(department)} AS km "
+        "FROM stock_balance b JOIN organisation ON organisation.id = b.holder "
         "WHERE b.item = :item AND b.bucket = 'available' AND b.quantity > 0 "
-        "AND o.kind = 'hospital' AND o.id <> :origin "
-        "ORDER BY km, b.quantity DESC, o.name, o.id LIMIT :limit"
+        "AND organisation.kind = 'hospital' AND organisation.id <> :origin "
+        "ORDER BY km, b.quantity DESC, organisation.name, organisation.id LIMIT :limit"
     )
 
 
