@@ -25,7 +25,7 @@ from engine.errors import Conflict, InputError, StorageError
 
 __all__ = ["HEAD_REVISION", "Database", "normalise_url"]
 
-HEAD_REVISION = "0010"
+HEAD_REVISION = "0011"
 _MIGRATIONS = Path(__file__).parent / "migrations"
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _MISSING_PG = re.compile(r'(database|role) "([^"]+)" does not exist')

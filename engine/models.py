@@ -356,6 +356,7 @@ class StockBalance(SQLModel, table=True):
             sqlite_where=sa.text("bucket = 'available' AND quantity > 0"),
             postgresql_where=sa.text("bucket = 'available' AND quantity > 0"),
         ),
+        sa.Index("ix_stock_balance_item_bucket", "item", "bucket", "holder", "quantity"),
     )
 
     holder: str = Field(foreign_key="organisation.id", primary_key=True)

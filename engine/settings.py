@@ -129,6 +129,10 @@ class Settings:
     checkpoint_key: SecretStr = field(default_factory=lambda: SecretStr(""))
     # file holding the HMAC key of audit checkpoints, outside the database
     checkpoint_key_file: str = ""
+    # daily critical-care capacity snapshot due at (Paris time; issue 13)
+    beds_capacity_due: str = "14:00"
+    # réanimation + surveillance continue occupancy above which the ARS is alerted (0 to 1)
+    beds_alert_threshold: float = 0.9
     # FULL survives a power cut with every committed transition; NORMAL is faster
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
 
@@ -302,6 +306,8 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "max_body_bytes": _bounded(_integer, gt=0),
     "checkpoint_key": _secret,
     "checkpoint_key_file": _text,
+    "beds_capacity_due": _text,
+    "beds_alert_threshold": _bounded(_number, gt=0, le=1),
     "sqlite_synchronous": _one_of("FULL", "NORMAL"),
 }
 

@@ -401,6 +401,8 @@ STOCK_BALANCE = sa.Table(
     sa.CheckConstraint("quantity >= 0", name="quantity_not_negative"),
     # what is available, found without walking the emptied rows (0010, the ECMO fleet)
     PartialIndex("ix_stock_balance_available", "holder", "item", where=_AVAILABLE),
+    # 0011: who holds an item in a bucket (transfer candidates: free beds of a category)
+    sa.Index("ix_stock_balance_item_bucket", "item", "bucket", "holder", "quantity"),
 )  # fmt: skip
 
 MOVEMENT = sa.Table(

@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # the scheduler loads only with the commands that run a worke
     from notifications.outbox import Outbox
     from notifications.rules import NoticeBook
     from notifications.service import Notices
+    from resources.beds.service import Beds
     from resources.service import Resources
 
 __all__ = ["App", "LazyOutbox", "build_app", "build_worker", "closing_apps"]
@@ -60,6 +61,13 @@ class App:
                 self.db, self.runner.clock, self.runner.uow, obligation_kinds(self.settings)
             )
         return self._resources
+
+    @property
+    def beds(self) -> Beds:
+        """The critical-care capacity service (issue 13), over the resources service."""
+        from resources.beds.service import Beds
+
+        return Beds(self.resources, self.settings.beds_alert_threshold)
 
     @property
     def notices(self) -> Notices:

@@ -167,6 +167,51 @@ FRENCH: dict[str, str] = {
         "n'a été enregistré."
     ),
     **PPE_FRENCH,
+    # critical-care capacity (issue 13, resources.beds)
+    "armed_over_installed": (
+        "{category} : {armed} lits armés pour {installed} lits installés. Rien n'a été enregistré."
+    ),
+    "occupied_over_armed": (
+        "{category} : {used} lits occupés ou réservés Covid pour {armed} lits armés. "
+        "Rien n'a été enregistré."
+    ),
+    "reserved_over_armed": (
+        "{category} : {reserved} lit(s) réservé(s) pour des transferts acceptés ne tiennent "
+        "plus dans les {armed} lits armés. Rien n'a été enregistré."
+    ),
+    "bad_bed_count": "« {value} » n'est pas un nombre de lits valable. Rien n'a été enregistré.",
+    "bad_bed_category": "Catégorie de lits inconnue : « {category} ».",
+    "no_bed_category": "Indiquez les lits d'au moins une catégorie.",
+    "unknown_tier": (
+        "Le palier {tier} n'existe pas dans le plan capacitaire de l'établissement "
+        "(paliers déclarés : {tiers})."
+    ),
+    "bad_plan_blanc": "Niveau de plan blanc {level} : 0, 1 ou 2.",
+    "bad_tier": "Palier « {tier} » : un palier va de 1 à 9.",
+    "no_tier": "Un plan capacitaire déclare au moins un palier.",
+    "no_activity": "Indiquez au moins une activité déprogrammée, avec son ampleur.",
+    "bad_extent": "{activity} : l'ampleur « {extent} » est un pourcentage de 1 à 100.",
+    "cell_not_collegial": (
+        "La décision est collégiale : nommez au moins deux membres de la cellule de "
+        "programmation/déprogrammation."
+    ),
+    "bad_protected": "Catégorie protégée inconnue : « {category} ».",
+    "no_deprogramming": "Aucune décision de déprogrammation n° {decision} pour cet établissement.",
+    "already_reversed": "La déprogrammation n° {decision} est déjà levée.",
+    "establishment_outside_scope": (
+        "Établissement {org} introuvable dans votre périmètre. Rien n'a été enregistré."
+    ),
+    "not_an_establishment": "{org} n'est pas un établissement de santé.",
+    "not_the_ars": "Seule l'ARS de la région {region} fixe ses cibles capacitaires.",
+    "bad_capacity_file": "Le fichier est refusé, rien n'a été enregistré :",
+    "no_bed_available": (
+        "L'établissement {org} ne déclare aucun lit disponible dans cette catégorie : choisissez "
+        "un établissement qui en a un (liste des lits disponibles), ou motivez la proposition "
+        "sans lit (« Motif de proposition sans lit disponible déclaré »)."
+    ),
+    "mission_national_only": (
+        "Une mission EVASAN est organisée par le niveau national (CCS) seulement."
+    ),
 }
 # The ECMO fleet (issue 11): consoles, circuits, the weekly inventory and its import.
 FRENCH.update(

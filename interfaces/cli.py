@@ -16,6 +16,7 @@ import typer
 
 from engine.errors import InputError
 from interfaces import cli_params
+from interfaces.beds_cli import beds_app
 from interfaces.notices_cli import notices_app
 from interfaces.output import (
     console,
@@ -53,6 +54,7 @@ app.add_typer(notices_app, name="notices")
 app.add_typer(users_app, name="users")
 app.add_typer(ppe_app, name="ppe")
 app.add_typer(__import__("interfaces.ecmo_cli").ecmo_cli.ecmo_app, name="ecmo")  # issue 11
+app.add_typer(beds_app, name="beds")  # issue 13: critical-care capacity
 app.command("serve")(serve)
 
 Json = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]

@@ -40,6 +40,7 @@ from interfaces.app import build_app
 from notifications.channels import EmlChannel
 from notifications.dispatcher import dispatch
 from resources import ecmo_demo
+from resources.beds import demo as beds_demo
 from workflows import default_registry
 from workflows.directory import load_directory
 
@@ -143,6 +144,8 @@ class _Cast:
             ).all()
         self.by_org = {(u.role, u.org): u.login for u in users}
         self.fleet: Any = None  # the ECMO fleet (resources.ecmo_demo), set by run_demo
+        # a receiving establishment with a free bed (set by run_demo: resources.beds.demo)
+        self.free_bed: Callable[[CaseView, str, random.Random], str | None] | None = None
 
     def who(self, role: str, case: CaseView) -> str:
         org = {
@@ -223,12 +226,21 @@ def _resolve_fields(
         if h.id != case.org and (where is None or getattr(h, where) == getattr(case, where))
     ]
     target = rng.choice(beds or cast.hospitals)
+    # where the beds are (issue 13): an establishment with a free bed in the resolver's scope,
+    # else one without, the override's reason recorded
+    free = cast.free_bed(case, cast.who(level, case), rng) if cast.free_bed else None
+    target = next((h for h in cast.hospitals if h.id == free), target)
     by_land = target.region == case.region or not ({target.region, case.region} & _ISLANDS)
-    return {
+    fields: dict[str, object] = {
         "receiving_hospital": target.id,
         "means": rng.choice(("road", "air", "rail") if by_land else ("air", "sea")),
         "date": str(today),
     }
+    if free is None:
+        fields["bed_override_reason"] = (
+            "accord direct du réanimateur de garde, lit en cours de libération"
+        )
+    return fields
 
 
 _ISLANDS = frozenset({"GUA", "MTQ", "GUF", "REU", "MYT", "COR"})  # the demo's own region codes
@@ -504,6 +516,10 @@ def run_demo(
     from resources.ppe.demo import play_ppe  # eight weeks of PPE stock reports (issue 12)
 
     summary.ppe = play_ppe(app, clock, seed)
+    clock.set(end - timedelta(hours=60))  # critical-care capacity first (issue 13)
+    beds_demo.play_capacity(app, clock, list(cast.hospitals), seed)
+    cast.free_bed = lambda case, login, r: beds_demo.free_bed_for(app, case, login, r)
+    clock.set(end - timedelta(hours=6))
     step = timedelta(hours=6) / (cases_per_kind * 3)
     for n in range(cases_per_kind):
         for spec in registry:
@@ -511,6 +527,8 @@ def run_demo(
             _play(runner, clock, spec, cast, rng, n, summary, end)
             clock.set(start + step)  # cases interleave on one simulated morning
             on_case(1)
+    clock.set(end - timedelta(hours=4))  # one EVASAN mission, a proposal declined (issue 13)
+    beds_demo.play_evasan(app, clock, summary)
     clock.set(end)  # the worker catches up with the present: overdue cases climb by themselves
     summary.swept = sweep(runner).counts()
     _leave_waiting(runner, cast, rng, summary)  # fresh: their deadlines run from now

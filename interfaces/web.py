@@ -89,6 +89,11 @@ def create_web(app: App, accounts: Accounts | None = None) -> FastAPI:
     web.include_router(ecmo_desk.router)
     web.include_router(situation.router)  # the situation room: API and desk (issue 14)
     web.include_router(situation.desk_router)
+    from interfaces import beds_web  # issue 13: critical-care capacity (API and desk)
+
+    web.state.beds = app.beds
+    web.include_router(beds_web.api_router)
+    web.include_router(beds_web.desk_router)
     web.add_exception_handler(RegulError, _choose(problems.regul_error, desk.regul_error))
     web.add_exception_handler(
         problems.Problem, _choose(problems.interface_problem, desk.interface_problem)

@@ -298,7 +298,7 @@ def test_demo_plays_and_verifies(tmp_path: Path) -> None:
         # overdue loan and the case waiting in the region without a console (issue 11)
         "ecmo": 12 + 9 + 2,
         "ppe": 12 + 3 + summary["ppe"]["cases_opened"],  # + those the PPE alert rule opened
-        "transfer": 12 + 2,
+        "transfer": 12 + 2 + 3,  # + the EVASAN mission's three patients (resources.beds.demo)
     }
     assert summary["refusals"] > 0
     code, out, _ = regul(f"sqlite:///{db}", "audit", "verify", "--operator", "--json")

@@ -196,6 +196,7 @@ NOTICE_FIELDS: dict[str, str] = {
     "means": "Vecteur",
     "date": "Date du transfert",
     "bed_override_reason": "Motif de proposition sans lit disponible déclaré",
+    "evasan_mission": "Mission EVASAN",
     "item": "Article",
     "quantity": "Quantité",
     "quantity_received": "Quantité reçue",

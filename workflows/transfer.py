@@ -55,6 +55,9 @@ _RESOLVE = (
         required=False,
         label="Motif de proposition sans lit disponible déclaré",
     ),
+    # an EVASAN carries several patients: the national level names one mission for all its
+    # cases (resources.beds.effects refuses it at another level; listed by regul beds missions)
+    FieldSpec("evasan_mission", "ref", required=False, label="Mission EVASAN"),
 )
 
 # fmt: off
