@@ -26,7 +26,6 @@ from tests.test_browser import (
     ARTIFACTS,
     BROWSER_REQUIRED,
     CHROMIUM,
-    CHROMIUM_ARGS,
     FAST_HASH,
     LAPTOP,
     MISSING,
@@ -38,6 +37,7 @@ from tests.test_browser import (
     _open,
     _regul,
     _wait_until_up,
+    browser,  # noqa: F401 - the Chromium fixture, shared
 )
 
 if TYPE_CHECKING:
@@ -120,24 +120,8 @@ def open_by_region(db: Path, where: str = "1=1") -> dict[str, int]:
     return dict(rows)
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail(MISSING + " (required in CI: .ci/run installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
 @pytest.fixture
-def page(browser: Browser, room: Room) -> Iterator[Page]:
+def page(browser: Browser, room: Room) -> Iterator[Page]:  # noqa: F811
     context = browser.new_context(base_url=room.url, viewport=LAPTOP, locale="fr-FR")
     context.set_default_timeout(10_000)
     tab = context.new_page()
