@@ -101,8 +101,16 @@ class Runner:
             login,
             idempotency_key,
             request,
-            lambda tx, actor: self.decider.open(actor, kind, tx.place(org), fields, tx.now),
+            lambda tx, actor: self._opened(
+                tx, self.decider.open(actor, kind, tx.place(org), fields, tx.now)
+            ),
         )
+
+    def _opened(self, tx: Tx, outcome: Outcome) -> Outcome:
+        """An opening's effects on resources (an ECMO case opened where no console is free)."""
+        if self.effects is None or outcome.refusal is not None or outcome.case is None:
+            return outcome
+        return self.effects(tx, outcome.case, outcome)
 
     def advance(
         self,
@@ -138,7 +146,8 @@ class Runner:
     def with_effects(self, tx: Tx, before: CaseView, outcome: Outcome) -> Outcome:
         """The outcome with what its transition does to resources (``effects``, injected by
         the composition root: the ledgers live beside the engine, not in it). A refusal or
-        an outcome that changes no state is returned as it is."""
+        an outcome that changes no state is returned as it is. An opening's outcome
+        (``opened`` set, ``before`` the new case) goes to the same effects (``_opened``)."""
         if self.effects is None or outcome.refusal is not None or not outcome.values:
             return outcome
         return self.effects(tx, before, outcome)

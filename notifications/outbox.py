@@ -363,6 +363,9 @@ class Outbox:
         if row.region:
             rows.append(["Région", self.directory.region_name(row.region)])
         rows += [[str(label), str(value)] for label, value in values.get("rows", [])]
+        case = draft.data.get("case")  # the case the event is about, when there is one
+        if case and not any(label == "Dossier" for label, _value in rows):
+            rows.append(["Dossier", str(case)])
         facts = {
             "series": series,
             "national": issuer.national,
@@ -378,7 +381,10 @@ class Outbox:
             "date": at[:10],
             "objet": objet,
             "case": None,
-            "holder": {"name": row.name, "finess": row.id, "kind": row.kind},
+            "holder": {
+                "name": row.name, "finess": row.id, "kind": row.kind,
+                "region": self.directory.region_name(row.region) if row.region else "",
+            },  # fmt: skip
             "holder_rows": rows,
             "values": values,
             "event": {

@@ -43,6 +43,7 @@ import sqlalchemy as sa
 from engine import tables
 from engine.errors import Conflict, InputError, NotFound, NotPermitted
 from engine.values import (
+    SYSTEM,
     Actor,
     CaseView,
     Draft,
@@ -144,6 +145,8 @@ def _draft(actor: Actor | Draft, action: str, reason: str = "", **data: Any) -> 
 def effects(tx: Tx, before: CaseView, outcome: Outcome) -> Outcome:
     """What an ECMO transition does to the fleet (module docstring); raises to refuse."""
     after = outcome.case
+    if outcome.opened is not None and after is not None:
+        return _opened(tx, after, outcome)
     if after is None or after.state == before.state:
         return outcome
     by = next((e for e in outcome.events if e.actor != "system"), outcome.events[0])
@@ -180,6 +183,20 @@ def effects(tx: Tx, before: CaseView, outcome: Outcome) -> Outcome:
         _draft(by, action, case=before.reference, consoles=list(serials), borrower=before.org),
         tuple(legs),
     )
+    return replace(outcome, ledger=(*outcome.ledger, entry))
+
+
+def _opened(tx: Tx, case: CaseView, outcome: Outcome) -> Outcome:
+    """A case opened in a region where no console is available: its ARS and the regional
+    referent are alerted *Pour action*, the CCS informed (in the requester's stream)."""
+    if _rows(tx, _REGION_AVAILABLE, (case.region, NATIONAL)):
+        return outcome
+    by = outcome.events[0]  # the opening
+    values = {"rows": [["Consoles disponibles dans la région", "0"],
+                       ["Demande ECMO", "ouverte ce jour, en attente de régulation"]]}  # fmt: skip
+    notice = HolderNotice("ecmo_region_empty", ("ars", "sfctcv"), ("ccs",), values, issuer="ars")
+    draft = _draft(SYSTEM, "ecmo_region_empty", region=case.region, requester=by.org)
+    entry = LedgerEntry(case.org, draft, notice=notice)
     return replace(outcome, ledger=(*outcome.ledger, entry))
 
 
@@ -270,6 +287,11 @@ _MORE_AVAILABLE = (
     "WHERE o.region = (SELECT region FROM organisation WHERE id = ?) AND b.holder <> ? "
     "AND b.bucket = 'available' AND b.quantity > 0 AND b.item LIKE 'console:%' LIMIT ?"
 )
+_REGION_AVAILABLE = (
+    "SELECT 1 FROM stock_balance b JOIN organisation o ON o.id = b.holder "
+    "WHERE o.region = ? AND b.holder <> ? AND b.bucket = 'available' AND b.quantity > 0 "
+    "AND b.item LIKE 'console:%' LIMIT 1"
+)
 _NATIONAL_AVAILABLE = (
     "SELECT 1 FROM stock_balance WHERE holder = ? AND bucket = 'available' AND quantity > 0 "
     "AND item LIKE 'console:%' LIMIT ?"
@@ -300,14 +322,10 @@ def _empty_alert(tx: Tx, holder: str, taken: int, case: CaseView) -> HolderNotic
 
 
 def _centres(conn: Any) -> list[str]:
-    """The ECMO centres: the establishments owning at least one console."""
+    """The ECMO centres: the establishments owning at least one console, and the national
+    stock (held for the CCS: reminded to the CCS, escalated to the national SFCTCV)."""
     return list(
-        conn.execute(
-            sa.select(_CONSOLE.c.owner)
-            .where(_CONSOLE.c.owner != NATIONAL)
-            .distinct()
-            .order_by(_CONSOLE.c.owner)
-        ).scalars()
+        conn.execute(sa.select(_CONSOLE.c.owner).distinct().order_by(_CONSOLE.c.owner)).scalars()
     )
 
 

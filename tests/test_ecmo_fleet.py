@@ -306,6 +306,43 @@ def test_last_console_of_a_region_alerts_its_ars(ctx: Ctx) -> None:
     assert "AUCUNE CONSOLE ECMO DISPONIBLE" in rows[0].subject
 
 
+def test_a_case_opened_in_a_region_without_a_free_console_alerts_its_ars(ctx: Ctx) -> None:
+    """No console available in Occitanie when Toulouse opens: its ARS and the regional SFCTCV
+    referent are alerted Pour action, the CCS informed; a region with one free console is not."""
+    f = with_fleet(ctx, outbox=True)
+    equip(f, MARSEILLE, ["SN-PAC"])  # another region's console does not count
+    first = make_case(f.ctx, "ecmo", hospital=TOULOUSE)
+    (row,) = notices(f.ctx, NOTICE_TABLE.c.kind == "ecmo_region_empty")
+    assert [r["name"] for r in row.recipients["action"]] == [
+        "ARS Occitanie",
+        "Référent régional ECMO SFCTCV Occitanie",
+    ]
+    assert [r["org"] for r in row.recipients["info"]] == ["CCS"]
+    assert f"Dossier : {first.reference}" in row.body_text
+    assert "CHU de Toulouse" in row.body_text
+    equip(f, LENDER, ["SN-1"])  # now Occitanie has one
+    make_case(f.ctx, "ecmo", hospital=TOULOUSE)
+    assert f.ctx.count("notice", "kind = 'ecmo_region_empty'") == 1
+    with f.ctx.db.read() as conn:
+        assert audit.verify(conn).ok
+
+
+def test_the_national_stock_owes_its_weekly_inventory(ctx: Ctx) -> None:
+    """The national stock is reminded to the CCS, then escalated to the national SFCTCV."""
+    f = with_fleet(ctx, outbox=True)
+    equip(f, NATIONAL, ["SN-N1"])
+    f.ctx.clock.set(datetime(2026, 11, 23, 7, 0, tzinfo=UTC))  # Monday 08:00 Paris
+    f.resources.sweep_obligations()
+    f.ctx.clock.advance(timedelta(hours=4))
+    assert [(r.holder, r.outcome) for r in f.resources.sweep_obligations()] == [
+        (NATIONAL, "reminded")
+    ]
+    f.ctx.clock.advance(timedelta(hours=25))
+    assert [r.outcome for r in f.resources.sweep_obligations()] == ["escalated"]
+    (late,) = notices(f.ctx, NOTICE_TABLE.c.kind == "report_late")
+    assert [r["org"] for r in late.recipients["action"]] == ["SFCTCV"]
+
+
 def test_registry_refuses_a_duplicate_and_outsiders(f: F) -> None:
     equip(f, LENDER, ["SN-1"])
     before = f.ctx.snapshot()
@@ -371,6 +408,7 @@ def test_xlsx_import(f: F, tmp_path: Any) -> None:
 def test_the_last_national_console_alerts_the_ccs_and_the_sfctcv(ctx: Ctx) -> None:
     f = with_fleet(ctx, outbox=True)
     equip(f, NATIONAL, ["NAT-1"])
+    equip(f, LENDER, ["SN-OCC"])  # Occitanie has one: its opening raises no regional alert
     case = at_review(f, "national_regulation")
     f.ctx.runner.advance(
         reference=case.reference, trigger="resolve", login="ccs", reason="stock national",
