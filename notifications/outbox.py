@@ -382,9 +382,11 @@ class Outbox:
             "objet": objet,
             "case": None,
             "holder": {
-                "name": row.name, "finess": row.id, "kind": row.kind,
+                "name": row.name,
+                "finess": row.id,
+                "kind": row.kind,
                 "region": self.directory.region_name(row.region) if row.region else "",
-            },  # fmt: skip
+            },
             "holder_rows": rows,
             "values": values,
             "event": {
