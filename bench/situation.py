@@ -132,6 +132,7 @@ def seed(db: Database, args: argparse.Namespace, now: datetime) -> dict[str, int
         for part in chunks(deadlines):
             conn.execute(tables.DEADLINE.insert(), part)
         sizes = seed_reports(conn, orgs, args, now, rng)
+        sizes.update(seed_ecmo(conn, orgs, args, now, rng))
     return {"establishments": len(orgs), "cases": len(cases), **sizes}
 
 
@@ -183,6 +184,41 @@ def seed_reports(
     return {"obligations": len(obligations), "reports": len(reports), "balances": len(balances)}
 
 
+def seed_ecmo(
+    conn: Any, orgs: list[dict[str, Any]], args: argparse.Namespace, now: datetime, rng: Any
+) -> dict[str, int]:
+    """One establishment in eleven an ECMO centre (2 to 5 consoles in their statuses, circuits,
+    weekly inventories, the last ones partly missing), and a national stock of 20 consoles."""
+    buckets = ("available", "available", "in_use", "lent", "reserved", "maintenance")
+    balances, reports = [], []
+    centres = [org["id"] for org in orgs[::11]]  # every region
+    for holder in [*centres, "CCS"]:
+        for k in range(20 if holder == "CCS" else rng.randrange(2, 6)):
+            balances.append(
+                {"holder": holder, "item": f"console:{holder}-{k}", "bucket": rng.choice(buckets),
+                 "quantity": 1, "updated_at": now}
+            )  # fmt: skip
+        balances.append(
+            {"holder": holder, "item": "circuit", "bucket": "available",
+             "quantity": rng.randrange(0, 30), "updated_at": now}
+        )  # fmt: skip
+        if holder == "CCS":
+            continue
+        for week in range(args.weeks):
+            if week == args.weeks - 1 and rng.random() < 0.2:
+                continue
+            at = now - timedelta(weeks=args.weeks - 1 - week)
+            reports.append(
+                {"kind": "ecmo_inventory", "holder": holder, "period": week_of(at), "version": 1,
+                 "at": at, "actor": "bench", "stream_seq": 100 + week, "data": {}}
+            )  # fmt: skip
+    for part in chunks(balances):
+        conn.execute(tables.STOCK_BALANCE.insert(), part)
+    for part in chunks(reports):
+        conn.execute(tables.RESOURCE_REPORT.insert(), part)
+    return {"ecmo_centres": len(centres), "ecmo_balances": len(balances)}
+
+
 # -- the floor: the same aggregates in plain SQL ------------------------------------------------
 
 FLOOR = (
@@ -211,6 +247,23 @@ FLOOR = (
     # missing by period
     "SELECT o.period, count(*) FROM obligation o JOIN organisation g ON g.id = o.holder "
     "WHERE o.due_at <= :now AND o.status <> 'met' GROUP BY o.period",
+    # the ECMO fleet by holder, the last inventories, the open loans
+    "SELECT b.holder, g.name, g.region, sum(CASE WHEN b.item LIKE 'console:%' THEN b.quantity "
+    "ELSE 0 END), sum(CASE WHEN b.item LIKE 'console:%' AND b.bucket = 'available' "
+    "THEN b.quantity ELSE 0 END), sum(CASE WHEN b.item LIKE 'console:%' AND b.bucket = 'in_use' "
+    "THEN b.quantity ELSE 0 END), sum(CASE WHEN b.item LIKE 'console:%' AND b.bucket IN "
+    "('lent', 'in_transit') THEN b.quantity ELSE 0 END), sum(CASE WHEN b.item LIKE 'console:%' "
+    "AND b.bucket = 'reserved' THEN b.quantity ELSE 0 END), sum(CASE WHEN b.item LIKE "
+    "'console:%' AND b.bucket = 'maintenance' THEN b.quantity ELSE 0 END), sum(CASE WHEN "
+    "b.item = 'circuit' AND b.bucket = 'available' THEN b.quantity ELSE 0 END) "
+    "FROM stock_balance b JOIN organisation g ON g.id = b.holder "
+    "WHERE b.item LIKE 'console:%' OR b.item = 'circuit' GROUP BY b.holder, g.name, g.region",
+    "SELECT r.holder, max(r.period), max(r.at) FROM resource_report r JOIN organisation g "
+    "ON g.id = r.holder WHERE r.kind = 'ecmo_inventory' GROUP BY r.holder",
+    "SELECT c.id, c.state, c.org, g.name, c.region, c.fields, d.due_at FROM regul_case c "
+    "JOIN organisation g ON g.id = c.org LEFT JOIN deadline d ON d.case_id = c.id "
+    "AND d.status = 'open' WHERE c.kind = 'ecmo' AND c.state IN ('dispatched', 'in_service', "
+    "'return_declared') ORDER BY c.id",
 )
 
 
@@ -221,7 +274,7 @@ def floor(db: Database, now: datetime, runs: int, weeks: int) -> tuple[list[floa
 
     def bind(text: str) -> tuple[str, dict[str, Any]]:
         if pg:
-            return re.sub(r":(\w+)", r"%(\1)s", text), instants
+            return re.sub(r":(\w+)", r"%(\1)s", text.replace("%", "%%")), instants
         return text, {k: _sqlite_at(v) for k, v in instants.items()}
 
     statements = [bind(s) for s in FLOOR]
