@@ -161,9 +161,7 @@ def seed_reports(
                     {
                         "kind": "ppe_stock", "holder": org["id"], "period": period,
                         "version": 1, "at": due, "actor": "bench", "stream_seq": week + 1,
-                        "data": {i: {"on_hand": rng.randrange(0, 50000),
-                                     "weekly_consumption": rng.randrange(100, 9000)}
-                                 for i in ITEMS},
+                        "data": {"lines": {i: _line(rng) for i in ITEMS}},
                     }
                 )  # fmt: skip
     for org in orgs:
@@ -181,6 +179,19 @@ def seed_reports(
     for part in chunks(balances):
         conn.execute(tables.STOCK_BALANCE.insert(), part)
     return {"obligations": len(obligations), "reports": len(reports), "balances": len(balances)}
+
+
+def _line(rng: Any) -> dict[str, Any]:
+    """One item of a weekly PPE report as ``resources.ppe.stock`` stores it."""
+    on_hand, consumed, crisis = (
+        rng.randrange(0, 50000), rng.randrange(100, 9000), rng.randrange(100, 9000),
+    )  # fmt: skip
+    weeks = round(on_hand / crisis, 2)
+    level = "critical" if weeks < 1 else "low" if weeks < 3 else "ok"
+    return {
+        "on_hand": on_hand, "consumed": consumed, "crisis": crisis, "weeks": weeks,
+        "level": level, "crisis_source": "declared", "threshold": 3.0, "critical": 1.0,
+    }  # fmt: skip
 
 
 # -- the floor: the same aggregates in plain SQL ------------------------------------------------

@@ -49,6 +49,7 @@ def _load() -> Any:
     """Import the resource modules, which register themselves (added by each module)."""
     import resources.beds
     import resources.ecmo
+    import resources.ppe.panel  # situation room: the « EPI » panel
     import resources.ppe.stock  # noqa: F401 - PPE stocks: ppe_stock, the ppe case's shipments
 
     return None
