@@ -39,6 +39,7 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -162,9 +163,7 @@ def seed_reports(
                     {
                         "kind": "ppe_stock", "holder": org["id"], "period": period,
                         "version": 1, "at": due, "actor": "bench", "stream_seq": week + 1,
-                        "data": {i: {"on_hand": rng.randrange(0, 50000),
-                                     "weekly_consumption": rng.randrange(100, 9000)}
-                                 for i in ITEMS},
+                        "data": {"lines": {i: _line(rng) for i in ITEMS}},
                     }
                 )  # fmt: skip
     for org in orgs:
@@ -219,6 +218,19 @@ def seed_ecmo(
     return {"ecmo_centres": len(centres), "ecmo_balances": len(balances)}
 
 
+def _line(rng: Any) -> dict[str, Any]:
+    """One item of a weekly PPE report as ``resources.ppe.stock`` stores it."""
+    on_hand, consumed, crisis = (
+        rng.randrange(0, 50000), rng.randrange(100, 9000), rng.randrange(100, 9000),
+    )  # fmt: skip
+    weeks = round(on_hand / crisis, 2)
+    level = "critical" if weeks < 1 else "low" if weeks < 3 else "ok"
+    return {
+        "on_hand": on_hand, "consumed": consumed, "crisis": crisis, "weeks": weeks,
+        "level": level, "crisis_source": "declared", "threshold": 3.0, "critical": 1.0,
+    }  # fmt: skip
+
+
 # -- the floor: the same aggregates in plain SQL ------------------------------------------------
 
 FLOOR = (
@@ -267,17 +279,65 @@ FLOOR = (
 )
 
 
+def ppe_floor(pg: bool) -> tuple[str, ...]:
+    """The « EPI » panel's aggregates in plain SQL: the latest report per establishment (its
+    items' weeks, level, crisis read with JSON paths), the weekly consumption, the balances,
+    this week's obligations."""
+    from resources.ppe.items import ITEMS as REPORT_ITEMS
+
+    def path(item: str, key: str, cast: str) -> str:
+        if pg:
+            return f"CAST(r.data #>> '{{lines,{item},{key}}}' AS {cast})"
+        return f"CAST(json_extract(r.data, '$.lines.{item}.{key}') AS {cast})"
+
+    def text(item: str, key: str) -> str:
+        if pg:
+            return f"r.data #>> '{{lines,{item},{key}}}'"
+        return f"json_extract(r.data, '$.lines.{item}.{key}')"
+
+    real = "DOUBLE PRECISION" if pg else "REAL"
+    picked = ", ".join(
+        f"{path(i.key, 'weeks', real)}, {text(i.key, 'level')}, {path(i.key, 'crisis', 'INTEGER')}"
+        for i in REPORT_ITEMS
+    )
+    sums = ", ".join(f"sum({path(i.key, 'consumed', 'INTEGER')})" for i in REPORT_ITEMS)
+    held = (
+        "SELECT b.item, sum(b.quantity) FROM stock_balance b JOIN organisation g "
+        "ON g.id = b.holder WHERE g.kind = '{kind}' AND b.bucket = '{bucket}' GROUP BY b.item"
+    )
+    return (
+        f"SELECT g.region, {picked} FROM resource_report r JOIN (SELECT id, row_number() OVER "
+        "(PARTITION BY holder ORDER BY period DESC, version DESC) AS rk FROM resource_report "
+        "WHERE kind = 'ppe_stock') x ON x.id = r.id JOIN organisation g ON g.id = r.holder "
+        "WHERE x.rk = 1",
+        f"SELECT r.period, {sums} FROM resource_report r JOIN (SELECT id, row_number() OVER "
+        "(PARTITION BY holder, period ORDER BY version DESC) AS rk FROM resource_report "
+        "WHERE kind = 'ppe_stock' AND period >= :p0) x ON x.id = r.id WHERE x.rk = 1 "
+        "GROUP BY r.period",
+        held.format(kind="hospital", bucket="in_transit"),
+        held.format(kind="ght", bucket="in_transit"),
+        held.format(kind="ars", bucket="on_hand"),
+        held.format(kind="spf", bucket="on_hand"),
+        "SELECT count(*), sum(CASE WHEN o.status = 'met' THEN 1 ELSE 0 END), "
+        "sum(CASE WHEN o.status = 'late' THEN 1 ELSE 0 END) FROM obligation o JOIN organisation "
+        "g ON g.id = o.holder WHERE o.kind = 'ppe_stock' AND o.period = :pw",
+    )
+
+
 def floor(db: Database, now: datetime, runs: int, weeks: int) -> tuple[list[float], Any]:
     """Each run: the statements above on one raw driver connection, in one read transaction."""
     pg = db.engine.dialect.name == "postgresql"
-    instants = {"now": now, **{f"w{i}": at for i, at in enumerate(week_starts(now, weeks))}}
+    starts = week_starts(now, weeks)
+    instants: dict[str, Any] = {"now": now, **{f"w{i}": at for i, at in enumerate(starts)}}
+    instants.update(p0=week_of(starts[0]), pw=week_of(now))
 
     def bind(text: str) -> tuple[str, dict[str, Any]]:
+        used = {k: v for k, v in instants.items() if f":{k}" in text}
         if pg:
-            return re.sub(r":(\w+)", r"%(\1)s", text.replace("%", "%%")), instants
-        return text, {k: _sqlite_at(v) for k, v in instants.items()}
+            return re.sub(r":(\w+)", r"%(\1)s", text.replace("%", "%%")), used
+        return text, {k: _sqlite_at(v) if isinstance(v, datetime) else v for k, v in used.items()}
 
-    statements = [bind(s) for s in FLOOR]
+    statements = [bind(s) for s in (*FLOOR, *ppe_floor(pg))]
     times, first = [], None
     raw = db.engine.raw_connection()
     try:
@@ -440,6 +500,14 @@ def measure(
     weekly = [float(v or 0) for v in found[3][0]]
     if [p["value"] for p in figures["panels"]["cases"]["series"]["points"]] != weekly:
         raise RuntimeError("weekly openings differ from the SQL's")
+    by_region: dict[str, list[float]] = {}
+    for row in found[len(FLOOR)]:
+        for weeks in row[1::3]:
+            if weeks is not None:
+                by_region.setdefault(row[0], []).append(float(weeks))
+    wanted = {k: round(median(v), 2) for k, v in by_region.items()}
+    if figures["panels"]["ppe"]["measure"]["by_region"] != wanted:
+        raise RuntimeError("the PPE panel's median weeks of cover differ from the SQL's")
     if b"<svg" not in page:
         raise RuntimeError("the page has no chart")
     return {

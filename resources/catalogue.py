@@ -50,6 +50,7 @@ def _load() -> Any:
     import resources.beds
     import resources.ecmo
     import resources.ecmo_panel
+    import resources.ppe.panel  # situation room: the « EPI » panel
     import resources.ppe.stock  # noqa: F401 - PPE stocks: ppe_stock, the ppe case's shipments
 
     return None
