@@ -95,27 +95,36 @@ def _scoped(query: Any, view: View) -> Any:
     return query if where is None else query.where(where)
 
 
-def _sum_of(category: str, bucket: str) -> Any:
-    from resources.beds.core import item_of
-
-    b = _BALANCE.c
-    hit = sa.and_(b.item == item_of(category), b.bucket == bucket)
-    return sa.func.sum(sa.case((hit, b.quantity), else_=0)).label(f"{category}__{bucket}")
-
-
-def _beds(conn: Connection, view: View, keys: list[Any]) -> list[Any]:
-    """Per group (``keys``): establishments and the sum of each (category, bucket)."""
-    from resources.beds.core import BUCKETS
-
+def _beds(conn: Connection, view: View, keys: list[Any]) -> list[dict[str, Any]]:
+    """Per group (``keys``): its key values, its establishments and, per (category, bucket),
+    the sum of the balances (``"<category>__<bucket>"``): one GROUP BY of plain sums, pivoted
+    here (a conditional sum per bucket costs the database more)."""
     o, b = _ORG.c, _BALANCE.c
-    sums = [_sum_of(c, bucket) for c in CRITICAL for bucket in BUCKETS]
-    query = (
-        sa.select(*keys, sa.func.count(sa.distinct(b.holder)).label("establishments"), *sums)
+    sums = (
+        sa.select(*keys, b.item, b.bucket, sa.func.sum(b.quantity).label("quantity"))
+        .select_from(_BALANCE.join(_ORG, o.id == b.holder))
+        .where(b.item.in_(ITEMS))
+        .group_by(*keys, b.item, b.bucket)
+    )
+    counted = (
+        sa.select(*keys, sa.func.count(sa.distinct(b.holder)).label("establishments"))
         .select_from(_BALANCE.join(_ORG, o.id == b.holder))
         .where(b.item.in_(ITEMS))
         .group_by(*keys)
     )
-    return list(conn.execute(_scoped(query, view)))
+    n = len(keys)
+    out: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in conn.execute(_scoped(counted, view)):
+        out[tuple(row[:n])] = {
+            **{k.name: v for k, v in zip(keys, row[:n], strict=True)},
+            "establishments": int(row.establishments),
+        }
+    for row in conn.execute(_scoped(sums, view)):
+        group = out.get(tuple(row[:n]))
+        if group is not None:
+            category = str(row.item).split(":", 1)[1]
+            group[f"{category}__{row.bucket}"] = int(row.quantity or 0)
+    return list(out.values())
 
 
 def _tiers(conn: Connection, view: View, keys: list[Any]) -> dict[Any, Any]:
@@ -124,13 +133,11 @@ def _tiers(conn: Connection, view: View, keys: list[Any]) -> dict[Any, Any]:
     from resources.beds.core import REPORT
 
     o, r = _ORG.c, _REPORT.c
-    last = _scoped(
-        sa.select(sa.func.max(r.id).label("id"))
-        .select_from(_REPORT.join(_ORG, o.id == r.holder))
-        .where(r.kind == REPORT)
-        .group_by(r.holder),
-        view,
-    ).subquery()
+    last_q = sa.select(sa.func.max(r.id).label("id")).where(r.kind == REPORT).group_by(r.holder)
+    where = view.holders(_ORG)
+    if where is not None:  # the holders in view (nationally: every one, no join)
+        last_q = last_q.join(_ORG, o.id == r.holder).where(where)
+    last = last_q.subquery()
     tier = sa.func.coalesce(r.data["tier"].as_integer(), 0)
     blanc = sa.func.coalesce(r.data["plan_blanc"].as_integer(), 0)
     query = (
@@ -155,12 +162,13 @@ def _covid_changes(conn: Connection, view: View, instants: list[datetime]) -> li
         sa.func.sum(sa.case((m.at > t, m.delta), else_=0)).label(f"d{i}")
         for i, t in enumerate(instants)
     ]
-    query = (
-        sa.select(*sums)
-        .select_from(_MOVEMENT.join(_ORG, o.id == m.holder))
-        .where(m.item.in_(ITEMS), m.bucket == "occupied_covid", m.at > min(instants))
+    query = sa.select(*sums).where(
+        m.item.in_(ITEMS), m.bucket == "occupied_covid", m.at > min(instants)
     )
-    row = conn.execute(_scoped(query, view)).one()
+    where = view.holders(_ORG)
+    if where is not None:  # the holders in view (nationally: every one, no join)
+        query = query.select_from(_MOVEMENT.join(_ORG, o.id == m.holder)).where(where)
+    row = conn.execute(query).one()
     return [int(row[i] or 0) for i in range(len(instants))]
 
 
@@ -188,13 +196,13 @@ def _transfers(conn: Connection, view: View) -> dict[str, int]:
     return {key: int(row._mapping[key] or 0) for key in row._mapping}
 
 
-def _row_figures(row: Any) -> dict[str, Any]:
+def _row_figures(row: dict[str, Any]) -> dict[str, Any]:
     """The columns common to both kinds of rows, from one group's sums."""
     from resources.beds.core import BUCKETS, OCCUPIED, item_of, occupancy
     from resources.beds.reads import _figures
 
     found = {
-        (item_of(c), bucket): int(getattr(row, f"{c}__{bucket}") or 0)
+        (item_of(c), bucket): int(row.get(f"{c}__{bucket}", 0))
         for c in CRITICAL
         for bucket in BUCKETS
     }
@@ -232,11 +240,12 @@ def capacity_panel(
     tiers = _tiers(conn, view, keys)
     rows: list[dict[str, Any]] = []
     per_region: dict[str, list[int]] = {}  # region -> [occupied, armed]
-    for row in sorted(beds, key=lambda r: tuple(str(v or "") for v in r[: len(keys)])):
-        key = tuple(row[: len(keys)])
+    names_of_keys = [k.name for k in keys]
+    for row in sorted(beds, key=lambda r: tuple(str(r[k] or "") for k in names_of_keys)):
+        key = tuple(row[k] for k in names_of_keys)
         found = _row_figures(row)
         tier = tiers.get(key)
-        region = row.region or "—"
+        region = row["region"] or "—"
         sums = per_region.setdefault(region, [0, 0])
         sums[0] += found["occupied"]
         sums[1] += found["armed"]
@@ -244,8 +253,8 @@ def capacity_panel(
             rows.append(
                 {
                     "region": region,
-                    "name": row.name,
-                    "org": row.id,
+                    "name": row["name"],
+                    "org": row["id"],
                     **found,
                     "tier": int(tier.top_tier or 0) if tier is not None else 0,
                     "plan_blanc": int(tier.top_blanc or 0) if tier is not None else 0,
@@ -256,7 +265,7 @@ def capacity_panel(
                 {
                     "region": region,
                     "region_name": names.get(region, region),
-                    "establishments": int(row.establishments),
+                    "establishments": int(row["establishments"]),
                     **found,
                     "tiered": int(tier.tiered or 0) if tier is not None else 0,
                     "top_tier": int(tier.top_tier or 0) if tier is not None else 0,
