@@ -174,13 +174,77 @@ def seed_reports(
                     "quantity": rng.randrange(0, 50000), "updated_at": now,
                 }
             )  # fmt: skip
+    beds = seed_beds(conn, orgs, args, now, rng)
     for part in chunks(obligations):
         conn.execute(tables.OBLIGATION.insert(), part)
     for part in chunks(reports):
         conn.execute(tables.RESOURCE_REPORT.insert(), part)
     for part in chunks(balances):
         conn.execute(tables.STOCK_BALANCE.insert(), part)
-    return {"obligations": len(obligations), "reports": len(reports), "balances": len(balances)}
+    return {
+        "obligations": len(obligations),
+        "reports": len(reports) + beds["capacity_reports"],
+        "balances": len(balances) + beds["bed_balances"],
+        **beds,
+    }
+
+
+BED_ITEMS = ("bed:reanimation", "bed:surveillance_continue")
+BED_BUCKETS = ("available", "reserved", "occupied_covid", "occupied_other", "covid_reserve",
+               "unarmed")  # fmt: skip
+
+
+def seed_beds(
+    conn: Any, orgs: list[dict[str, Any]], args: argparse.Namespace, now: datetime, rng: Any
+) -> dict[str, int]:
+    """The capacity panel's data: a daily capacity report per establishment over the weeks
+    (tier, plan blanc), a movement of its Covid+ réanimation patients each day, and its bed
+    balances (two categories, six buckets)."""
+    reports, movements, balances = [], [], []
+    days = args.weeks * 7
+    for org in orgs:
+        covid = rng.randrange(0, 10)
+        for day in range(days):
+            at = now - timedelta(days=days - day)
+            delta = rng.choice((-1, 1, 2)) if covid > 1 else 1
+            covid += delta
+            movements.append(
+                {
+                    "at": at, "holder": org["id"], "item": "bed:reanimation",
+                    "bucket": "occupied_covid", "delta": delta, "kind": "report",
+                    "case_id": None, "report_id": None, "stream_seq": day + 1, "actor": "bench",
+                }
+            )  # fmt: skip
+            reports.append(
+                {
+                    "kind": "capacity", "holder": org["id"], "period": at.date().isoformat(),
+                    "version": 1, "at": at, "actor": "bench", "stream_seq": day + 1,
+                    "data": {"categories": {"reanimation": {"occupied_covid": covid}},
+                             "tier": rng.choice((0, 0, 1, 2)), "plan_blanc": rng.choice((0, 0, 2)),
+                             "plan_blanc_since": None},
+                }
+            )  # fmt: skip
+        for item in BED_ITEMS:
+            for bucket in BED_BUCKETS:
+                quantity = covid if (item, bucket) == (BED_ITEMS[0], "occupied_covid") else None
+                balances.append(
+                    {
+                        "holder": org["id"], "item": item, "bucket": bucket,
+                        "quantity": rng.randrange(0, 12) if quantity is None else quantity,
+                        "updated_at": now,
+                    }
+                )  # fmt: skip
+    for part in chunks(reports):
+        conn.execute(tables.RESOURCE_REPORT.insert(), part)
+    for part in chunks(movements):
+        conn.execute(tables.MOVEMENT.insert(), part)
+    for part in chunks(balances):
+        conn.execute(tables.STOCK_BALANCE.insert(), part)
+    return {
+        "capacity_reports": len(reports),
+        "bed_movements": len(movements),
+        "bed_balances": len(balances),
+    }
 
 
 def seed_ecmo(
@@ -259,6 +323,27 @@ FLOOR = (
     # missing by period
     "SELECT o.period, count(*) FROM obligation o JOIN organisation g ON g.id = o.holder "
     "WHERE o.due_at <= :now AND o.status <> 'met' GROUP BY o.period",
+    # capacity: beds by region (conditional sums per category and bucket)
+    "SELECT g.region, count(DISTINCT b.holder), "
+    + ", ".join(
+        f"sum(CASE WHEN b.item = '{i}' AND b.bucket = '{k}' THEN b.quantity ELSE 0 END)"
+        for i in BED_ITEMS
+        for k in BED_BUCKETS
+    )
+    + " FROM stock_balance b JOIN organisation g ON g.id = b.holder "
+    "WHERE b.item IN ('bed:reanimation', 'bed:surveillance_continue') GROUP BY g.region",
+    # capacity: the latest report's tier and plan blanc, by region (read in Python)
+    "SELECT g.region, r.data FROM resource_report r JOIN organisation g ON g.id = r.holder "
+    "WHERE r.id IN (SELECT max(id) FROM resource_report WHERE kind = 'capacity' "
+    "GROUP BY holder)",
+    # capacity: the Covid+ legs since each week's end and since 7 days
+    "SELECT "
+    + ", ".join(f"sum(CASE WHEN m.at > :w{i} THEN m.delta ELSE 0 END)" for i in range(1, 8))
+    + " FROM movement m JOIN organisation g ON g.id = m.holder WHERE m.item IN "
+    "('bed:reanimation', 'bed:surveillance_continue') AND m.bucket = 'occupied_covid' "
+    "AND m.at > :w1",
+    # capacity: open transfers by state
+    "SELECT state, count(*) FROM regul_case WHERE kind = 'transfer' AND NOT final GROUP BY state",
     # the ECMO fleet by holder, the last inventories, the open loans
     "SELECT b.holder, g.name, g.region, sum(CASE WHEN b.item LIKE 'console:%' THEN b.quantity "
     "ELSE 0 END), sum(CASE WHEN b.item LIKE 'console:%' AND b.bucket = 'available' "
@@ -334,7 +419,7 @@ def floor(db: Database, now: datetime, runs: int, weeks: int) -> tuple[list[floa
     def bind(text: str) -> tuple[str, dict[str, Any]]:
         used = {k: v for k, v in instants.items() if f":{k}" in text}
         if pg:
-            return re.sub(r":(\w+)", r"%(\1)s", text.replace("%", "%%")), used
+            return re.sub(r"(?<!\w):(\w+)", r"%(\1)s", text.replace("%", "%%")), used
         return text, {k: _sqlite_at(v) if isinstance(v, datetime) else v for k, v in used.items()}
 
     statements = [bind(s) for s in (*FLOOR, *ppe_floor(pg))]
@@ -508,6 +593,11 @@ def measure(
     wanted = {k: round(median(v), 2) for k, v in by_region.items()}
     if figures["panels"]["ppe"]["measure"]["by_region"] != wanted:
         raise RuntimeError("the PPE panel's median weeks of cover differ from the SQL's")
+    covid = sum(int(r[2 + 2]) + int(r[2 + 6 + 2]) for r in found[7])  # occupied_covid
+    capacity = {f["label"]: f["value"] for f in figures["panels"]["capacity"]["figures"]}
+    shown_covid = capacity["Patients Covid+ en soins critiques"]
+    if shown_covid != covid:
+        raise RuntimeError(f"Covid+ patients: page {shown_covid}, SQL {covid}")
     if b"<svg" not in page:
         raise RuntimeError("the page has no chart")
     return {

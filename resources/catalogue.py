@@ -48,6 +48,7 @@ def case_effects(settings: Settings) -> Effects | None:
 def _load() -> Any:
     """Import the resource modules, which register themselves (added by each module)."""
     import resources.beds
+    import resources.beds.panel  # the situation room's « Capacités de réanimation »
     import resources.ecmo
     import resources.ecmo_panel
     import resources.ppe.panel  # situation room: the « EPI » panel
